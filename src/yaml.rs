@@ -15,7 +15,7 @@ use granit_parser::{Event, Parser, ScalarStyle, Span};
 use serde_json::Value;
 
 /// A 1-based line and column in a source file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Pos {
     pub line: u32,
     pub col: u32,
