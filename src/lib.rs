@@ -1,3 +1,23 @@
 //! klt-render: turns Keptn task resources into plain Kubernetes manifests.
+//!
+//! The library is pure: [`render`] takes the input files' text and [`Options`] and returns
+//! ordered output documents plus diagnostics. Reading files, the environment and writing
+//! output belong to the adapters in the binary.
+
 pub mod diag;
+pub mod document;
+pub mod gojson;
+pub mod hash;
+pub mod job;
+pub mod model;
+pub mod options;
+pub mod render;
+pub mod schema;
+pub mod suggest;
+pub mod workload;
 pub mod yaml;
+
+pub use diag::{Diagnostic, Severity};
+pub use document::SourceFile;
+pub use options::{Mode, Options, Profile};
+pub use render::{OutDoc, Output, render};

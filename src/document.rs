@@ -1,0 +1,219 @@
+//! Input documents: files split into objects, `kind: List` unpacked, objects identified.
+
+use std::collections::BTreeMap;
+
+use crate::diag::{Diagnostic, Severity};
+use crate::yaml::{self, Node, NodeKind, Pos};
+
+/// One input file, already read by an adapter. `path` is how diagnostics name it.
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    pub path: String,
+    pub text: String,
+}
+
+/// One Kubernetes object from the input.
+#[derive(Debug)]
+pub struct Doc<'a> {
+    pub file: &'a str,
+    pub root: Node,
+    /// The document text for verbatim output; `None` for items of a `kind: List`.
+    pub raw: Option<&'a str>,
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    /// `metadata.namespace` as written.
+    pub namespace: Option<String>,
+}
+
+impl Doc<'_> {
+    /// The API group (`""` for the core group).
+    pub fn group(&self) -> &str {
+        self.api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("")
+    }
+
+    pub fn version(&self) -> &str {
+        self.api_version
+            .rsplit_once('/')
+            .map(|(_, v)| v)
+            .unwrap_or(&self.api_version)
+    }
+
+    /// `Kind namespace/name` (or `Kind name`), for messages.
+    pub fn display(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} {}/{}", self.kind, ns, self.name),
+            None => format!("{} {}", self.kind, self.name),
+        }
+    }
+
+    /// The namespace the object lands in: its own, else the destination (`""` = unknown).
+    pub fn effective_namespace(&self, destination: Option<&str>) -> String {
+        self.namespace
+            .clone()
+            .or_else(|| destination.map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    pub fn metadata_map(&self, field: &str) -> BTreeMap<String, String> {
+        string_map(self.root.path(&["metadata", field]))
+    }
+
+    pub fn diag(
+        &self,
+        code: &'static str,
+        severity: Severity,
+        pos: Pos,
+        field: Option<String>,
+        message: String,
+        help: Option<String>,
+    ) -> Diagnostic {
+        Diagnostic {
+            code,
+            severity,
+            message,
+            file: self.file.to_string(),
+            pos,
+            object: Some(self.display()),
+            field,
+            help,
+        }
+    }
+}
+
+/// A string-to-string map such as labels; non-string scalars are written as YAML would.
+pub fn string_map(node: Option<&Node>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Some(entries) = node.and_then(Node::as_map) {
+        for e in entries {
+            if let Some(v) = scalar_string(&e.value) {
+                out.insert(e.key.clone(), v);
+            }
+        }
+    }
+    out
+}
+
+/// The string a scalar stands for in a string-typed field.
+pub fn scalar_string(node: &Node) -> Option<String> {
+    match &node.kind {
+        NodeKind::Str(s) => Some(s.clone()),
+        NodeKind::Bool(b) => Some(b.to_string()),
+        NodeKind::Int(i) => Some(i.to_string()),
+        NodeKind::Float(f) => Some(f.to_string()),
+        _ => None,
+    }
+}
+
+/// Splits and parses every file. Files are taken in the given order; nothing downstream
+/// depends on that order except diagnostics, which are sorted anyway.
+pub fn load<'a>(files: &'a [SourceFile], diags: &mut Vec<Diagnostic>) -> Vec<Doc<'a>> {
+    let mut docs = Vec::new();
+    for file in files {
+        let is_json = file.path.ends_with(".json");
+        let chunks = if is_json {
+            vec![yaml::Chunk {
+                text: &file.text,
+                body: &file.text,
+                first_line: 1,
+            }]
+        } else {
+            yaml::split_stream(&file.text)
+        };
+        for chunk in chunks {
+            match yaml::parse_document(&chunk) {
+                Ok(None) => {}
+                Ok(Some(root)) => add_object(&file.path, root, Some(chunk.body), &mut docs, diags),
+                Err(e) => diags.push(Diagnostic {
+                    code: "KLT001",
+                    severity: Severity::Error,
+                    message: format!("YAML: {}", e.message),
+                    file: file.path.clone(),
+                    pos: e.pos,
+                    object: None,
+                    field: None,
+                    help: Some("fix the YAML syntax; nothing is rendered until every file parses".into()),
+                }),
+            }
+        }
+    }
+    docs
+}
+
+fn add_object<'a>(
+    file: &'a str,
+    root: Node,
+    raw: Option<&'a str>,
+    docs: &mut Vec<Doc<'a>>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let missing = |what: &str, pos: Pos| Diagnostic {
+        code: "KLT002",
+        severity: Severity::Error,
+        message: format!("document has no {what}"),
+        file: file.to_string(),
+        pos,
+        object: None,
+        field: Some(what.to_string()),
+        help: Some("every document must be a Kubernetes object with apiVersion, kind and metadata.name (Argo CD rejects anything else)".into()),
+    };
+    if root.as_map().is_none() {
+        diags.push(missing("apiVersion", root.pos));
+        return;
+    }
+    let api_version = root.get("apiVersion").and_then(Node::as_str);
+    let kind = root.get("kind").and_then(Node::as_str);
+    let (Some(api_version), Some(kind)) = (api_version, kind) else {
+        let what = if api_version.is_none() { "apiVersion" } else { "kind" };
+        diags.push(missing(what, root.pos));
+        return;
+    };
+    if kind == "List" || kind.ends_with("List") && api_version == "v1" {
+        let items = root.get("items");
+        match items.map(|n| &n.kind) {
+            Some(NodeKind::Seq(items)) => {
+                for item in items.clone() {
+                    add_object(file, item, None, docs, diags);
+                }
+            }
+            None | Some(NodeKind::Null) => {}
+            Some(_) => diags.push(Diagnostic {
+                code: "KLT029",
+                severity: Severity::Error,
+                message: "items of a List must be a list of objects".into(),
+                file: file.to_string(),
+                pos: items.map_or(root.pos, |n| n.pos),
+                object: None,
+                field: Some("items".into()),
+                help: None,
+            }),
+        }
+        return;
+    }
+    let meta = root.get("metadata");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Node::as_str)
+        .or_else(|| meta.and_then(|m| m.get("generateName")).and_then(Node::as_str));
+    let Some(name) = name else {
+        diags.push(missing("metadata.name", meta.map_or(root.pos, |m| m.pos)));
+        return;
+    };
+    let namespace = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Node::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    docs.push(Doc {
+        file,
+        api_version: api_version.to_string(),
+        kind: kind.to_string(),
+        name: name.to_string(),
+        namespace,
+        raw,
+        root,
+    });
+}

@@ -1,0 +1,146 @@
+//! JSON bytes exactly as Go's `encoding/json.Marshal` writes them.
+//!
+//! Keptn puts `DATA` and `KEPTN_CONTEXT` into Job env values with Go's encoder, and
+//! kustomize hashes ConfigMaps over Go's encoding; both differ from serde_json in the HTML
+//! escapes (`<`, `>`, `&`), U+2028/U+2029 and invalid UTF-8. Reproducing them byte for byte is
+//! what makes our Jobs identical to Keptn's and our suffixes identical to kustomize's.
+
+use std::collections::BTreeMap;
+
+/// Appends `s` as a Go-encoded JSON string (HTML-safe escaping, as `json.Marshal` does).
+pub fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            // Go >= 1.22 writes \b and \f in short form.
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A Go `map[string]string` marshalled: keys sorted bytewise.
+pub fn string_map(map: &BTreeMap<String, String>) -> String {
+    let mut out = String::from("{");
+    write_map_body(&mut out, map);
+    out.push('}');
+    out
+}
+
+fn write_map_body(out: &mut String, map: &BTreeMap<String, String>) {
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(out, k);
+        out.push(':');
+        write_str(out, v);
+    }
+}
+
+/// A struct of string fields in declaration order, with an optional trailing
+/// `map[string]string` field that Go omits when empty (`omitempty`).
+pub fn struct_with_map(
+    fields: &[(&str, &str)],
+    map_field: (&str, &BTreeMap<String, String>),
+) -> String {
+    let mut out = String::from("{");
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(&mut out, k);
+        out.push(':');
+        write_str(&mut out, v);
+    }
+    if !map_field.1.is_empty() {
+        if !fields.is_empty() {
+            out.push(',');
+        }
+        write_str(&mut out, map_field.0);
+        out.push_str(":{");
+        write_map_body(&mut out, map_field.1);
+        out.push('}');
+    }
+    out.push('}');
+    out
+}
+
+/// Any JSON value with object keys sorted, as Go marshals a `map[string]interface{}`.
+pub fn value(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    write_value(&mut out, v);
+    out
+}
+
+fn write_value(out: &mut String, v: &serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => write_str(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_str(out, k);
+                out.push(':');
+                write_value(out, &map[k]);
+            }
+            out.push('}');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_escapes_and_controls() {
+        let mut s = String::new();
+        write_str(&mut s, "<a href=\"x\">&</a>\u{8}\u{c}\u{1}\u{2028}ü\t");
+        assert_eq!(
+            s,
+            r#""\u003ca href=\"x\"\u003e\u0026\u003c/a\u003e\b\f\u0001\u2028ü\t""#
+        );
+    }
+
+    #[test]
+    fn map_keys_sorted_bytewise() {
+        let m: BTreeMap<String, String> = [("user", "myuser"), ("data", "mydata"), ("Z", "1")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(
+            string_map(&m),
+            r#"{"Z":"1","data":"mydata","user":"myuser"}"#
+        );
+    }
+}

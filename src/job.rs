@@ -1,0 +1,673 @@
+//! One task run becomes one Job (and, for inline code, one ConfigMap), shaped exactly as
+//! Keptn's operator shapes it (`job_utils.go`, `runtime_builder.go`, `container_builder.go`),
+//! with a content-hashed name instead of a random one.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::diag::{Diagnostic, Severity};
+use crate::document::Doc;
+use crate::hash;
+use crate::model::{Lang, Runner, RuntimeSpec, Spanned, TaskContext, TaskDefinition};
+use crate::options::Options;
+use crate::yaml::Node;
+
+/// Where a task runs in the deployment of an app version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    AppPre,
+    WorkloadPre,
+    WorkloadPost,
+    AppPost,
+}
+
+impl Phase {
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::AppPre => "app-pre",
+            Phase::WorkloadPre => "workload-pre",
+            Phase::WorkloadPost => "workload-post",
+            Phase::AppPost => "app-post",
+        }
+    }
+    pub fn is_pre(self) -> bool {
+        matches!(self, Phase::AppPre | Phase::WorkloadPre)
+    }
+}
+
+/// Label keys we put on generated objects.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "klt-render";
+pub const LABEL_APP: &str = "klt-render.dev/app";
+pub const LABEL_APP_VERSION: &str = "klt-render.dev/app-version";
+pub const LABEL_WORKLOAD: &str = "klt-render.dev/workload";
+pub const LABEL_VERSION: &str = "klt-render.dev/version";
+pub const LABEL_PHASE: &str = "klt-render.dev/phase";
+pub const LABEL_DEFINITION: &str = "klt-render.dev/task-definition";
+
+/// One task to run: a definition, in a namespace, with a context.
+#[derive(Debug)]
+pub struct TaskRun<'d> {
+    pub phase: Phase,
+    /// The object whose task list (or KeptnTask) asked for this run.
+    pub source: &'d Doc<'d>,
+    pub definition: Spanned<String>,
+    /// Namespace written on generated objects (`None`: the destination namespace).
+    pub namespace: Option<String>,
+    /// Namespace used for lookups.
+    pub lookup_namespace: String,
+    pub context: TaskContext,
+    pub app_version: String,
+    /// App revision; part of app-level Job names so that a bump re-runs them.
+    pub revision: Option<i64>,
+    /// Name prefix before the hash: `pre-<definition>`, `post-<definition>` or a KeptnTask's name.
+    pub name_base: String,
+    pub task_parameters: BTreeMap<String, String>,
+    pub task_secret: Option<String>,
+    /// retries and timeout of a hand-written KeptnTask (operator-made tasks copy the definition's).
+    pub task_limits: Option<(i64, i64)>,
+}
+
+/// What the rest of the input offers for lookups.
+pub struct Index<'a, 'd> {
+    pub definitions: &'a BTreeMap<(String, String), TaskDefinition<'d>>,
+    pub config_maps: &'a BTreeMap<(String, String), &'d Doc<'d>>,
+    pub secrets: &'a BTreeMap<(String, String), &'d Doc<'d>>,
+    pub options: &'a Options,
+}
+
+impl<'d> Index<'_, 'd> {
+    /// Task namespace first, then the configured definition namespace (Keptn's fallback).
+    pub fn definition(&self, ns: &str, name: &str) -> Option<&TaskDefinition<'d>> {
+        self.definitions
+            .get(&(ns.to_string(), name.to_string()))
+            .or_else(|| {
+                let fallback = self.options.definition_namespace.as_deref()?;
+                self.definitions
+                    .get(&(fallback.to_string(), name.to_string()))
+            })
+    }
+
+    pub fn definition_names(&self, ns: &str) -> Vec<&str> {
+        let fallback = self.options.definition_namespace.as_deref();
+        self.definitions
+            .keys()
+            .filter(|(n, _)| n == ns || Some(n.as_str()) == fallback)
+            .map(|(_, name)| name.as_str())
+            .collect()
+    }
+}
+
+/// A rendered task: its Job and, for inline code, the ConfigMap holding the code.
+#[derive(Debug)]
+pub struct Rendered {
+    pub phase: Phase,
+    pub namespace: Option<String>,
+    pub job_name: String,
+    pub job: Value,
+    pub config_map: Option<GeneratedConfigMap>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GeneratedConfigMap {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub code: String,
+    pub definition: String,
+}
+
+/// The code and settings a runtime Job ends up with after functionRef and task merging.
+struct Resolved {
+    lang: Lang,
+    params: BTreeMap<String, String>,
+    secret: Option<Spanned<String>>,
+    cmd: String,
+    /// Mounted ConfigMap: generated (inline code) or referenced by name.
+    config_map: Option<CodeMap>,
+    url: Option<String>,
+}
+
+enum CodeMap {
+    Inline { definition: String, code: String },
+    Referenced { name: String, code: String },
+}
+
+pub fn render_task(run: &TaskRun<'_>, index: &Index<'_, '_>, diags: &mut Vec<Diagnostic>) -> Option<Rendered> {
+    let opts = index.options;
+    let ns = run.lookup_namespace.as_str();
+    let Some(def) = index.definition(ns, &run.definition.value) else {
+        diags.push(missing_definition(run, index));
+        return None;
+    };
+    let runner = def.runner.as_ref()?;
+    let context_json = run.context.to_json(opts.profile.context_metadata);
+    let (container, volume, config_map, hash_extra) = match runner {
+        Runner::Container(node) => {
+            let (c, v) = container_runner(node, &context_json, def, opts, diags)?;
+            (c, v, None, String::new())
+        }
+        Runner::Runtime(lang, spec) => {
+            let resolved = resolve_runtime(run, def, *lang, spec, index, diags)?;
+            runtime_container(run, &resolved, &context_json, opts)
+        }
+    };
+
+    let def_labels = def.doc.metadata_map("labels");
+    let def_annotations = def.doc.metadata_map("annotations");
+    let mut labels = def_labels.clone();
+    let own = own_labels(run);
+    labels.extend(own.clone());
+
+    let mut pod_spec = Map::new();
+    pod_spec.insert("restartPolicy".into(), json!("OnFailure"));
+    if opts.profile.pod_settings {
+        if let Some(sa) = &def.service_account {
+            pod_spec.insert("serviceAccountName".into(), json!(sa));
+        }
+        if let Some(a) = def.automount_token {
+            pod_spec.insert("automountServiceAccountToken".into(), json!(a));
+        }
+        if let Some(s) = &def.image_pull_secrets {
+            pod_spec.insert("imagePullSecrets".into(), s.clone());
+        }
+    }
+    if let Some(v) = volume {
+        pod_spec.insert("volumes".into(), json!([v]));
+    }
+    pod_spec.insert("containers".into(), json!([container]));
+
+    let mut template_meta = Map::new();
+    template_meta.insert("labels".into(), json!(labels));
+    if !def_annotations.is_empty() {
+        template_meta.insert("annotations".into(), json!(def_annotations));
+    }
+
+    let (retries, timeout) = run
+        .task_limits
+        .unwrap_or((def.retries, def.timeout_seconds));
+    let mut job_spec = Map::new();
+    job_spec.insert("backoffLimit".into(), json!(retries));
+    job_spec.insert("activeDeadlineSeconds".into(), json!(timeout));
+    if opts.profile.pod_settings && opts.mode == crate::options::Mode::Hooks {
+        job_spec.insert("ttlSecondsAfterFinished".into(), json!(def.ttl_seconds));
+    }
+    job_spec.insert(
+        "template".into(),
+        json!({"metadata": template_meta, "spec": pod_spec}),
+    );
+
+    // Job annotations: the definition's, minus Argo CD's own keys (ours decide ordering),
+    // overlaid with the keptn.sh keys Keptn sets.
+    let mut annotations: BTreeMap<String, String> = def_annotations
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("argocd.argoproj.io/"))
+        .collect();
+    annotations.insert("keptn.sh/app".into(), run.context.app_name.clone());
+    if run.context.workload_name.is_empty() {
+        annotations.insert("keptn.sh/version".into(), run.context.app_version.clone());
+    } else {
+        annotations.insert("keptn.sh/workload".into(), run.context.workload_name.clone());
+        annotations.insert(
+            "keptn.sh/version".into(),
+            run.context.workload_version.clone(),
+        );
+    }
+
+    let mut metadata = Map::new();
+    if let Some(ns) = &run.namespace {
+        metadata.insert("namespace".into(), json!(ns));
+    }
+    metadata.insert("labels".into(), json!(labels));
+    metadata.insert("annotations".into(), json!(annotations));
+    let mut job = json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata,
+        "spec": job_spec,
+    });
+
+    // The name hashes everything that changes what runs, plus the app revision and the code
+    // of a referenced ConfigMap (its name alone would not change with its content).
+    let mut digest_input = crate::gojson::value(&job);
+    if let Some(rev) = run.revision {
+        digest_input.push_str(&format!("\nrevision={rev}"));
+    }
+    digest_input.push_str(&hash_extra);
+    let job_name = format!(
+        "{}-{}",
+        truncate_name(&run.name_base, 63 - 11),
+        hash::short(digest_input.as_bytes())
+    );
+    let meta = job["metadata"].as_object_mut().expect("metadata is an object");
+    let mut named = Map::new();
+    named.insert("name".into(), json!(job_name));
+    named.extend(std::mem::take(meta));
+    named["annotations"]["keptn.sh/task-name"] = json!(job_name);
+    *meta = named;
+
+    Some(Rendered {
+        phase: run.phase,
+        namespace: run.namespace.clone(),
+        job_name,
+        job,
+        config_map,
+        labels: own,
+    })
+}
+
+fn missing_definition(run: &TaskRun<'_>, index: &Index<'_, '_>) -> Diagnostic {
+    let wanted = &run.definition.value;
+    let names = index.definition_names(&run.lookup_namespace);
+    let trimmed = wanted.trim();
+    let suggestion = if trimmed != wanted && names.contains(&trimmed) {
+        Some(format!(
+            "the name has surrounding spaces; Keptn does not trim task lists, write \"{trimmed}\""
+        ))
+    } else {
+        crate::suggest::closest(wanted, names.iter().copied())
+            .map(|s| format!("did you mean \"{s}\"?"))
+    };
+    let ns = if run.lookup_namespace.is_empty() {
+        "the destination namespace".to_string()
+    } else {
+        format!("namespace {:?}", run.lookup_namespace)
+    };
+    let help = suggestion.unwrap_or_else(|| {
+        "add the KeptnTaskDefinition to the rendered paths, or fix the name (Keptn would wait for it forever)".into()
+    });
+    run.source.diag(
+        "KLT020",
+        Severity::Error,
+        run.definition.pos,
+        Some(run.definition.field.clone()),
+        format!("task definition {wanted:?} not found in {ns}"),
+        Some(help),
+    )
+}
+
+fn own_labels(run: &TaskRun<'_>) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::new();
+    l.insert(LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string());
+    let ctx = &run.context;
+    let mut put = |k: &str, v: &str| {
+        if let Some(v) = label_value(v) {
+            l.insert(k.to_string(), v);
+        }
+    };
+    put(LABEL_APP, &ctx.app_name);
+    put(LABEL_APP_VERSION, &run.app_version);
+    put(LABEL_DEFINITION, &run.definition.value);
+    put(LABEL_PHASE, run.phase.label());
+    if !ctx.workload_name.is_empty() {
+        put(LABEL_WORKLOAD, &ctx.workload_name);
+        put(LABEL_VERSION, &ctx.workload_version);
+    } else {
+        put(LABEL_VERSION, &ctx.app_version);
+    }
+    l
+}
+
+/// A valid label value for `v`: invalid characters become `-`, at most 63 characters.
+pub fn label_value(v: &str) -> Option<String> {
+    let mapped: String = v
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    let trimmed = mapped.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    (!trimmed.is_empty()).then(|| trimmed.to_string())
+}
+
+/// Cuts a name to `max` characters without leaving a trailing `-` or `.`.
+pub fn truncate_name(s: &str, max: usize) -> String {
+    let lowered = s.to_lowercase().replace('_', "-");
+    let cut: String = lowered.chars().take(max).collect();
+    cut.trim_end_matches(['-', '.']).to_string()
+}
+
+fn resolve_runtime(
+    run: &TaskRun<'_>,
+    def: &TaskDefinition<'_>,
+    lang: Lang,
+    spec: &RuntimeSpec,
+    index: &Index<'_, '_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Resolved> {
+    let ns = run.lookup_namespace.as_str();
+    let mut r = Resolved {
+        lang,
+        params: spec.parameters.clone(),
+        secret: spec.secret.clone(),
+        cmd: spec.cmd_parameters.clone(),
+        config_map: None,
+        url: None,
+    };
+    let code_owner: (&TaskDefinition<'_>, &RuntimeSpec);
+    if let Some(fref) = &spec.function_ref {
+        let Some(parent) = index.definition(ns, &fref.value) else {
+            let names = index.definition_names(ns);
+            let help = crate::suggest::closest(&fref.value, names.iter().copied())
+                .map(|s| format!("did you mean \"{s}\"?"))
+                .unwrap_or_else(|| "add the referenced KeptnTaskDefinition to the rendered paths".into());
+            diags.push(def.doc.diag(
+                "KLT014",
+                Severity::Error,
+                fref.pos,
+                Some(fref.field.clone()),
+                format!("functionRef names {:?}, which is not defined", fref.value),
+                Some(help),
+            ));
+            return None;
+        };
+        // Keptn reads the parent's runtime spec deno first, whatever the child's runner.
+        let Some((plang, pspec)) = parent
+            .deno
+            .as_ref()
+            .filter(|d| !d.is_empty())
+            .map(|d| (Lang::Deno, d))
+            .or_else(|| parent.python.as_ref().filter(|p| !p.is_empty()).map(|p| (Lang::Python, p)))
+        else {
+            diags.push(def.doc.diag(
+                "KLT015",
+                Severity::Error,
+                fref.pos,
+                Some(fref.field.clone()),
+                format!("functionRef target {:?} has no deno or python code", fref.value),
+                Some("point functionRef at a deno or python definition with inline, httpRef or configMapRef code".into()),
+            ));
+            return None;
+        };
+        if parent.has_function_ref || std::ptr::eq(parent, def) {
+            diags.push(def.doc.diag(
+                "KLT015",
+                Severity::Error,
+                fref.pos,
+                Some(fref.field.clone()),
+                format!(
+                    "functionRef chain: {:?} refers to {:?}, which has a functionRef itself",
+                    def.doc.name, fref.value
+                ),
+                Some("Keptn follows only one level of functionRef; point directly at the definition that holds the code".into()),
+            ));
+            return None;
+        }
+        // mergo without override: the child's non-empty values win, the parent fills the rest.
+        for (k, v) in &pspec.parameters {
+            let slot = r.params.entry(k.clone()).or_default();
+            if slot.is_empty() {
+                *slot = v.clone();
+            }
+        }
+        if r.secret.is_none() {
+            r.secret = pspec.secret.clone();
+        }
+        if r.cmd.is_empty() {
+            r.cmd = pspec.cmd_parameters.clone();
+        }
+        r.lang = plang;
+        code_owner = (parent, pspec);
+    } else {
+        code_owner = (def, spec);
+    }
+    let (owner, ospec) = code_owner;
+    if let Some(code) = &ospec.inline {
+        r.config_map = Some(CodeMap::Inline {
+            definition: owner.doc.name.clone(),
+            code: code.clone(),
+        });
+    } else if let Some(cm) = &ospec.config_map {
+        let key = (ns.to_string(), cm.value.clone());
+        let code = index.config_maps.get(&key).and_then(|doc| {
+            doc.root
+                .path(&["data", "code"])
+                .and_then(Node::as_str)
+                .map(str::to_string)
+        });
+        match code {
+            Some(code) => {
+                r.config_map = Some(CodeMap::Referenced {
+                    name: cm.value.clone(),
+                    code,
+                })
+            }
+            None => {
+                let present = index.config_maps.contains_key(&key);
+                diags.push(owner.doc.diag(
+                    "KLT016",
+                    Severity::Error,
+                    cm.pos,
+                    Some(cm.field.clone()),
+                    if present {
+                        format!("ConfigMap {:?} has no key `code` under data", cm.value)
+                    } else {
+                        format!("ConfigMap {:?} is not in the input (namespace {:?})", cm.value, ns)
+                    },
+                    Some("add the ConfigMap with the task's code under data.code to the rendered paths, or use inline code".into()),
+                ));
+                return None;
+            }
+        }
+    } else if let Some(url) = &ospec.http_url {
+        r.url = Some(url.value.clone());
+    } else {
+        // The definition-level KLT012 already says the code is missing.
+        return None;
+    }
+
+    // Task-level values: parameters only fill gaps, a secret replaces the definition's.
+    for (k, v) in &run.task_parameters {
+        let slot = r.params.entry(k.clone()).or_default();
+        if slot.is_empty() {
+            *slot = v.clone();
+        }
+    }
+    if let Some(s) = &run.task_secret {
+        r.secret = Some(Spanned {
+            value: s.clone(),
+            pos: run.source.root.pos,
+            field: "spec.secureParameters.secret".into(),
+        });
+    }
+    if let Some(secret) = &r.secret {
+        check_secret(run, def, secret, index, diags);
+    }
+    Some(r)
+}
+
+fn check_secret(
+    run: &TaskRun<'_>,
+    def: &TaskDefinition<'_>,
+    secret: &Spanned<String>,
+    index: &Index<'_, '_>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let key = (run.lookup_namespace.clone(), secret.value.clone());
+    match index.secrets.get(&key) {
+        Some(doc) => {
+            let has = ["data", "stringData"].iter().any(|f| {
+                doc.root
+                    .get(f)
+                    .and_then(|d| d.get("SECURE_DATA"))
+                    .is_some()
+            });
+            if !has {
+                diags.push(doc.diag(
+                    "KLT017",
+                    Severity::Error,
+                    doc.root.pos,
+                    Some("data".into()),
+                    format!(
+                        "Secret {:?} has no key SECURE_DATA, which task definition {:?} reads",
+                        secret.value, def.doc.name
+                    ),
+                    Some("Keptn passes only the key SECURE_DATA to the task; put the secret text (or JSON) under data.SECURE_DATA or stringData.SECURE_DATA".into()),
+                ));
+            }
+        }
+        None => diags.push(def.doc.diag(
+            "KLT018",
+            Severity::Warning,
+            secret.pos,
+            Some(secret.field.clone()),
+            format!(
+                "Secret {:?} is not in the input; it must exist in the cluster with key SECURE_DATA",
+                secret.value
+            ),
+            Some("create it out of band (e.g. sealed-secrets, external-secrets) or add it to the rendered paths".into()),
+        )),
+    }
+}
+
+type Parts = (Value, Option<Value>, Option<GeneratedConfigMap>, String);
+
+fn runtime_container(run: &TaskRun<'_>, r: &Resolved, context_json: &str, opts: &Options) -> Parts {
+    let (image, mount_path) = match r.lang {
+        Lang::Deno => (opts.deno_image(), "/var/data/function.ts"),
+        Lang::Python => (opts.python_image(), "/var/data/function.py"),
+    };
+    let mut env = Vec::new();
+    if !r.params.is_empty() {
+        env.push(json!({"name": "DATA", "value": crate::gojson::string_map(&r.params)}));
+    }
+    env.push(json!({"name": opts.profile.context_env, "value": context_json}));
+    if r.cmd.is_empty() {
+        env.push(json!({"name": "CMD_ARGS"}));
+    } else {
+        env.push(json!({"name": "CMD_ARGS", "value": r.cmd}));
+    }
+    if let Some(s) = &r.secret {
+        env.push(json!({"name": "SECURE_DATA", "valueFrom": {"secretKeyRef": {"name": s.value, "key": "SECURE_DATA"}}}));
+    }
+    let mut extra = String::new();
+    let mut generated = None;
+    let cm_name = match &r.config_map {
+        Some(CodeMap::Inline { definition, code }) => {
+            let data: BTreeMap<String, String> = [("code".to_string(), code.clone())].into();
+            let name = format!(
+                "keptnfn-{}-{}",
+                truncate_name(definition, 253 - 19),
+                hash::configmap_suffix(&data)
+            );
+            generated = Some(GeneratedConfigMap {
+                name: name.clone(),
+                namespace: run.namespace.clone(),
+                code: code.clone(),
+                definition: definition.clone(),
+            });
+            Some(name)
+        }
+        Some(CodeMap::Referenced { name, code }) => {
+            extra = format!("\nconfigmap-code={}", hash::short(code.as_bytes()));
+            Some(name.clone())
+        }
+        None => None,
+    };
+    let script = match (&cm_name, &r.url) {
+        (Some(_), _) => mount_path.to_string(),
+        (None, Some(url)) => url.clone(),
+        (None, None) => String::new(),
+    };
+    env.push(json!({"name": "SCRIPT", "value": script}));
+    let mut container = json!({
+        "name": "keptn-function-runner",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "env": env,
+    });
+    let volume = cm_name.map(|name| {
+        container["volumeMounts"] = json!([{
+            "name": "function-mount",
+            "readOnly": true,
+            "mountPath": mount_path,
+            "subPath": "code",
+        }]);
+        json!({"name": "function-mount", "configMap": {"name": name}})
+    });
+    (container, volume, generated, extra)
+}
+
+fn container_runner(
+    node: &Node,
+    context_json: &str,
+    def: &TaskDefinition<'_>,
+    opts: &Options,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(Value, Option<Value>)> {
+    let mut container = node.to_json();
+    let obj = container.as_object_mut()?;
+    // Keptn >= 0.10 sets KEPTN_CONTEXT on container runners (replacing a user entry).
+    if opts.profile.container_context {
+        let env = obj.entry("env").or_insert_with(|| json!([]));
+        if let Some(list) = env.as_array_mut() {
+            match list.iter_mut().find(|e| e["name"] == "KEPTN_CONTEXT") {
+                Some(e) => {
+                    let e = e.as_object_mut()?;
+                    e.remove("valueFrom");
+                    e.insert("value".into(), json!(context_json));
+                }
+                None => list.push(json!({"name": "KEPTN_CONTEXT", "value": context_json})),
+            }
+        }
+    }
+    let mounts = node
+        .get("volumeMounts")
+        .and_then(Node::as_seq)
+        .unwrap_or_default();
+    let volume = mounts.first().map(|first| {
+        let name = first.get("name").and_then(Node::as_str).unwrap_or("");
+        let size = node
+            .path(&["resources", "limits", "memory"])
+            .map(Node::to_json)
+            .unwrap_or_else(|| json!("1Gi"));
+        json!({"name": name, "emptyDir": {"medium": "Memory", "sizeLimit": size}})
+    });
+    let first = mounts
+        .first()
+        .and_then(|m| m.get("name"))
+        .and_then(Node::as_str);
+    for m in mounts.iter().skip(1) {
+        let name = m.get("name").and_then(Node::as_str);
+        if name != first {
+            diags.push(def.doc.diag(
+                "KLT030",
+                Severity::Error,
+                m.pos,
+                Some("spec.container.volumeMounts".into()),
+                format!(
+                    "volume mount {:?} has no volume: Keptn provides one emptyDir, named after the first mount {:?}",
+                    name.unwrap_or(""),
+                    first.unwrap_or("")
+                ),
+                Some("mount everything from the first volume (use subPath), or use one mount".into()),
+            ));
+            return None;
+        }
+    }
+    Some((container, volume))
+}
+
+/// The ConfigMap object for inline code.
+pub fn config_map_object(cm: &GeneratedConfigMap, labels: &BTreeMap<String, String>) -> Value {
+    let mut metadata = Map::new();
+    metadata.insert("name".into(), json!(cm.name));
+    if let Some(ns) = &cm.namespace {
+        metadata.insert("namespace".into(), json!(ns));
+    }
+    metadata.insert("labels".into(), json!(labels));
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata,
+        "immutable": true,
+        "data": {"code": cm.code},
+    })
+}
+

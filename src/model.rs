@@ -1,0 +1,535 @@
+//! Typed views of the Keptn kinds we consume, read from positioned YAML in every served
+//! version: KeptnTaskDefinition, KeptnApp, KeptnAppContext and hand-written KeptnTask.
+//!
+//! Structural problems (unknown fields, wrong types) are the schema check's job; this module
+//! reads what Keptn's operator reads and reports the semantic problems its webhook and
+//! controllers would trip over.
+
+use std::collections::BTreeMap;
+
+use crate::diag::{Diagnostic, Severity};
+use crate::document::{Doc, scalar_string, string_map};
+use crate::yaml::{Node, NodeKind, Pos};
+
+pub const GROUP: &str = "lifecycle.keptn.sh";
+
+/// A value with the position it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub pos: Pos,
+    /// Dotted field path, for messages.
+    pub field: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    Deno,
+    Python,
+}
+
+/// The object under `deno`, `python` or legacy `function`.
+#[derive(Clone, Debug, Default)]
+pub struct RuntimeSpec {
+    pub inline: Option<String>,
+    pub http_url: Option<Spanned<String>>,
+    pub config_map: Option<Spanned<String>>,
+    pub function_ref: Option<Spanned<String>>,
+    pub parameters: BTreeMap<String, String>,
+    pub secret: Option<Spanned<String>>,
+    pub cmd_parameters: String,
+    /// `spec.deno`, `spec.python` or `spec.function`.
+    pub field: &'static str,
+    pub pos: Pos,
+}
+
+impl RuntimeSpec {
+    /// Keptn's "spec exists": something other than the zero value is set.
+    pub fn is_empty(&self) -> bool {
+        self.inline.is_none()
+            && self.http_url.is_none()
+            && self.config_map.is_none()
+            && self.function_ref.is_none()
+            && self.parameters.is_empty()
+            && self.secret.is_none()
+            && self.cmd_parameters.is_empty()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Runner {
+    Runtime(Lang, RuntimeSpec),
+    Container(Node),
+}
+
+#[derive(Debug)]
+pub struct TaskDefinition<'d> {
+    pub doc: &'d Doc<'d>,
+    /// The runner Keptn picks, `None` when the definition is unusable (a diagnostic says why).
+    pub runner: Option<Runner>,
+    /// The deno (or legacy function) spec and the python spec as written; a functionRef
+    /// parent is read through these (deno first), whatever the child's runner.
+    pub deno: Option<RuntimeSpec>,
+    pub python: Option<RuntimeSpec>,
+    pub has_function_ref: bool,
+    pub retries: i64,
+    pub timeout_seconds: i64,
+    pub ttl_seconds: i64,
+    pub service_account: Option<String>,
+    pub automount_token: Option<bool>,
+    pub image_pull_secrets: Option<serde_json::Value>,
+}
+
+#[derive(Debug)]
+pub struct App<'d> {
+    pub doc: &'d Doc<'d>,
+    pub version: String,
+    pub revision: i64,
+    pub workloads: Vec<Spanned<(String, String)>>,
+    /// Task lists of v1alpha1..v1alpha3, `None` in later versions.
+    pub pre_tasks: Option<Vec<Spanned<String>>>,
+    pub post_tasks: Option<Vec<Spanned<String>>>,
+    pub managed_by_keptn: bool,
+}
+
+#[derive(Debug)]
+pub struct AppContext<'d> {
+    pub doc: &'d Doc<'d>,
+    pub pre_tasks: Vec<Spanned<String>>,
+    pub post_tasks: Vec<Spanned<String>>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+pub struct HandTask<'d> {
+    pub doc: &'d Doc<'d>,
+    pub definition: Spanned<String>,
+    pub context: TaskContext,
+    pub parameters: BTreeMap<String, String>,
+    pub secret: Option<String>,
+    pub check_type: String,
+    pub retries: i64,
+    pub timeout_seconds: i64,
+}
+
+/// Keptn's `TaskContext`; serialized by [`TaskContext::to_json`] exactly as Go does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskContext {
+    pub workload_name: String,
+    pub app_name: String,
+    pub app_version: String,
+    pub workload_version: String,
+    pub task_type: String,
+    pub object_type: String,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl TaskContext {
+    pub fn to_json(&self, with_metadata: bool) -> String {
+        let empty = BTreeMap::new();
+        crate::gojson::struct_with_map(
+            &[
+                ("workloadName", &self.workload_name),
+                ("appName", &self.app_name),
+                ("appVersion", &self.app_version),
+                ("workloadVersion", &self.workload_version),
+                ("taskType", &self.task_type),
+                ("objectType", &self.object_type),
+            ],
+            ("metadata", if with_metadata { &self.metadata } else { &empty }),
+        )
+    }
+}
+
+fn spanned_str(node: Option<&Node>, field: String) -> Option<Spanned<String>> {
+    let node = node?;
+    let value = scalar_string(node)?;
+    (!value.is_empty()).then_some(Spanned {
+        value,
+        pos: node.pos,
+        field,
+    })
+}
+
+fn str_list(node: Option<&Node>, field: &str) -> Vec<Spanned<String>> {
+    node.and_then(Node::as_seq)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            scalar_string(n).map(|value| Spanned {
+                value,
+                pos: n.pos,
+                field: format!("{field}[{i}]"),
+            })
+        })
+        .collect()
+}
+
+fn int_field(node: Option<&Node>, default: i64) -> i64 {
+    match node.map(|n| &n.kind) {
+        Some(NodeKind::Int(i)) => *i,
+        Some(NodeKind::Float(f)) if f.fract() == 0.0 => *f as i64,
+        _ => default,
+    }
+}
+
+fn read_runtime(node: &Node, field: &'static str) -> RuntimeSpec {
+    let f = |rest: &str| format!("spec.{field}.{rest}");
+    RuntimeSpec {
+        inline: node
+            .path(&["inline", "code"])
+            .and_then(Node::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        http_url: spanned_str(node.path(&["httpRef", "url"]), f("httpRef.url")),
+        config_map: spanned_str(node.path(&["configMapRef", "name"]), f("configMapRef.name")),
+        function_ref: spanned_str(node.path(&["functionRef", "name"]), f("functionRef.name")),
+        parameters: string_map(node.path(&["parameters", "map"])),
+        secret: spanned_str(
+            node.path(&["secureParameters", "secret"]),
+            f("secureParameters.secret"),
+        ),
+        cmd_parameters: node
+            .get("cmdParameters")
+            .and_then(scalar_string)
+            .unwrap_or_default(),
+        field,
+        pos: node.pos,
+    }
+}
+
+/// Parses a Go duration (`time.ParseDuration`) into whole seconds, truncated as Keptn does.
+pub fn go_duration_seconds(s: &str) -> Option<i64> {
+    let (neg, mut rest) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total_ns: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let num = &rest[..num_end];
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return None;
+        }
+        let value: f64 = num.parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[unit_end..];
+        total_ns += value * scale;
+    }
+    if total_ns > i64::MAX as f64 {
+        return None;
+    }
+    let secs = (total_ns as i64) / 1_000_000_000;
+    Some(if neg { -secs } else { secs })
+}
+
+fn timeout(doc: &Doc<'_>, spec: Option<&Node>, diags: &mut Vec<Diagnostic>) -> i64 {
+    let Some(node) = spec.and_then(|s| s.get("timeout")) else {
+        return 300;
+    };
+    let text = scalar_string(node).unwrap_or_default();
+    match go_duration_seconds(&text) {
+        Some(secs) if secs >= 0 => secs,
+        _ => {
+            diags.push(doc.diag(
+                "KLT013",
+                Severity::Error,
+                node.pos,
+                Some("spec.timeout".into()),
+                format!("timeout {text:?} is not a Go duration"),
+                Some("write a duration such as \"90s\", \"5m\" or \"1h30m\" (units ns, us, ms, s, m, h)".into()),
+            ));
+            300
+        }
+    }
+}
+
+pub fn read_task_definition<'d>(doc: &'d Doc<'d>, diags: &mut Vec<Diagnostic>) -> TaskDefinition<'d> {
+    let spec = doc.root.get("spec");
+    let present = |key: &str| spec.and_then(|s| s.get(key)).filter(|n| !n.is_null());
+    let function = present("function").map(|n| read_runtime(n, "function"));
+    let deno = present("deno").map(|n| read_runtime(n, "deno"));
+    let python = present("python").map(|n| read_runtime(n, "python"));
+    let container = present("container");
+
+    let mut runners: Vec<&str> = Vec::new();
+    for (name, set) in [
+        ("container", container.is_some()),
+        ("deno", deno.is_some()),
+        ("function", function.is_some()),
+        ("python", python.is_some()),
+    ] {
+        if set {
+            runners.push(name);
+        }
+    }
+    // Keptn reads legacy `function` as deno.
+    let deno_like = deno.or(function);
+    let mut runner = None;
+    let spec_pos = spec.map_or(doc.root.pos, |s| s.pos);
+    match runners.len() {
+        0 => diags.push(doc.diag(
+            "KLT010",
+            Severity::Error,
+            spec_pos,
+            Some("spec".into()),
+            "the task definition has no runner".into(),
+            Some("set exactly one of spec.deno, spec.python or spec.container (Keptn's webhook rejects a definition without one)".into()),
+        )),
+        1 => {}
+        _ => diags.push(doc.diag(
+            "KLT011",
+            Severity::Error,
+            spec_pos,
+            Some("spec".into()),
+            format!("the task definition has {} runners: {}", runners.len(), runners.join(", ")),
+            Some("keep exactly one runner; Keptn's webhook rejects more than one".into()),
+        )),
+    }
+    if runners.len() == 1 {
+        runner = if let Some(c) = container {
+            Some(Runner::Container(c.clone()))
+        } else if let Some(d) = &deno_like {
+            Some(Runner::Runtime(Lang::Deno, d.clone()))
+        } else {
+            python.clone().map(|p| Runner::Runtime(Lang::Python, p))
+        };
+    }
+    if let Some(Runner::Runtime(_, rt)) = &runner {
+        check_code_sources(doc, rt, diags);
+    }
+    let has_function_ref = deno_like
+        .iter()
+        .chain(python.iter())
+        .any(|r| r.function_ref.is_some());
+    TaskDefinition {
+        doc,
+        runner,
+        deno: deno_like,
+        python,
+        has_function_ref,
+        retries: int_field(spec.and_then(|s| s.get("retries")), 10),
+        timeout_seconds: timeout(doc, spec, diags),
+        ttl_seconds: int_field(spec.and_then(|s| s.get("ttlSecondsAfterFinished")), 300),
+        service_account: spec
+            .and_then(|s| s.path(&["serviceAccount", "name"]))
+            .and_then(scalar_string)
+            .filter(|s| !s.is_empty()),
+        automount_token: match spec
+            .and_then(|s| s.path(&["automountServiceAccountToken", "type"]))
+            .map(|n| &n.kind)
+        {
+            Some(NodeKind::Bool(b)) => Some(*b),
+            _ => None,
+        },
+        image_pull_secrets: spec
+            .and_then(|s| s.get("imagePullSecrets"))
+            .filter(|n| !n.is_null())
+            .map(Node::to_json),
+    }
+}
+
+fn check_code_sources(doc: &Doc<'_>, rt: &RuntimeSpec, diags: &mut Vec<Diagnostic>) {
+    let mut sources = Vec::new();
+    if rt.function_ref.is_some() {
+        sources.push("functionRef");
+    }
+    if rt.inline.is_some() {
+        sources.push("inline");
+    }
+    if rt.config_map.is_some() {
+        sources.push("configMapRef");
+    }
+    if rt.http_url.is_some() {
+        sources.push("httpRef");
+    }
+    let field = rt.field;
+    match sources.len() {
+        0 => diags.push(doc.diag(
+            "KLT012",
+            Severity::Error,
+            rt.pos,
+            Some(format!("spec.{field}")),
+            "the runner has no code".into(),
+            Some(format!("set one of spec.{field}.inline.code, httpRef.url, configMapRef.name or functionRef.name (Keptn never starts a Job without code)")),
+        )),
+        1 => {}
+        _ => diags.push(doc.diag(
+            "KLT019",
+            Severity::Warning,
+            rt.pos,
+            Some(format!("spec.{field}")),
+            format!(
+                "several code sources ({}); Keptn runs only {}",
+                sources.join(", "),
+                sources[0]
+            ),
+            Some("remove the sources that are not used".into()),
+        )),
+    }
+}
+
+pub fn read_app<'d>(doc: &'d Doc<'d>) -> App<'d> {
+    let spec = doc.root.get("spec");
+    let get = |k: &str| spec.and_then(|s| s.get(k));
+    let legacy = matches!(doc.version(), "v1alpha1" | "v1alpha2" | "v1alpha3");
+    let workloads = get("workloads")
+        .and_then(Node::as_seq)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| {
+            let name = w.get("name").and_then(scalar_string)?;
+            let version = w.get("version").and_then(scalar_string).unwrap_or_default();
+            Some(Spanned {
+                value: (name, version),
+                pos: w.pos,
+                field: format!("spec.workloads[{i}]"),
+            })
+        })
+        .collect();
+    App {
+        doc,
+        version: get("version").and_then(scalar_string).unwrap_or_default(),
+        revision: int_field(get("revision"), 1),
+        workloads,
+        pre_tasks: legacy.then(|| str_list(get("preDeploymentTasks"), "spec.preDeploymentTasks")),
+        post_tasks: legacy
+            .then(|| str_list(get("postDeploymentTasks"), "spec.postDeploymentTasks")),
+        managed_by_keptn: doc
+            .metadata_map("labels")
+            .get("app.kubernetes.io/managed-by")
+            .is_some_and(|v| v == "keptn"),
+    }
+}
+
+pub fn read_app_context<'d>(doc: &'d Doc<'d>) -> AppContext<'d> {
+    let spec = doc.root.get("spec");
+    let get = |k: &str| spec.and_then(|s| s.get(k));
+    AppContext {
+        doc,
+        pre_tasks: str_list(get("preDeploymentTasks"), "spec.preDeploymentTasks"),
+        post_tasks: str_list(get("postDeploymentTasks"), "spec.postDeploymentTasks"),
+        metadata: string_map(get("metadata")),
+    }
+}
+
+/// Which not-rendered lists a Keptn object carries (evaluations, promotion tasks).
+pub fn unrendered_lists(spec: Option<&Node>) -> Vec<(String, Pos)> {
+    let mut out = Vec::new();
+    for key in [
+        "preDeploymentEvaluations",
+        "postDeploymentEvaluations",
+        "promotionTasks",
+    ] {
+        if let Some(n) = spec.and_then(|s| s.get(key))
+            && n.as_seq().is_some_and(|s| !s.is_empty())
+        {
+            out.push((format!("spec.{key}"), n.pos));
+        }
+    }
+    out
+}
+
+pub fn read_hand_task<'d>(doc: &'d Doc<'d>, diags: &mut Vec<Diagnostic>) -> Option<HandTask<'d>> {
+    let spec = doc.root.get("spec");
+    let get = |k: &str| spec.and_then(|s| s.get(k));
+    let Some(definition) = spanned_str(get("taskDefinition"), "spec.taskDefinition".into()) else {
+        diags.push(doc.diag(
+            "KLT025",
+            Severity::Error,
+            spec.map_or(doc.root.pos, |s| s.pos),
+            Some("spec.taskDefinition".into()),
+            "the KeptnTask names no task definition".into(),
+            Some("set spec.taskDefinition to the name of a KeptnTaskDefinition".into()),
+        ));
+        return None;
+    };
+    let ctx = get("context");
+    let c = |k: &str| {
+        ctx.and_then(|c| c.get(k))
+            .and_then(scalar_string)
+            .unwrap_or_default()
+    };
+    // v1alpha1/v1alpha2 also had the names at the top of spec.
+    let top = |k: &str| get(k).and_then(scalar_string).unwrap_or_default();
+    let or = |a: String, b: String| if a.is_empty() { b } else { a };
+    let context = TaskContext {
+        workload_name: or(c("workloadName"), top("workload")),
+        app_name: or(c("appName"), top("app")),
+        app_version: or(c("appVersion"), top("appVersion")),
+        workload_version: or(c("workloadVersion"), top("workloadVersion")),
+        task_type: c("taskType"),
+        object_type: c("objectType"),
+        metadata: string_map(ctx.and_then(|c| c.get("metadata"))),
+    };
+    Some(HandTask {
+        doc,
+        definition,
+        context,
+        parameters: string_map(get("parameters").and_then(|p| p.get("map"))),
+        secret: get("secureParameters")
+            .and_then(|s| s.get("secret"))
+            .and_then(scalar_string)
+            .filter(|s| !s.is_empty()),
+        check_type: get("checkType").and_then(scalar_string).unwrap_or_default(),
+        retries: int_field(get("retries"), 10),
+        timeout_seconds: timeout(doc, spec, diags),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration_seconds("5m"), Some(300));
+        assert_eq!(go_duration_seconds("1500ms"), Some(1));
+        assert_eq!(go_duration_seconds("1.5m"), Some(90));
+        assert_eq!(go_duration_seconds("1h30m"), Some(5400));
+        assert_eq!(go_duration_seconds("0"), Some(0));
+        assert_eq!(go_duration_seconds("10"), None);
+        assert_eq!(go_duration_seconds("5 m"), None);
+        assert_eq!(go_duration_seconds("abc"), None);
+        assert_eq!(go_duration_seconds(""), None);
+    }
+
+    #[test]
+    fn context_json_matches_keptn_e2e() {
+        let ctx = TaskContext {
+            workload_name: "workload".into(),
+            app_name: "podtato-head".into(),
+            app_version: "1.0.0".into(),
+            workload_version: "0.1.0".into(),
+            metadata: [("commit-id".to_string(), "1234".to_string())].into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            ctx.to_json(true),
+            r#"{"workloadName":"workload","appName":"podtato-head","appVersion":"1.0.0","workloadVersion":"0.1.0","taskType":"","objectType":"","metadata":{"commit-id":"1234"}}"#
+        );
+    }
+}

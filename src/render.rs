@@ -1,0 +1,650 @@
+//! The renderer: input documents and options in, ordered output documents and diagnostics
+//! out. No filesystem, environment, clock or stdout here.
+//!
+//! Output order (documented in the README): app pre-deployment objects, workload
+//! pre-deployment objects, every other input object, workload post-deployment objects, app
+//! post-deployment objects. Within a phase ConfigMaps come before Jobs, each sorted by
+//! namespace and name; input objects are sorted by kind rank, kind, group, namespace, name.
+//! Nothing depends on file names or file order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use crate::diag::{Diagnostic, Severity};
+use crate::document::{self, Doc, SourceFile};
+use crate::job::{self, Index, Phase, TaskRun};
+use crate::model::{self, AppContext, HandTask, Spanned, TaskContext, TaskDefinition};
+use crate::options::{Mode, Options};
+use crate::workload::{self, Workload};
+use crate::yaml;
+
+/// One output document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutDoc {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    /// YAML text of the document, ending in a newline, without a `---` marker.
+    pub text: String,
+    pub generated: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Empty whenever `diagnostics` holds an error: a partial render must never reach Argo CD.
+    pub documents: Vec<OutDoc>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Output {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// The documents as one YAML stream.
+    pub fn to_yaml(&self) -> String {
+        let mut out = String::new();
+        for d in &self.documents {
+            if !d.text.starts_with("---") {
+                out.push_str("---\n");
+            }
+            out.push_str(&d.text);
+        }
+        out
+    }
+}
+
+const ANN_WAVE: &str = "argocd.argoproj.io/sync-wave";
+const ANN_HOOK: &str = "argocd.argoproj.io/hook";
+const ANN_HOOK_DELETE: &str = "argocd.argoproj.io/hook-delete-policy";
+
+pub fn render(files: &[SourceFile], opts: &Options) -> Output {
+    let mut diags = Vec::new();
+    let docs = document::load(files, &mut diags);
+    let dest = opts.namespace.as_deref();
+    check_duplicates(&docs, dest, &mut diags);
+
+    let mut definitions: BTreeMap<(String, String), TaskDefinition<'_>> = BTreeMap::new();
+    let mut config_maps = BTreeMap::new();
+    let mut secrets = BTreeMap::new();
+    let mut apps = BTreeMap::new();
+    let mut contexts: BTreeMap<(String, String), AppContext<'_>> = BTreeMap::new();
+    let mut hand_tasks: Vec<HandTask<'_>> = Vec::new();
+    let mut workloads: Vec<Workload<'_>> = Vec::new();
+    let mut passthrough: Vec<&Doc<'_>> = Vec::new();
+
+    for doc in &docs {
+        let key = (doc.effective_namespace(dest), doc.name.clone());
+        if doc.group() == model::GROUP {
+            if !check_keptn_schema(doc, &mut diags) {
+                continue;
+            }
+            match doc.kind.as_str() {
+                "KeptnTaskDefinition" => {
+                    definitions.insert(key, model::read_task_definition(doc, &mut diags));
+                }
+                "KeptnApp" => {
+                    warn_unrendered(doc, &mut diags);
+                    apps.insert(key, model::read_app(doc));
+                }
+                "KeptnAppContext" => {
+                    warn_unrendered(doc, &mut diags);
+                    contexts.insert(key, model::read_app_context(doc));
+                }
+                "KeptnTask" => hand_tasks.extend(model::read_hand_task(doc, &mut diags)),
+                _ if !opts.keep_keptn => diags.push(doc.diag(
+                    "KLT026",
+                    Severity::Warning,
+                    doc.root.pos,
+                    None,
+                    format!("{} is not rendered and was dropped", doc.kind),
+                    Some("klt-render renders task definitions, apps, app contexts and tasks; pass --keep-keptn to keep other Keptn objects".into()),
+                )),
+                _ => {}
+            }
+            if opts.keep_keptn {
+                passthrough.push(doc);
+            }
+            continue;
+        }
+        passthrough.push(doc);
+        match (doc.group(), doc.kind.as_str()) {
+            ("", "ConfigMap") => {
+                config_maps.insert(key, doc);
+            }
+            ("", "Secret") => {
+                secrets.insert(key, doc);
+            }
+            _ if workload::is_workload_kind(doc) => {
+                if let Some(w) = workload::derive(doc) {
+                    for e in &w.evaluations {
+                        diags.push(doc.diag(
+                            "KLT021",
+                            Severity::Warning,
+                            e.pos,
+                            Some(e.field.clone()),
+                            "evaluations are not rendered and will not run".into(),
+                            Some("run the check as a task (a Job) instead, or keep the Keptn metrics operator for it".into()),
+                        ));
+                    }
+                    workloads.push(w);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let mut runs = Vec::new();
+    plan_apps(&apps, &contexts, &workloads, opts, &mut runs, &mut diags);
+    for t in &hand_tasks {
+        runs.push(hand_task_run(t, opts));
+    }
+
+    let index = Index {
+        definitions: &definitions,
+        config_maps: &config_maps,
+        secrets: &secrets,
+        options: opts,
+    };
+    let rendered: Vec<job::Rendered> = runs
+        .iter()
+        .filter_map(|r| job::render_task(r, &index, &mut diags))
+        .collect();
+
+    diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    diags.dedup();
+    if diags.iter().any(Diagnostic::is_error) {
+        return Output {
+            documents: Vec::new(),
+            diagnostics: diags,
+        };
+    }
+    Output {
+        documents: assemble(&passthrough, rendered, opts),
+        diagnostics: diags,
+    }
+}
+
+/// Strict CRD schema check of a Keptn object. `false` when the object cannot be read at all.
+fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
+    use crate::schema::Problem;
+    let Some(issues) = crate::schema::check(&doc.api_version, &doc.kind, &doc.root) else {
+        let versions = crate::schema::known_versions(&doc.kind);
+        if versions.is_empty() {
+            return true; // a Keptn kind we do not render; the caller says so
+        }
+        diags.push(doc.diag(
+            "KLT006",
+            Severity::Error,
+            doc.root.get("apiVersion").map_or(doc.root.pos, |n| n.pos),
+            Some("apiVersion".into()),
+            format!("{} is not served as {}", doc.kind, doc.api_version),
+            Some(format!("use one of: {}", versions.iter().map(|v| format!("{}/{v}", model::GROUP)).collect::<Vec<_>>().join(", "))),
+        ));
+        return false;
+    };
+    for issue in issues {
+        let (code, message, help) = match issue.problem {
+            Problem::UnknownField { suggestion } => (
+                "KLT004",
+                format!("unknown field {:?} in {}", issue.field.rsplit('.').next().unwrap_or(&issue.field), doc.api_version),
+                Some(match suggestion {
+                    Some(s) => format!("did you mean {s:?}?"),
+                    None => "remove it; the Keptn CRD has no such field, so Keptn would ignore or reject it".into(),
+                }),
+            ),
+            Problem::WrongType { expected, found } => (
+                "KLT005",
+                format!("expected {expected}, found {found}"),
+                Some(if expected == "string" { "quote the value".to_string() } else { format!("write a {expected}") }),
+            ),
+            Problem::MissingRequired { name } => (
+                "KLT005",
+                format!("required field {name:?} is missing"),
+                Some(format!("add {name}")),
+            ),
+        };
+        diags.push(doc.diag(code, Severity::Error, issue.pos, Some(issue.field), message, help));
+    }
+    true
+}
+
+fn check_duplicates(docs: &[Doc<'_>], dest: Option<&str>, diags: &mut Vec<Diagnostic>) {
+    let mut seen: BTreeMap<(String, String, String, String), &Doc<'_>> = BTreeMap::new();
+    for doc in docs {
+        if doc.root.path(&["metadata", "name"]).is_none() {
+            continue; // generateName objects are distinct by design
+        }
+        let key = (
+            doc.group().to_string(),
+            doc.kind.clone(),
+            doc.effective_namespace(dest),
+            doc.name.clone(),
+        );
+        if let Some(first) = seen.get(&key) {
+            diags.push(doc.diag(
+                "KLT003",
+                Severity::Error,
+                doc.root.pos,
+                Some("metadata.name".into()),
+                format!(
+                    "{} is declared twice; first at {}:{}",
+                    doc.display(),
+                    first.file,
+                    first.root.pos.line
+                ),
+                Some("remove one of them, or give them different names or namespaces".into()),
+            ));
+        } else {
+            seen.insert(key, doc);
+        }
+    }
+}
+
+fn warn_unrendered(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) {
+    for (field, pos) in model::unrendered_lists(doc.root.get("spec")) {
+        diags.push(doc.diag(
+            "KLT021",
+            Severity::Warning,
+            pos,
+            Some(field.clone()),
+            format!("{field} is not rendered and will not run"),
+            Some("evaluations need Keptn's metrics; promotion tasks are off in Keptn by default. Run checks as tasks instead".into()),
+        ));
+    }
+}
+
+/// The app version Keptn gives an app it creates itself (`computeVersionFromWorkloads`).
+fn auto_app_version(wls: &[&Workload<'_>]) -> String {
+    if let [only] = wls {
+        return only.version.clone();
+    }
+    let mut s = String::new();
+    for w in wls {
+        s.push_str(&w.keptn_name());
+        s.push('-');
+        s.push_str(&w.version);
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(s.as_bytes());
+    digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..10]
+        .to_string()
+}
+
+fn plan_apps<'d>(
+    apps: &BTreeMap<(String, String), model::App<'d>>,
+    contexts: &BTreeMap<(String, String), AppContext<'d>>,
+    workloads: &'d [Workload<'d>],
+    opts: &Options,
+    runs: &mut Vec<TaskRun<'d>>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let dest = opts.namespace.as_deref();
+    let mut by_app: BTreeMap<(String, String), Vec<&Workload<'d>>> = BTreeMap::new();
+    for w in workloads {
+        by_app
+            .entry((w.doc.effective_namespace(dest), w.app.clone()))
+            .or_default()
+            .push(w);
+    }
+    for wls in by_app.values_mut() {
+        wls.sort_by_key(|w| w.keptn_name());
+    }
+    let keys: BTreeSet<(String, String)> = by_app
+        .keys()
+        .chain(apps.keys())
+        .chain(contexts.keys())
+        .cloned()
+        .collect();
+    for key in keys {
+        let wls = by_app.get(&key).map(Vec::as_slice).unwrap_or_default();
+        let app = apps.get(&key).filter(|a| !a.managed_by_keptn);
+        let ctx = contexts.get(&key);
+        let (app_name, lookup_ns) = (key.1.clone(), key.0.clone());
+        let version = match app {
+            Some(a) => a.version.clone(),
+            None if !wls.is_empty() => auto_app_version(wls),
+            None => {
+                if let Some(c) = ctx
+                    && !(c.pre_tasks.is_empty() && c.post_tasks.is_empty())
+                {
+                    diags.push(c.doc.diag(
+                        "KLT031",
+                        Severity::Warning,
+                        c.doc.root.pos,
+                        None,
+                        format!("no KeptnApp and no workload belongs to app {app_name:?}; its tasks are not rendered"),
+                        Some("give the app's workloads keptn.sh/app (or app.kubernetes.io/part-of) with this name, or add a KeptnApp".into()),
+                    ));
+                }
+                continue;
+            }
+        };
+        if let Some(a) = app {
+            check_app_workloads(a, wls, diags);
+        }
+        let revision = app.map_or(1, |a| a.revision);
+        let namespace = app
+            .and_then(|a| a.doc.namespace.clone())
+            .or_else(|| ctx.and_then(|c| c.doc.namespace.clone()))
+            .or_else(|| wls.iter().find_map(|w| w.doc.namespace.clone()));
+
+        // App task lists: a v1alpha KeptnApp's own lists, else the KeptnAppContext's.
+        let legacy = app.filter(|a| {
+            a.pre_tasks.as_ref().is_some_and(|l| !l.is_empty())
+                || a.post_tasks.as_ref().is_some_and(|l| !l.is_empty())
+        });
+        let (pre, post, list_doc) = match (legacy, ctx) {
+            (Some(a), Some(c)) if !(c.pre_tasks.is_empty() && c.post_tasks.is_empty()) => {
+                diags.push(c.doc.diag(
+                    "KLT022",
+                    Severity::Error,
+                    c.doc.root.pos,
+                    Some("spec".into()),
+                    format!("tasks of app {app_name:?} are listed both here and in {} ({})", a.doc.display(), a.doc.file),
+                    Some("keep the lists in the KeptnAppContext only (Keptn 2 drops the KeptnApp's lists on conversion)".into()),
+                ));
+                continue;
+            }
+            (Some(a), _) => (
+                a.pre_tasks.clone().unwrap_or_default(),
+                a.post_tasks.clone().unwrap_or_default(),
+                Some(a.doc),
+            ),
+            (None, Some(c)) => (c.pre_tasks.clone(), c.post_tasks.clone(), Some(c.doc)),
+            (None, None) => (Vec::new(), Vec::new(), None),
+        };
+        let app_metadata = ctx.map(|c| c.metadata.clone()).unwrap_or_default();
+
+        let mk = |phase: Phase,
+                  source: &'d Doc<'d>,
+                  def: &Spanned<String>,
+                  context: TaskContext,
+                  revision: Option<i64>| {
+            let check = if phase.is_pre() { "pre" } else { "post" };
+            TaskRun {
+                phase,
+                source,
+                definition: def.clone(),
+                namespace: namespace.clone(),
+                lookup_namespace: lookup_ns.clone(),
+                context,
+                app_version: version.clone(),
+                revision,
+                name_base: format!("{check}-{}", def.value),
+                task_parameters: BTreeMap::new(),
+                task_secret: None,
+                task_limits: None,
+            }
+        };
+        let app_ctx = |task_type: &str| TaskContext {
+            app_name: app_name.clone(),
+            app_version: version.clone(),
+            task_type: task_type.into(),
+            object_type: opts.profile.app_object_type.into(),
+            metadata: app_metadata.clone(),
+            ..Default::default()
+        };
+        if let Some(src) = list_doc {
+            for d in &pre {
+                runs.push(mk(Phase::AppPre, src, d, app_ctx("pre"), Some(revision)));
+            }
+        }
+        for w in wls {
+            let mut metadata = app_metadata.clone();
+            metadata.extend(w.metadata.clone());
+            let wctx = |task_type: &str| TaskContext {
+                workload_name: w.keptn_name(),
+                app_name: app_name.clone(),
+                app_version: String::new(),
+                workload_version: w.version.clone(),
+                task_type: task_type.into(),
+                object_type: "Workload".into(),
+                metadata: metadata.clone(),
+            };
+            for d in &w.pre_tasks {
+                runs.push(mk(Phase::WorkloadPre, w.doc, d, wctx("pre"), None));
+            }
+            for d in &w.post_tasks {
+                runs.push(mk(Phase::WorkloadPost, w.doc, d, wctx("post"), None));
+            }
+        }
+        if let Some(src) = list_doc {
+            for d in &post {
+                runs.push(mk(Phase::AppPost, src, d, app_ctx("post"), Some(revision)));
+            }
+        }
+    }
+}
+
+fn check_app_workloads(app: &model::App<'_>, wls: &[&Workload<'_>], diags: &mut Vec<Diagnostic>) {
+    for w in wls {
+        match app.workloads.iter().find(|l| l.value.0 == w.name) {
+            None => diags.push(w.doc.diag(
+                "KLT023",
+                Severity::Error,
+                w.pos,
+                None,
+                format!(
+                    "workload {:?} belongs to app {:?}, but {} does not list it",
+                    w.name,
+                    w.app,
+                    app.doc.display()
+                ),
+                Some(format!(
+                    "add `- name: {}` with `version: \"{}\"` to spec.workloads of the KeptnApp (Keptn would hold this workload forever)",
+                    w.name, w.version
+                )),
+            )),
+            Some(listed) if listed.value.1 != w.version => diags.push(app.doc.diag(
+                "KLT023",
+                Severity::Error,
+                listed.pos,
+                Some(listed.field.clone()),
+                format!(
+                    "workload {:?} is listed with version {:?}, but {} has version {:?}",
+                    w.name,
+                    listed.value.1,
+                    w.doc.display(),
+                    w.version
+                ),
+                Some("make the versions equal: Keptn deploys a workload only in an app version that lists its exact version".into()),
+            )),
+            Some(_) => {}
+        }
+    }
+    for listed in &app.workloads {
+        if !wls.iter().any(|w| w.name == listed.value.0) {
+            diags.push(app.doc.diag(
+                "KLT024",
+                Severity::Warning,
+                listed.pos,
+                Some(listed.field.clone()),
+                format!("workload {:?} is listed but not in the input", listed.value.0),
+                Some("its workload-level tasks cannot be rendered; render it together with the app".into()),
+            ));
+        }
+    }
+}
+
+fn hand_task_run<'d>(t: &HandTask<'d>, opts: &Options) -> TaskRun<'d> {
+    let dest = opts.namespace.as_deref();
+    let phase = if t.check_type == "post" {
+        Phase::AppPost
+    } else {
+        Phase::AppPre
+    };
+    TaskRun {
+        phase,
+        source: t.doc,
+        definition: t.definition.clone(),
+        namespace: t.doc.namespace.clone(),
+        lookup_namespace: t.doc.effective_namespace(dest),
+        context: t.context.clone(),
+        app_version: t.context.app_version.clone(),
+        revision: None,
+        name_base: t.doc.name.clone(),
+        task_parameters: t.parameters.clone(),
+        task_secret: t.secret.clone(),
+        task_limits: Some((t.retries, t.timeout_seconds)),
+    }
+}
+
+fn wave_of(doc: &Doc<'_>) -> Option<i64> {
+    let ann = doc.root.path(&["metadata", "annotations"]);
+    if ann.and_then(|a| a.get(ANN_HOOK)).is_some() {
+        return None; // hooks do not take part in the sync phase's waves
+    }
+    Some(
+        ann.and_then(|a| a.get(ANN_WAVE))
+            .and_then(document::scalar_string)
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+fn kind_rank(kind: &str) -> usize {
+    const ORDER: &[&str] = &[
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Secret",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "Service",
+    ];
+    ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len())
+}
+
+type SortKey = (usize, usize, String, String, String, String, String);
+
+fn assemble(passthrough: &[&Doc<'_>], rendered: Vec<job::Rendered>, opts: &Options) -> Vec<OutDoc> {
+    let waves: Vec<i64> = passthrough.iter().filter_map(|d| wave_of(d)).collect();
+    let min = waves.iter().copied().min().unwrap_or(0);
+    let max = waves.iter().copied().max().unwrap_or(0);
+    let wave = |p: Phase| match p {
+        Phase::AppPre => min - 2,
+        Phase::WorkloadPre => min - 1,
+        Phase::WorkloadPost => max + 1,
+        Phase::AppPost => max + 2,
+    };
+    let group = |p: Phase| match p {
+        Phase::AppPre => 0,
+        Phase::WorkloadPre => 1,
+        Phase::WorkloadPost => 3,
+        Phase::AppPost => 4,
+    };
+
+    let mut out: Vec<(SortKey, OutDoc)> = Vec::new();
+    for d in passthrough {
+        let text = match d.raw {
+            Some(raw) if !raw.trim().is_empty() => {
+                let mut t = raw.to_string();
+                if !t.ends_with('\n') {
+                    t.push('\n');
+                }
+                t
+            }
+            _ => yaml::emit(&d.root.to_json()),
+        };
+        let key = (
+            2,
+            kind_rank(&d.kind),
+            d.kind.clone(),
+            d.group().to_string(),
+            d.namespace.clone().unwrap_or_default(),
+            d.name.clone(),
+            text.clone(),
+        );
+        out.push((
+            key,
+            OutDoc {
+                kind: d.kind.clone(),
+                namespace: d.namespace.clone(),
+                name: d.name.clone(),
+                text,
+                generated: false,
+            },
+        ));
+    }
+
+    // ConfigMaps shared by several tasks: earliest phase; labels all users agree on.
+    let mut cms: BTreeMap<(Option<String>, String), (Phase, job::GeneratedConfigMap, BTreeMap<String, String>)> =
+        BTreeMap::new();
+    let mut jobs: BTreeMap<(Option<String>, String), job::Rendered> = BTreeMap::new();
+    for r in rendered {
+        if let Some(cm) = &r.config_map {
+            let mut labels = r.labels.clone();
+            labels.insert(job::LABEL_DEFINITION.into(), cm.definition.clone());
+            let entry = cms
+                .entry((cm.namespace.clone(), cm.name.clone()))
+                .or_insert_with(|| (r.phase, cm.clone(), labels.clone()));
+            entry.0 = entry.0.min(r.phase);
+            entry.2.retain(|k, v| labels.get(k) == Some(v));
+        }
+        jobs.entry((r.namespace.clone(), r.job_name.clone()))
+            .or_insert(r);
+    }
+
+    let annotate = |obj: &mut Value, phase: Phase, is_job: bool| {
+        let ann = obj["metadata"]
+            .as_object_mut()
+            .expect("generated metadata")
+            .entry("annotations")
+            .or_insert_with(|| json!({}));
+        ann[ANN_WAVE] = json!(wave(phase).to_string());
+        if opts.mode == Mode::Hooks {
+            let hook = if is_job && !phase.is_pre() {
+                "PostSync"
+            } else {
+                "PreSync"
+            };
+            ann[ANN_HOOK] = json!(hook);
+            ann[ANN_HOOK_DELETE] = json!(if is_job {
+                opts.hook_delete_policy.as_str()
+            } else {
+                "BeforeHookCreation"
+            });
+        }
+    };
+
+    for ((ns, name), (phase, cm, labels)) in cms {
+        let mut obj = job::config_map_object(&cm, &labels);
+        annotate(&mut obj, phase, false);
+        // In hooks mode every ConfigMap is a PreSync hook, so it exists before any Job.
+        let g = if opts.mode == Mode::Hooks { 0 } else { group(phase) };
+        out.push((
+            (g, 0, "ConfigMap".into(), String::new(), ns.clone().unwrap_or_default(), name.clone(), String::new()),
+            OutDoc {
+                kind: "ConfigMap".into(),
+                namespace: ns,
+                name,
+                text: yaml::emit(&obj),
+                generated: true,
+            },
+        ));
+    }
+    for ((ns, name), mut r) in jobs {
+        annotate(&mut r.job, r.phase, true);
+        out.push((
+            (group(r.phase), 1, "Job".into(), String::new(), ns.clone().unwrap_or_default(), name.clone(), String::new()),
+            OutDoc {
+                kind: "Job".into(),
+                namespace: ns,
+                name,
+                text: yaml::emit(&r.job),
+                generated: true,
+            },
+        ));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.into_iter().map(|(_, d)| d).collect()
+}
