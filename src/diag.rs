@@ -67,6 +67,7 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     ("KLT004", Severity::Error, "unknown field in a Keptn resource (checked against the Keptn CRD schema)"),
     ("KLT005", Severity::Error, "a field of a Keptn resource has the wrong type or a required field is missing"),
     ("KLT006", Severity::Error, "unsupported apiVersion for a Keptn kind"),
+    ("KLT007", Severity::Error, "unknown kind in the lifecycle.keptn.sh group (a misspelled Keptn kind)"),
     ("KLT010", Severity::Error, "a KeptnTaskDefinition defines no runner (deno, python, container or function)"),
     ("KLT011", Severity::Error, "a KeptnTaskDefinition defines more than one runner"),
     ("KLT012", Severity::Error, "a deno/python runner has no code: no inline, httpRef, configMapRef or functionRef"),
@@ -85,8 +86,9 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     ("KLT025", Severity::Error, "a KeptnTask has no taskDefinition"),
     ("KLT026", Severity::Warning, "a lifecycle.keptn.sh kind that klt-render does not render was dropped"),
     ("KLT027", Severity::Error, "a generated name would not be a valid Kubernetes name"),
-    ("KLT028", Severity::Warning, "a parameter value is not a string; Keptn's CRD only accepts strings"),
     ("KLT029", Severity::Error, "a `kind: List` whose items is not a list of objects"),
+    ("KLT030", Severity::Error, "a container task mounts a volume other than the single one Keptn provides"),
+    ("KLT031", Severity::Warning, "a KeptnAppContext lists tasks but no KeptnApp or workload belongs to its app"),
 ];
 
 #[cfg(test)]

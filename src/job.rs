@@ -108,6 +108,9 @@ pub struct Rendered {
     pub job: Value,
     pub config_map: Option<GeneratedConfigMap>,
     pub labels: BTreeMap<String, String>,
+    /// Input objects the Job needs at start: `(kind, lookup namespace, name)` of a code
+    /// ConfigMap, a SECURE_DATA or image pull Secret, or a ServiceAccount.
+    pub uses: Vec<(&'static str, String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +130,7 @@ struct Resolved {
     /// Mounted ConfigMap: generated (inline code) or referenced by name.
     config_map: Option<CodeMap>,
     url: Option<String>,
+    uses: Vec<(&'static str, String, String)>,
 }
 
 enum CodeMap {
@@ -143,6 +147,7 @@ pub fn render_task(run: &TaskRun<'_>, index: &Index<'_, '_>, diags: &mut Vec<Dia
     };
     let runner = def.runner.as_ref()?;
     let context_json = run.context.to_json(opts.profile.context_metadata);
+    let mut uses = Vec::new();
     let (container, volume, config_map, hash_extra) = match runner {
         Runner::Container(node) => {
             let (c, v) = container_runner(node, &context_json, def, opts, diags)?;
@@ -150,6 +155,7 @@ pub fn render_task(run: &TaskRun<'_>, index: &Index<'_, '_>, diags: &mut Vec<Dia
         }
         Runner::Runtime(lang, spec) => {
             let resolved = resolve_runtime(run, def, *lang, spec, index, diags)?;
+            uses.clone_from(&resolved.uses);
             runtime_container(run, &resolved, &context_json, opts)
         }
     };
@@ -165,6 +171,15 @@ pub fn render_task(run: &TaskRun<'_>, index: &Index<'_, '_>, diags: &mut Vec<Dia
     if opts.profile.pod_settings {
         if let Some(sa) = &def.service_account {
             pod_spec.insert("serviceAccountName".into(), json!(sa));
+            uses.push(("ServiceAccount", ns.to_string(), sa.clone()));
+        }
+        for name in def
+            .image_pull_secrets
+            .iter()
+            .flat_map(|v| v.as_array().into_iter().flatten())
+            .filter_map(|s| s["name"].as_str())
+        {
+            uses.push(("Secret", ns.to_string(), name.to_string()));
         }
         if let Some(a) = def.automount_token {
             pod_spec.insert("automountServiceAccountToken".into(), json!(a));
@@ -254,6 +269,7 @@ pub fn render_task(run: &TaskRun<'_>, index: &Index<'_, '_>, diags: &mut Vec<Dia
         job,
         config_map,
         labels: own,
+        uses,
     })
 }
 
@@ -269,11 +285,7 @@ fn missing_definition(run: &TaskRun<'_>, index: &Index<'_, '_>) -> Diagnostic {
         crate::suggest::closest(wanted, names.iter().copied())
             .map(|s| format!("did you mean \"{s}\"?"))
     };
-    let ns = if run.lookup_namespace.is_empty() {
-        "the destination namespace".to_string()
-    } else {
-        format!("namespace {:?}", run.lookup_namespace)
-    };
+    let ns = namespace_phrase(&run.lookup_namespace);
     let help = suggestion.unwrap_or_else(|| {
         "add the KeptnTaskDefinition to the rendered paths, or fix the name (Keptn would wait for it forever)".into()
     });
@@ -285,6 +297,15 @@ fn missing_definition(run: &TaskRun<'_>, index: &Index<'_, '_>) -> Diagnostic {
         format!("task definition {wanted:?} not found in {ns}"),
         Some(help),
     )
+}
+
+/// How messages name a lookup namespace (`""` stands for the unknown destination).
+fn namespace_phrase(ns: &str) -> String {
+    if ns.is_empty() {
+        "the destination namespace".to_string()
+    } else {
+        format!("namespace {ns:?}")
+    }
 }
 
 fn own_labels(run: &TaskRun<'_>) -> BTreeMap<String, String> {
@@ -349,7 +370,10 @@ fn resolve_runtime(
         cmd: spec.cmd_parameters.clone(),
         config_map: None,
         url: None,
+        uses: Vec::new(),
     };
+    // The definition each resolved value came from, for messages about it.
+    let mut secret_owner: &Doc<'_> = def.doc;
     let code_owner: (&TaskDefinition<'_>, &RuntimeSpec);
     if let Some(fref) = &spec.function_ref {
         let Some(parent) = index.definition(ns, &fref.value) else {
@@ -408,6 +432,7 @@ fn resolve_runtime(
         }
         if r.secret.is_none() {
             r.secret = pspec.secret.clone();
+            secret_owner = parent.doc;
         }
         if r.cmd.is_empty() {
             r.cmd = pspec.cmd_parameters.clone();
@@ -433,6 +458,7 @@ fn resolve_runtime(
         });
         match code {
             Some(code) => {
+                r.uses.push(("ConfigMap", ns.to_string(), cm.value.clone()));
                 r.config_map = Some(CodeMap::Referenced {
                     name: cm.value.clone(),
                     code,
@@ -448,7 +474,7 @@ fn resolve_runtime(
                     if present {
                         format!("ConfigMap {:?} has no key `code` under data", cm.value)
                     } else {
-                        format!("ConfigMap {:?} is not in the input (namespace {:?})", cm.value, ns)
+                        format!("ConfigMap {:?} is not in the input ({})", cm.value, namespace_phrase(ns))
                     },
                     Some("add the ConfigMap with the task's code under data.code to the rendered paths, or use inline code".into()),
                 ));
@@ -475,20 +501,24 @@ fn resolve_runtime(
             pos: run.source.root.pos,
             field: "spec.secureParameters.secret".into(),
         });
+        secret_owner = run.source;
     }
-    if let Some(secret) = &r.secret {
-        check_secret(run, def, secret, index, diags);
+    if let Some(secret) = &r.secret
+        && check_secret(run, secret_owner, secret, index, diags)
+    {
+        r.uses.push(("Secret", ns.to_string(), secret.value.clone()));
     }
     Some(r)
 }
 
+/// Checks the Secret a task reads; `true` when it is part of the input.
 fn check_secret(
     run: &TaskRun<'_>,
-    def: &TaskDefinition<'_>,
+    owner: &Doc<'_>,
     secret: &Spanned<String>,
     index: &Index<'_, '_>,
     diags: &mut Vec<Diagnostic>,
-) {
+) -> bool {
     let key = (run.lookup_namespace.clone(), secret.value.clone());
     match index.secrets.get(&key) {
         Some(doc) => {
@@ -506,13 +536,15 @@ fn check_secret(
                     Some("data".into()),
                     format!(
                         "Secret {:?} has no key SECURE_DATA, which task definition {:?} reads",
-                        secret.value, def.doc.name
+                        secret.value, owner.name
                     ),
                     Some("Keptn passes only the key SECURE_DATA to the task; put the secret text (or JSON) under data.SECURE_DATA or stringData.SECURE_DATA".into()),
                 ));
             }
+            true
         }
-        None => diags.push(def.doc.diag(
+        None => {
+            diags.push(owner.diag(
             "KLT018",
             Severity::Warning,
             secret.pos,
@@ -522,7 +554,9 @@ fn check_secret(
                 secret.value
             ),
             Some("create it out of band (e.g. sealed-secrets, external-secrets) or add it to the rendered paths".into()),
-        )),
+            ));
+            false
+        }
     }
 }
 

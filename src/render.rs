@@ -166,13 +166,40 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
     }
 }
 
+const RENDERED_KINDS: &[&str] = &["KeptnApp", "KeptnAppContext", "KeptnTask", "KeptnTaskDefinition"];
+/// Real Keptn kinds that klt-render drops with a warning.
+const NOT_RENDERED_KINDS: &[&str] = &[
+    "KeptnAppCreationRequest",
+    "KeptnAppVersion",
+    "KeptnEvaluation",
+    "KeptnEvaluationDefinition",
+    "KeptnWorkload",
+    "KeptnWorkloadInstance",
+    "KeptnWorkloadVersion",
+];
+
 /// Strict CRD schema check of a Keptn object. `false` when the object cannot be read at all.
 fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
     use crate::schema::Problem;
     let Some(issues) = crate::schema::check(&doc.api_version, &doc.kind, &doc.root) else {
         let versions = crate::schema::known_versions(&doc.kind);
         if versions.is_empty() {
-            return true; // a Keptn kind we do not render; the caller says so
+            if NOT_RENDERED_KINDS.contains(&doc.kind.as_str()) {
+                return true; // a Keptn kind we do not render; the caller says so
+            }
+            let known = RENDERED_KINDS.iter().chain(NOT_RENDERED_KINDS).copied();
+            diags.push(doc.diag(
+                "KLT007",
+                Severity::Error,
+                doc.root.get("kind").map_or(doc.root.pos, |n| n.pos),
+                Some("kind".into()),
+                format!("{} is not a kind of {}", doc.kind, model::GROUP),
+                Some(match crate::suggest::closest(&doc.kind, known) {
+                    Some(k) => format!("did you mean {k:?}?"),
+                    None => format!("use one of {}", RENDERED_KINDS.join(", ")),
+                }),
+            ));
+            return false;
         }
         diags.push(doc.diag(
             "KLT006",
@@ -197,7 +224,11 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
             Problem::WrongType { expected, found } => (
                 "KLT005",
                 format!("expected {expected}, found {found}"),
-                Some(if expected == "string" { "quote the value".to_string() } else { format!("write a {expected}") }),
+                Some(match expected {
+                    "string" => "quote the value".to_string(),
+                    "integer" | "object" | "array" => format!("write an {expected}"),
+                    _ => format!("write a {expected}"),
+                }),
             ),
             Problem::MissingRequired { name } => (
                 "KLT005",
@@ -494,6 +525,7 @@ fn hand_task_run<'d>(t: &HandTask<'d>, opts: &Options) -> TaskRun<'d> {
     }
 }
 
+/// The wave of an input object in the sync phase; `None` for hooks.
 fn wave_of(doc: &Doc<'_>) -> Option<i64> {
     let ann = doc.root.path(&["metadata", "annotations"]);
     if ann.and_then(|a| a.get(ANN_HOOK)).is_some() {
@@ -527,7 +559,13 @@ fn kind_rank(kind: &str) -> usize {
 type SortKey = (usize, usize, String, String, String, String, String);
 
 fn assemble(passthrough: &[&Doc<'_>], rendered: Vec<job::Rendered>, opts: &Options) -> Vec<OutDoc> {
-    let waves: Vec<i64> = passthrough.iter().filter_map(|d| wave_of(d)).collect();
+    // Namespaces and CRDs are the ground the tasks stand on, not part of the app: they keep
+    // their own (lower) waves and do not push the tasks down.
+    let waves: Vec<i64> = passthrough
+        .iter()
+        .filter(|d| !matches!(d.kind.as_str(), "Namespace" | "CustomResourceDefinition"))
+        .filter_map(|d| wave_of(d))
+        .collect();
     let min = waves.iter().copied().min().unwrap_or(0);
     let max = waves.iter().copied().max().unwrap_or(0);
     let wave = |p: Phase| match p {
@@ -543,9 +581,41 @@ fn assemble(passthrough: &[&Doc<'_>], rendered: Vec<job::Rendered>, opts: &Optio
         Phase::AppPost => 4,
     };
 
+    // Input ConfigMaps and Secrets that task Jobs need must exist before those Jobs start.
+    let mut used: BTreeMap<(&str, String, String), Phase> = BTreeMap::new();
+    for r in &rendered {
+        for (kind, ns, name) in &r.uses {
+            let e = used
+                .entry((*kind, ns.clone(), name.clone()))
+                .or_insert(r.phase);
+            *e = (*e).min(r.phase);
+        }
+    }
+    let dest = opts.namespace.as_deref();
+
     let mut out: Vec<(SortKey, OutDoc)> = Vec::new();
     for d in passthrough {
+        let needed_by = (d.group() == "")
+            .then(|| used.get(&(d.kind.as_str(), d.effective_namespace(dest), d.name.clone())))
+            .flatten();
+        let moved = needed_by.and_then(|phase| {
+            let mut obj = d.root.to_json();
+            let ann = obj["metadata"].as_object_mut()?.entry("annotations").or_insert_with(|| json!({}));
+            match opts.mode {
+                Mode::Waves if wave_of(d).is_some_and(|w| w > wave(*phase)) => {
+                    ann[ANN_WAVE] = json!(wave(*phase).to_string());
+                }
+                Mode::Hooks => {
+                    ann[ANN_HOOK] = json!("PreSync");
+                    ann[ANN_HOOK_DELETE] = json!("BeforeHookCreation");
+                    ann[ANN_WAVE] = json!(wave(Phase::AppPre).to_string());
+                }
+                Mode::Waves => return None,
+            }
+            Some(yaml::emit(&obj))
+        });
         let text = match d.raw {
+            _ if moved.is_some() => moved.expect("checked"),
             Some(raw) if !raw.trim().is_empty() => {
                 let mut t = raw.to_string();
                 if !t.ends_with('\n') {

@@ -2,8 +2,8 @@
 //! the way Keptn's pod webhook derives them from their pods.
 //!
 //! The pod template's metadata is used when it carries a workload key; only otherwise are
-//! the workload, app, version and task keys taken from the workload object's own metadata
-//! (`keptn.sh/metadata` and `keptn.sh/container` are only ever read from the pod).
+//! the workload, app, version, task and metadata keys taken from the workload object's own
+//! metadata (Keptn copies them onto the pod).
 
 use std::collections::BTreeMap;
 
@@ -128,7 +128,7 @@ pub fn derive<'d>(doc: &'d Doc<'d>) -> Option<Workload<'d>> {
         .map_or_else(|| workload.value.clone(), |a| a.value);
     let version = match meta.get("keptn.sh/version", "app.kubernetes.io/version") {
         Some(v) => v.value.to_lowercase(),
-        None => computed_version(template, pod_meta.one("keptn.sh/container")),
+        None => computed_version(template, meta.one("keptn.sh/container")),
     };
     let mut evaluations = Vec::new();
     for key in [
@@ -146,7 +146,7 @@ pub fn derive<'d>(doc: &'d Doc<'d>) -> Option<Workload<'d>> {
         version,
         pre_tasks: split_list(meta.one("keptn.sh/pre-deployment-tasks")),
         post_tasks: split_list(meta.one("keptn.sh/post-deployment-tasks")),
-        metadata: parse_metadata(pod_meta.one("keptn.sh/metadata")),
+        metadata: parse_metadata(meta.one("keptn.sh/metadata")),
         evaluations,
         pos: workload.pos,
     })
