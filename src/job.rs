@@ -59,8 +59,9 @@ pub struct TaskRun<'d> {
     pub lookup_namespace: String,
     pub context: TaskContext,
     pub app_version: String,
-    /// App revision; part of app-level Job names so that a bump re-runs them.
-    pub revision: Option<i64>,
+    /// For app-level tasks, the KeptnApp spec (Go JSON). Keptn creates a new app version,
+    /// and so runs the app tasks again, whenever that spec changes (a `revision` bump).
+    pub app_spec: Option<String>,
     /// Name prefix before the hash: `pre-<definition>`, `post-<definition>` or a KeptnTask's name.
     pub name_base: String,
     pub task_parameters: BTreeMap<String, String>,
@@ -246,8 +247,9 @@ pub fn render_task(run: &TaskRun<'_>, index: &Index<'_, '_>, diags: &mut Vec<Dia
     // The name hashes everything that changes what runs, plus the app revision and the code
     // of a referenced ConfigMap (its name alone would not change with its content).
     let mut digest_input = crate::gojson::value(&job);
-    if let Some(rev) = run.revision {
-        digest_input.push_str(&format!("\nrevision={rev}"));
+    if let Some(spec) = &run.app_spec {
+        digest_input.push_str("\napp=");
+        digest_input.push_str(spec);
     }
     digest_input.push_str(&hash_extra);
     let job_name = format!(

@@ -84,7 +84,6 @@ pub struct TaskDefinition<'d> {
 pub struct App<'d> {
     pub doc: &'d Doc<'d>,
     pub version: String,
-    pub revision: i64,
     pub workloads: Vec<Spanned<(String, String)>>,
     /// Task lists of v1alpha1..v1alpha3, `None` in later versions.
     pub pre_tasks: Option<Vec<Spanned<String>>>,
@@ -413,7 +412,6 @@ pub fn read_app<'d>(doc: &'d Doc<'d>) -> App<'d> {
     App {
         doc,
         version: get("version").and_then(scalar_string).unwrap_or_default(),
-        revision: int_field(get("revision"), 1),
         workloads,
         pre_tasks: legacy.then(|| str_list(get("preDeploymentTasks"), "spec.preDeploymentTasks")),
         post_tasks: legacy

@@ -358,7 +358,12 @@ fn plan_apps<'d>(
         if let Some(a) = app {
             check_app_workloads(a, wls, diags);
         }
-        let revision = app.map_or(1, |a| a.revision);
+        let app_spec = app.map(|a| {
+            a.doc
+                .root
+                .get("spec")
+                .map_or_else(|| "null".to_string(), |s| crate::gojson::value(&s.to_json()))
+        });
         let namespace = app
             .and_then(|a| a.doc.namespace.clone())
             .or_else(|| ctx.and_then(|c| c.doc.namespace.clone()))
@@ -395,7 +400,7 @@ fn plan_apps<'d>(
                   source: &'d Doc<'d>,
                   def: &Spanned<String>,
                   context: TaskContext,
-                  revision: Option<i64>| {
+                  app_spec: Option<String>| {
             let check = if phase.is_pre() { "pre" } else { "post" };
             TaskRun {
                 phase,
@@ -405,7 +410,7 @@ fn plan_apps<'d>(
                 lookup_namespace: lookup_ns.clone(),
                 context,
                 app_version: version.clone(),
-                revision,
+                app_spec,
                 name_base: format!("{check}-{}", def.value),
                 task_parameters: BTreeMap::new(),
                 task_secret: None,
@@ -422,7 +427,7 @@ fn plan_apps<'d>(
         };
         if let Some(src) = list_doc {
             for d in &pre {
-                runs.push(mk(Phase::AppPre, src, d, app_ctx("pre"), Some(revision)));
+                runs.push(mk(Phase::AppPre, src, d, app_ctx("pre"), app_spec.clone()));
             }
         }
         for w in wls {
@@ -446,7 +451,7 @@ fn plan_apps<'d>(
         }
         if let Some(src) = list_doc {
             for d in &post {
-                runs.push(mk(Phase::AppPost, src, d, app_ctx("post"), Some(revision)));
+                runs.push(mk(Phase::AppPost, src, d, app_ctx("post"), app_spec.clone()));
             }
         }
     }
@@ -517,7 +522,7 @@ fn hand_task_run<'d>(t: &HandTask<'d>, opts: &Options) -> TaskRun<'d> {
         lookup_namespace: t.doc.effective_namespace(dest),
         context: t.context.clone(),
         app_version: t.context.app_version.clone(),
-        revision: None,
+        app_spec: None,
         name_base: t.doc.name.clone(),
         task_parameters: t.parameters.clone(),
         task_secret: t.secret.clone(),
@@ -616,6 +621,7 @@ fn assemble(passthrough: &[&Doc<'_>], rendered: Vec<job::Rendered>, opts: &Optio
         });
         let text = match d.raw {
             _ if moved.is_some() => moved.expect("checked"),
+            // Verbatim: even trailing blank lines can be data (a `|+` block scalar).
             Some(raw) if !raw.trim().is_empty() => {
                 let mut t = raw.to_string();
                 if !t.ends_with('\n') {
