@@ -61,34 +61,142 @@ impl Diagnostic {
 /// Every diagnostic code, its default severity and what it means. The README table is
 /// checked against this list by a test.
 pub const CODES: &[(&str, Severity, &str)] = &[
-    ("KLT001", Severity::Error, "YAML syntax error, duplicate key, or a file that cannot be read as UTF-8"),
-    ("KLT002", Severity::Error, "a document without apiVersion, kind or metadata.name"),
-    ("KLT003", Severity::Error, "two documents declare the same object (apiVersion group, kind, namespace, name)"),
-    ("KLT004", Severity::Error, "unknown field in a Keptn resource (checked against the Keptn CRD schema)"),
-    ("KLT005", Severity::Error, "a field of a Keptn resource has the wrong type or a required field is missing"),
-    ("KLT006", Severity::Error, "unsupported apiVersion for a Keptn kind"),
-    ("KLT007", Severity::Error, "unknown kind in the lifecycle.keptn.sh group (a misspelled Keptn kind)"),
-    ("KLT010", Severity::Error, "a KeptnTaskDefinition defines no runner (deno, python, container or function)"),
-    ("KLT011", Severity::Error, "a KeptnTaskDefinition defines more than one runner"),
-    ("KLT012", Severity::Error, "a deno/python runner has no code: no inline, httpRef, configMapRef or functionRef"),
+    (
+        "KLT001",
+        Severity::Error,
+        "YAML syntax error, duplicate key, or a file that cannot be read as UTF-8",
+    ),
+    (
+        "KLT002",
+        Severity::Error,
+        "a document without apiVersion, kind or metadata.name",
+    ),
+    (
+        "KLT003",
+        Severity::Error,
+        "two documents declare the same object (apiVersion group, kind, namespace, name)",
+    ),
+    (
+        "KLT004",
+        Severity::Error,
+        "unknown field in a Keptn resource (checked against the Keptn CRD schema)",
+    ),
+    (
+        "KLT005",
+        Severity::Error,
+        "a field of a Keptn resource has the wrong type or a required field is missing",
+    ),
+    (
+        "KLT006",
+        Severity::Error,
+        "unsupported apiVersion for a Keptn kind",
+    ),
+    (
+        "KLT007",
+        Severity::Error,
+        "unknown kind in the lifecycle.keptn.sh group (a misspelled Keptn kind)",
+    ),
+    (
+        "KLT010",
+        Severity::Error,
+        "a KeptnTaskDefinition defines no runner (deno, python, container or function)",
+    ),
+    (
+        "KLT011",
+        Severity::Error,
+        "a KeptnTaskDefinition defines more than one runner",
+    ),
+    (
+        "KLT012",
+        Severity::Error,
+        "a deno/python runner has no code: no inline, httpRef, configMapRef or functionRef",
+    ),
     ("KLT013", Severity::Error, "timeout is not a Go duration"),
-    ("KLT014", Severity::Error, "functionRef names a definition that does not exist"),
-    ("KLT015", Severity::Error, "functionRef chain or cycle: the referenced definition has a functionRef itself"),
-    ("KLT016", Severity::Error, "configMapRef names a ConfigMap that is not in the input, or it lacks key `code`"),
-    ("KLT017", Severity::Error, "a Secret named by secureParameters is in the input without key SECURE_DATA"),
-    ("KLT018", Severity::Warning, "a Secret named by secureParameters is not in the input (it must exist in the cluster)"),
-    ("KLT019", Severity::Warning, "a definition sets more than one code source; which one Keptn uses is said in the message"),
-    ("KLT020", Severity::Error, "a task list names a KeptnTaskDefinition that does not exist"),
-    ("KLT021", Severity::Warning, "evaluations or promotion tasks are listed; klt-render does not render them"),
-    ("KLT022", Severity::Error, "tasks are listed both in a v1alpha KeptnApp and in its KeptnAppContext"),
-    ("KLT023", Severity::Error, "a workload of a KeptnApp is not listed in it, or listed with another version"),
-    ("KLT024", Severity::Warning, "a workload listed in a KeptnApp is not in the input"),
-    ("KLT025", Severity::Error, "a KeptnTask has no taskDefinition"),
-    ("KLT026", Severity::Warning, "a lifecycle.keptn.sh kind that klt-render does not render was dropped"),
-    ("KLT027", Severity::Error, "a generated name would not be a valid Kubernetes name"),
-    ("KLT029", Severity::Error, "a `kind: List` whose items is not a list of objects"),
-    ("KLT030", Severity::Error, "a container task mounts a volume other than the single one Keptn provides"),
-    ("KLT031", Severity::Warning, "a KeptnAppContext lists tasks but no KeptnApp or workload belongs to its app"),
+    (
+        "KLT014",
+        Severity::Error,
+        "functionRef names a definition that does not exist",
+    ),
+    (
+        "KLT015",
+        Severity::Error,
+        "functionRef chain or cycle: the referenced definition has a functionRef itself",
+    ),
+    (
+        "KLT016",
+        Severity::Error,
+        "configMapRef names a ConfigMap that is not in the input, or it lacks key `code`",
+    ),
+    (
+        "KLT017",
+        Severity::Error,
+        "a Secret named by secureParameters is in the input without key SECURE_DATA",
+    ),
+    (
+        "KLT018",
+        Severity::Warning,
+        "a Secret named by secureParameters is not in the input (it must exist in the cluster)",
+    ),
+    (
+        "KLT019",
+        Severity::Warning,
+        "a definition sets more than one code source; which one Keptn uses is said in the message",
+    ),
+    (
+        "KLT020",
+        Severity::Error,
+        "a task list names a KeptnTaskDefinition that does not exist",
+    ),
+    (
+        "KLT021",
+        Severity::Warning,
+        "evaluations or promotion tasks are listed; klt-render does not render them",
+    ),
+    (
+        "KLT022",
+        Severity::Error,
+        "tasks are listed both in a v1alpha KeptnApp and in its KeptnAppContext",
+    ),
+    (
+        "KLT023",
+        Severity::Error,
+        "a workload of a KeptnApp is not listed in it, or listed with another version",
+    ),
+    (
+        "KLT024",
+        Severity::Warning,
+        "a workload listed in a KeptnApp is not in the input",
+    ),
+    (
+        "KLT025",
+        Severity::Error,
+        "a KeptnTask has no taskDefinition",
+    ),
+    (
+        "KLT026",
+        Severity::Warning,
+        "a lifecycle.keptn.sh kind that klt-render does not render was dropped",
+    ),
+    (
+        "KLT027",
+        Severity::Error,
+        "a generated name would not be a valid Kubernetes name",
+    ),
+    (
+        "KLT029",
+        Severity::Error,
+        "a `kind: List` whose items is not a list of objects",
+    ),
+    (
+        "KLT030",
+        Severity::Error,
+        "a container task mounts a volume other than the single one Keptn provides",
+    ),
+    (
+        "KLT031",
+        Severity::Warning,
+        "a KeptnAppContext lists tasks but no KeptnApp or workload belongs to its app",
+    ),
 ];
 
 #[cfg(test)]

@@ -135,7 +135,9 @@ pub fn load<'a>(files: &'a [SourceFile], diags: &mut Vec<Diagnostic>) -> Vec<Doc
                     pos: e.pos,
                     object: None,
                     field: None,
-                    help: Some("fix the YAML syntax; nothing is rendered until every file parses".into()),
+                    help: Some(
+                        "fix the YAML syntax; nothing is rendered until every file parses".into(),
+                    ),
                 }),
             }
         }
@@ -150,7 +152,8 @@ fn add_object<'a>(
     docs: &mut Vec<Doc<'a>>,
     diags: &mut Vec<Diagnostic>,
 ) {
-    let missing = |what: &str, pos: Pos| Diagnostic {
+    let missing = |what: &str, pos: Pos| {
+        Diagnostic {
         code: "KLT002",
         severity: Severity::Error,
         message: format!("document has no {what}"),
@@ -159,6 +162,7 @@ fn add_object<'a>(
         object: None,
         field: Some(what.to_string()),
         help: Some("every document must be a Kubernetes object with apiVersion, kind and metadata.name (Argo CD rejects anything else)".into()),
+    }
     };
     if root.as_map().is_none() {
         diags.push(missing("apiVersion", root.pos));
@@ -167,7 +171,11 @@ fn add_object<'a>(
     let api_version = root.get("apiVersion").and_then(Node::as_str);
     let kind = root.get("kind").and_then(Node::as_str);
     let (Some(api_version), Some(kind)) = (api_version, kind) else {
-        let what = if api_version.is_none() { "apiVersion" } else { "kind" };
+        let what = if api_version.is_none() {
+            "apiVersion"
+        } else {
+            "kind"
+        };
         diags.push(missing(what, root.pos));
         return;
     };
@@ -197,7 +205,10 @@ fn add_object<'a>(
     let name = meta
         .and_then(|m| m.get("name"))
         .and_then(Node::as_str)
-        .or_else(|| meta.and_then(|m| m.get("generateName")).and_then(Node::as_str));
+        .or_else(|| {
+            meta.and_then(|m| m.get("generateName"))
+                .and_then(Node::as_str)
+        });
     let Some(name) = name else {
         diags.push(missing("metadata.name", meta.map_or(root.pos, |m| m.pos)));
         return;

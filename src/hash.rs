@@ -60,7 +60,10 @@ mod tests {
             configmap_suffix(&map(&[("FOO", "bar"), ("hello", "world")])),
             "k9h8bf29t7"
         );
-        assert_eq!(configmap_suffix(&map(&[("GREETING", "hello")])), "f655md8fbd");
+        assert_eq!(
+            configmap_suffix(&map(&[("GREETING", "hello")])),
+            "f655md8fbd"
+        );
         assert_eq!(configmap_suffix(&map(&[("port", "8080")])), "9hdd6gt8fb");
     }
 }

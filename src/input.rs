@@ -86,8 +86,12 @@ fn is_manifest(name: &str) -> bool {
 
 fn read(path: &Path, shown: &str) -> Result<SourceFile> {
     let bytes = fs::read(path).with_context(|| format!("{shown}: cannot read"))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| anyhow::anyhow!("{shown}: not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{shown}: not UTF-8 text (byte {})",
+            e.utf8_error().valid_up_to()
+        )
+    })?;
     Ok(SourceFile {
         path: shown.trim_start_matches("./").to_string(),
         text,

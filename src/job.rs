@@ -139,7 +139,11 @@ enum CodeMap {
     Referenced { name: String, code: String },
 }
 
-pub fn render_task(run: &TaskRun<'_>, index: &Index<'_, '_>, diags: &mut Vec<Diagnostic>) -> Option<Rendered> {
+pub fn render_task(
+    run: &TaskRun<'_>,
+    index: &Index<'_, '_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Rendered> {
     let opts = index.options;
     let ns = run.lookup_namespace.as_str();
     let Some(def) = index.definition(ns, &run.definition.value) else {
@@ -224,7 +228,10 @@ pub fn render_task(run: &TaskRun<'_>, index: &Index<'_, '_>, diags: &mut Vec<Dia
     if run.context.workload_name.is_empty() {
         annotations.insert("keptn.sh/version".into(), run.context.app_version.clone());
     } else {
-        annotations.insert("keptn.sh/workload".into(), run.context.workload_name.clone());
+        annotations.insert(
+            "keptn.sh/workload".into(),
+            run.context.workload_name.clone(),
+        );
         annotations.insert(
             "keptn.sh/version".into(),
             run.context.workload_version.clone(),
@@ -257,7 +264,9 @@ pub fn render_task(run: &TaskRun<'_>, index: &Index<'_, '_>, diags: &mut Vec<Dia
         truncate_name(&run.name_base, 63 - 11),
         hash::short(digest_input.as_bytes())
     );
-    let meta = job["metadata"].as_object_mut().expect("metadata is an object");
+    let meta = job["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object");
     let mut named = Map::new();
     named.insert("name".into(), json!(job_name));
     named.extend(std::mem::take(meta));
@@ -382,7 +391,9 @@ fn resolve_runtime(
             let names = index.definition_names(ns);
             let help = crate::suggest::closest(&fref.value, names.iter().copied())
                 .map(|s| format!("did you mean \"{s}\"?"))
-                .unwrap_or_else(|| "add the referenced KeptnTaskDefinition to the rendered paths".into());
+                .unwrap_or_else(|| {
+                    "add the referenced KeptnTaskDefinition to the rendered paths".into()
+                });
             diags.push(def.doc.diag(
                 "KLT014",
                 Severity::Error,
@@ -399,7 +410,13 @@ fn resolve_runtime(
             .as_ref()
             .filter(|d| !d.is_empty())
             .map(|d| (Lang::Deno, d))
-            .or_else(|| parent.python.as_ref().filter(|p| !p.is_empty()).map(|p| (Lang::Python, p)))
+            .or_else(|| {
+                parent
+                    .python
+                    .as_ref()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| (Lang::Python, p))
+            })
         else {
             diags.push(def.doc.diag(
                 "KLT015",
@@ -508,7 +525,8 @@ fn resolve_runtime(
     if let Some(secret) = &r.secret
         && check_secret(run, secret_owner, secret, index, diags)
     {
-        r.uses.push(("Secret", ns.to_string(), secret.value.clone()));
+        r.uses
+            .push(("Secret", ns.to_string(), secret.value.clone()));
     }
     Some(r)
 }
@@ -524,12 +542,9 @@ fn check_secret(
     let key = (run.lookup_namespace.clone(), secret.value.clone());
     match index.secrets.get(&key) {
         Some(doc) => {
-            let has = ["data", "stringData"].iter().any(|f| {
-                doc.root
-                    .get(f)
-                    .and_then(|d| d.get("SECURE_DATA"))
-                    .is_some()
-            });
+            let has = ["data", "stringData"]
+                .iter()
+                .any(|f| doc.root.get(f).and_then(|d| d.get("SECURE_DATA")).is_some());
             if !has {
                 diags.push(doc.diag(
                     "KLT017",
@@ -706,4 +721,3 @@ pub fn config_map_object(cm: &GeneratedConfigMap, labels: &BTreeMap<String, Stri
         "data": {"code": cm.code},
     })
 }
-

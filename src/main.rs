@@ -10,7 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use klt_render::{Diagnostic, Mode, Options, Profile};
 
 #[derive(Parser)]
-#[command(name = "klt-render", version, about = "Render Keptn task resources into plain Kubernetes manifests")]
+#[command(
+    name = "klt-render",
+    version,
+    about = "Render Keptn task resources into plain Kubernetes manifests"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,7 +25,7 @@ enum Command {
     /// Render manifests: Keptn tasks become Jobs and ConfigMaps, everything else passes through.
     Render {
         #[command(flatten)]
-        opts: RenderArgs,
+        opts: Box<RenderArgs>,
         /// Files or directories (recursively *.yaml, *.yml, *.json); `-` reads stdin.
         #[arg(default_value = ".")]
         paths: Vec<PathBuf>,
@@ -58,12 +62,16 @@ struct RenderArgs {
     #[arg(long, env = "KLT_DEFINITION_NAMESPACE")]
     definition_namespace: Option<String>,
     /// Hook delete policy of task Jobs in hooks mode.
-    #[arg(long, default_value = "BeforeHookCreation", env = "KLT_HOOK_DELETE_POLICY")]
+    #[arg(
+        long,
+        default_value = "BeforeHookCreation",
+        env = "KLT_HOOK_DELETE_POLICY"
+    )]
     hook_delete_policy: String,
 }
 
 impl RenderArgs {
-    fn options(self) -> Options {
+    fn into_options(self: Box<Self>) -> Options {
         Options {
             namespace: self.namespace.filter(|s| !s.is_empty()),
             mode: self.mode,
@@ -92,7 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Render { opts, paths } => {
             let files = input::gather(&paths)?;
-            let out = klt_render::render(&files, &opts.options());
+            let out = klt_render::render(&files, &opts.into_options());
             report(&out.diagnostics);
             if out.has_errors() {
                 let n = out.diagnostics.iter().filter(|d| d.is_error()).count();

@@ -58,7 +58,7 @@ impl RuntimeSpec {
 
 #[derive(Clone, Debug)]
 pub enum Runner {
-    Runtime(Lang, RuntimeSpec),
+    Runtime(Lang, Box<RuntimeSpec>),
     Container(Node),
 }
 
@@ -135,7 +135,14 @@ impl TaskContext {
                 ("taskType", &self.task_type),
                 ("objectType", &self.object_type),
             ],
-            ("metadata", if with_metadata { &self.metadata } else { &empty }),
+            (
+                "metadata",
+                if with_metadata {
+                    &self.metadata
+                } else {
+                    &empty
+                },
+            ),
         )
     }
 }
@@ -265,7 +272,10 @@ fn timeout(doc: &Doc<'_>, spec: Option<&Node>, diags: &mut Vec<Diagnostic>) -> i
     }
 }
 
-pub fn read_task_definition<'d>(doc: &'d Doc<'d>, diags: &mut Vec<Diagnostic>) -> TaskDefinition<'d> {
+pub fn read_task_definition<'d>(
+    doc: &'d Doc<'d>,
+    diags: &mut Vec<Diagnostic>,
+) -> TaskDefinition<'d> {
     let spec = doc.root.get("spec");
     let present = |key: &str| spec.and_then(|s| s.get(key)).filter(|n| !n.is_null());
     let function = present("function").map(|n| read_runtime(n, "function"));
@@ -311,9 +321,11 @@ pub fn read_task_definition<'d>(doc: &'d Doc<'d>, diags: &mut Vec<Diagnostic>) -
         runner = if let Some(c) = container {
             Some(Runner::Container(c.clone()))
         } else if let Some(d) = &deno_like {
-            Some(Runner::Runtime(Lang::Deno, d.clone()))
+            Some(Runner::Runtime(Lang::Deno, Box::new(d.clone())))
         } else {
-            python.clone().map(|p| Runner::Runtime(Lang::Python, p))
+            python
+                .clone()
+                .map(|p| Runner::Runtime(Lang::Python, Box::new(p)))
         };
     }
     if let Some(Runner::Runtime(_, rt)) = &runner {
@@ -456,9 +468,7 @@ pub fn read_hand_task<'d>(doc: &'d Doc<'d>, diags: &mut Vec<Diagnostic>) -> Opti
     let get = |k: &str| spec.and_then(|s| s.get(k));
     let Some(definition) = spanned_str(get("taskDefinition"), "spec.taskDefinition".into()) else {
         // A missing field is the schema check's finding; an empty name is ours.
-        if get("taskDefinition").is_none() {
-            return None;
-        }
+        get("taskDefinition")?;
         diags.push(doc.diag(
             "KLT025",
             Severity::Error,

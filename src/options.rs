@@ -19,7 +19,9 @@ impl FromStr for Mode {
         match s {
             "waves" => Ok(Mode::Waves),
             "hooks" => Ok(Mode::Hooks),
-            other => Err(format!("unknown mode {other:?}; use \"waves\" or \"hooks\"")),
+            other => Err(format!(
+                "unknown mode {other:?}; use \"waves\" or \"hooks\""
+            )),
         }
     }
 }
@@ -135,7 +137,9 @@ impl Default for Options {
 
 impl Options {
     pub fn deno_image(&self) -> &str {
-        self.deno_image.as_deref().unwrap_or(self.profile.deno_image)
+        self.deno_image
+            .as_deref()
+            .unwrap_or(self.profile.deno_image)
     }
     pub fn python_image(&self) -> &str {
         self.python_image

@@ -166,7 +166,12 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
     }
 }
 
-const RENDERED_KINDS: &[&str] = &["KeptnApp", "KeptnAppContext", "KeptnTask", "KeptnTaskDefinition"];
+const RENDERED_KINDS: &[&str] = &[
+    "KeptnApp",
+    "KeptnAppContext",
+    "KeptnTask",
+    "KeptnTaskDefinition",
+];
 /// Real Keptn kinds that klt-render drops with a warning.
 const NOT_RENDERED_KINDS: &[&str] = &[
     "KeptnAppCreationRequest",
@@ -201,14 +206,23 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
             ));
             return false;
         }
-        diags.push(doc.diag(
-            "KLT006",
-            Severity::Error,
-            doc.root.get("apiVersion").map_or(doc.root.pos, |n| n.pos),
-            Some("apiVersion".into()),
-            format!("{} is not served as {}", doc.kind, doc.api_version),
-            Some(format!("use one of: {}", versions.iter().map(|v| format!("{}/{v}", model::GROUP)).collect::<Vec<_>>().join(", "))),
-        ));
+        diags.push(
+            doc.diag(
+                "KLT006",
+                Severity::Error,
+                doc.root.get("apiVersion").map_or(doc.root.pos, |n| n.pos),
+                Some("apiVersion".into()),
+                format!("{} is not served as {}", doc.kind, doc.api_version),
+                Some(format!(
+                    "use one of: {}",
+                    versions
+                        .iter()
+                        .map(|v| format!("{}/{v}", model::GROUP))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            ),
+        );
         return false;
     };
     for issue in issues {
@@ -236,7 +250,14 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
                 Some(format!("add {name}")),
             ),
         };
-        diags.push(doc.diag(code, Severity::Error, issue.pos, Some(issue.field), message, help));
+        diags.push(doc.diag(
+            code,
+            Severity::Error,
+            issue.pos,
+            Some(issue.field),
+            message,
+            help,
+        ));
     }
     true
 }
@@ -359,10 +380,10 @@ fn plan_apps<'d>(
             check_app_workloads(a, wls, diags);
         }
         let app_spec = app.map(|a| {
-            a.doc
-                .root
-                .get("spec")
-                .map_or_else(|| "null".to_string(), |s| crate::gojson::value(&s.to_json()))
+            a.doc.root.get("spec").map_or_else(
+                || "null".to_string(),
+                |s| crate::gojson::value(&s.to_json()),
+            )
         });
         let namespace = app
             .and_then(|a| a.doc.namespace.clone())
@@ -451,7 +472,13 @@ fn plan_apps<'d>(
         }
         if let Some(src) = list_doc {
             for d in &post {
-                runs.push(mk(Phase::AppPost, src, d, app_ctx("post"), app_spec.clone()));
+                runs.push(mk(
+                    Phase::AppPost,
+                    src,
+                    d,
+                    app_ctx("post"),
+                    app_spec.clone(),
+                ));
             }
         }
     }
@@ -561,6 +588,9 @@ fn kind_rank(kind: &str) -> usize {
     ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len())
 }
 
+/// A generated ConfigMap, the earliest phase that mounts it and the labels all users share.
+type SharedConfigMap = (Phase, job::GeneratedConfigMap, BTreeMap<String, String>);
+
 type SortKey = (usize, usize, String, String, String, String, String);
 
 fn assemble(passthrough: &[&Doc<'_>], rendered: Vec<job::Rendered>, opts: &Options) -> Vec<OutDoc> {
@@ -605,7 +635,10 @@ fn assemble(passthrough: &[&Doc<'_>], rendered: Vec<job::Rendered>, opts: &Optio
             .flatten();
         let moved = needed_by.and_then(|phase| {
             let mut obj = d.root.to_json();
-            let ann = obj["metadata"].as_object_mut()?.entry("annotations").or_insert_with(|| json!({}));
+            let ann = obj["metadata"]
+                .as_object_mut()?
+                .entry("annotations")
+                .or_insert_with(|| json!({}));
             match opts.mode {
                 Mode::Waves if wave_of(d).is_some_and(|w| w > wave(*phase)) => {
                     ann[ANN_WAVE] = json!(wave(*phase).to_string());
@@ -653,8 +686,7 @@ fn assemble(passthrough: &[&Doc<'_>], rendered: Vec<job::Rendered>, opts: &Optio
     }
 
     // ConfigMaps shared by several tasks: earliest phase; labels all users agree on.
-    let mut cms: BTreeMap<(Option<String>, String), (Phase, job::GeneratedConfigMap, BTreeMap<String, String>)> =
-        BTreeMap::new();
+    let mut cms: BTreeMap<(Option<String>, String), SharedConfigMap> = BTreeMap::new();
     let mut jobs: BTreeMap<(Option<String>, String), job::Rendered> = BTreeMap::new();
     for r in rendered {
         if let Some(cm) = &r.config_map {
@@ -696,9 +728,21 @@ fn assemble(passthrough: &[&Doc<'_>], rendered: Vec<job::Rendered>, opts: &Optio
         let mut obj = job::config_map_object(&cm, &labels);
         annotate(&mut obj, phase, false);
         // In hooks mode every ConfigMap is a PreSync hook, so it exists before any Job.
-        let g = if opts.mode == Mode::Hooks { 0 } else { group(phase) };
+        let g = if opts.mode == Mode::Hooks {
+            0
+        } else {
+            group(phase)
+        };
         out.push((
-            (g, 0, "ConfigMap".into(), String::new(), ns.clone().unwrap_or_default(), name.clone(), String::new()),
+            (
+                g,
+                0,
+                "ConfigMap".into(),
+                String::new(),
+                ns.clone().unwrap_or_default(),
+                name.clone(),
+                String::new(),
+            ),
             OutDoc {
                 kind: "ConfigMap".into(),
                 namespace: ns,
@@ -711,7 +755,15 @@ fn assemble(passthrough: &[&Doc<'_>], rendered: Vec<job::Rendered>, opts: &Optio
     for ((ns, name), mut r) in jobs {
         annotate(&mut r.job, r.phase, true);
         out.push((
-            (group(r.phase), 1, "Job".into(), String::new(), ns.clone().unwrap_or_default(), name.clone(), String::new()),
+            (
+                group(r.phase),
+                1,
+                "Job".into(),
+                String::new(),
+                ns.clone().unwrap_or_default(),
+                name.clone(),
+                String::new(),
+            ),
             OutDoc {
                 kind: "Job".into(),
                 namespace: ns,

@@ -8,7 +8,11 @@ pub fn closest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) 
         .into_iter()
         .filter(|c| *c != wanted)
         .map(|c| {
-            let d = if c.eq_ignore_ascii_case(wanted) { 0 } else { levenshtein(wanted, c) };
+            let d = if c.eq_ignore_ascii_case(wanted) {
+                0
+            } else {
+                levenshtein(wanted, c)
+            };
             (d, c)
         })
         .filter(|(d, _)| *d <= limit)

@@ -83,7 +83,8 @@ impl<'n> Meta<'n> {
     }
 
     fn has_workload(&self) -> bool {
-        self.get("keptn.sh/workload", "app.kubernetes.io/name").is_some()
+        self.get("keptn.sh/workload", "app.kubernetes.io/name")
+            .is_some()
     }
 }
 

@@ -157,7 +157,6 @@ pub fn split_stream<'a>(text: &'a str) -> Vec<Chunk<'a>> {
     let mut start_line = 1u32;
     let mut body_start = 0usize;
     let mut offset = 0usize;
-    let mut line_no = 1u32;
     let push = |chunks: &mut Vec<Chunk<'a>>, s: usize, b: usize, e: usize, l: u32| {
         if s < e || b < e {
             chunks.push(Chunk {
@@ -167,7 +166,7 @@ pub fn split_stream<'a>(text: &'a str) -> Vec<Chunk<'a>> {
             });
         }
     };
-    for line in text.split_inclusive('\n') {
+    for (line_no, line) in (1u32..).zip(text.split_inclusive('\n')) {
         let bare = line.trim_end_matches(['\n', '\r']);
         if is_marker(bare, "---") {
             push(&mut chunks, start, body_start, offset, start_line);
@@ -187,7 +186,6 @@ pub fn split_stream<'a>(text: &'a str) -> Vec<Chunk<'a>> {
             start_line = line_no + 1;
         }
         offset += line.len();
-        line_no += 1;
     }
     push(&mut chunks, start, body_start, text.len(), start_line);
     chunks
@@ -345,7 +343,9 @@ impl<'a> Builder<'a> {
                             let Some(src_entries) = src.as_map() else {
                                 return Err(YamlError {
                                     pos: value.pos,
-                                    message: "a merge key (<<) needs a mapping or a list of mappings".into(),
+                                    message:
+                                        "a merge key (<<) needs a mapping or a list of mappings"
+                                            .into(),
                                 });
                             };
                             for e in src_entries {
@@ -594,7 +594,9 @@ mod tests {
 
     #[test]
     fn kubernetes_scalar_typing() {
-        let n = parse("a: on\nb: 0644\nc: '0644'\nd: 1_000\ne: 1.20\nf: y\ng: ~\nh: 0x1F\ni: 08\nj: abc\nk: \"on\"\n");
+        let n = parse(
+            "a: on\nb: 0644\nc: '0644'\nd: 1_000\ne: 1.20\nf: y\ng: ~\nh: 0x1F\ni: 08\nj: abc\nk: \"on\"\n",
+        );
         assert_eq!(n.get("a").unwrap().kind, NodeKind::Bool(true));
         assert_eq!(n.get("b").unwrap().kind, NodeKind::Int(420));
         assert_eq!(n.get("c").unwrap().kind, NodeKind::Str("0644".into()));
@@ -638,10 +640,7 @@ mod tests {
     #[test]
     fn empty_and_comment_documents_are_skipped() {
         let chunks = split_stream("---\n# only a comment\n---\n\n---\na: 1\n...\n");
-        let parsed: Vec<_> = chunks
-            .iter()
-            .map(|c| parse_document(c).unwrap())
-            .collect();
+        let parsed: Vec<_> = chunks.iter().map(|c| parse_document(c).unwrap()).collect();
         assert_eq!(parsed.iter().filter(|d| d.is_some()).count(), 1);
     }
 
@@ -663,8 +662,14 @@ mod tests {
     fn emit_quotes_yaml11_ambiguous_strings() {
         let v = serde_json::json!({"a": "on", "b": "0644", "c": "multi\nline\n", "d": 1});
         let out = emit(&v);
-        assert!(out.contains("a: \"on\"") || out.contains("a: 'on'"), "{out}");
-        assert!(out.contains("b: \"0644\"") || out.contains("b: '0644'"), "{out}");
+        assert!(
+            out.contains("a: \"on\"") || out.contains("a: 'on'"),
+            "{out}"
+        );
+        assert!(
+            out.contains("b: \"0644\"") || out.contains("b: '0644'"),
+            "{out}"
+        );
         assert!(out.contains("c: |"), "{out}");
     }
 }
