@@ -303,44 +303,9 @@ fn join(parent: &str, key: &str) -> String {
     }
 }
 
-/// The closest sibling key: a case-insensitive match, else the nearest within two edits.
-/// A candidate that shares no character position with the key (distance equal to the
-/// longer length, e.g. `ab` vs `cd`) is not a typo of it.
+/// The closest sibling key (see [`crate::suggest::closest`]).
 fn suggest<'a>(key: &str, candidates: impl Iterator<Item = &'a String>) -> Option<String> {
-    let lower = key.to_lowercase();
-    let key_len = lower.chars().count();
-    candidates
-        .filter_map(|cand| {
-            let cand_lower = cand.to_lowercase();
-            let d = bounded_levenshtein(&lower, &cand_lower, 2)?;
-            let longer = key_len.max(cand_lower.chars().count());
-            (d == 0 || d < longer).then_some((d, cand))
-        })
-        // `min_by_key` keeps the first of equals, and candidates come sorted.
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, cand)| cand.clone())
-}
-
-/// Levenshtein distance if it is at most `max`. Lengths further apart than `max` are
-/// rejected before any work, which keeps a pathological multi-megabyte key cheap.
-fn bounded_levenshtein(a: &str, b: &str, max: usize) -> Option<usize> {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    if a.len().abs_diff(b.len()) > max {
-        return None;
-    }
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.iter().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let subst = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = subst.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    let d = prev[b.len()];
-    (d <= max).then_some(d)
+    crate::suggest::closest(key, candidates).map(str::to_string)
 }
 
 /// Sort key for Kubernetes version priority: `v1` < `v1beta1` < `v1alpha3` < `v1alpha1`.
