@@ -214,6 +214,23 @@ mod tests {
     }
 
     #[test]
+    fn readme_lists_every_code() {
+        let readme = include_str!("../README.md");
+        let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| KLT")).collect();
+        let expected: Vec<String> = CODES
+            .iter()
+            .map(|(code, sev, text)| {
+                let sev = match sev {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                };
+                format!("| {code} | {sev} | {text} |")
+            })
+            .collect();
+        assert_eq!(rows, expected, "README's code table must match diag::CODES");
+    }
+
+    #[test]
     fn one_line_format() {
         let d = Diagnostic {
             code: "KLT020",

@@ -264,6 +264,20 @@ pub fn render_task(
         truncate_name(&run.name_base, 63 - 11),
         hash::short(digest_input.as_bytes())
     );
+    if !is_dns_label(&job_name) {
+        diags.push(run.source.diag(
+            "KLT027",
+            Severity::Error,
+            run.definition.pos,
+            Some(run.definition.field.clone()),
+            format!(
+                "the Job name {job_name:?} derived from {:?} is not a valid Kubernetes name",
+                run.name_base
+            ),
+            Some("use lowercase letters, digits, '-' and '.' in task definition and KeptnTask names".into()),
+        ));
+        return None;
+    }
     let meta = job["metadata"]
         .as_object_mut()
         .expect("metadata is an object");
@@ -356,6 +370,16 @@ pub fn label_value(v: &str) -> Option<String> {
         .collect();
     let trimmed = mapped.trim_matches(|c: char| !c.is_ascii_alphanumeric());
     (!trimmed.is_empty()).then(|| trimmed.to_string())
+}
+
+/// A Job name must also be a valid label value (the pod label `job-name`): at most 63
+/// lowercase alphanumerics, `-` or `.`, starting and ending alphanumeric.
+fn is_dns_label(s: &str) -> bool {
+    s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
 }
 
 /// Cuts a name to `max` characters without leaving a trailing `-` or `.`.

@@ -206,14 +206,13 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
             ));
             return false;
         }
-        diags.push(
-            doc.diag(
-                "KLT006",
-                Severity::Error,
-                doc.root.get("apiVersion").map_or(doc.root.pos, |n| n.pos),
-                Some("apiVersion".into()),
-                format!("{} is not served as {}", doc.kind, doc.api_version),
-                Some(format!(
+        diags.push(doc.diag(
+            "KLT006",
+            Severity::Error,
+            doc.root.get("apiVersion").map_or(doc.root.pos, |n| n.pos),
+            Some("apiVersion".into()),
+            format!("{} is not served as {}", doc.kind, doc.api_version),
+            Some(format!(
                     "use one of: {}",
                     versions
                         .iter()
@@ -221,8 +220,7 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
                         .collect::<Vec<_>>()
                         .join(", ")
                 )),
-            ),
-        );
+        ));
         return false;
     };
     for issue in issues {
