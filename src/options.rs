@@ -101,6 +101,87 @@ impl FromStr for Profile {
     }
 }
 
+/// One render option as every adapter sees it: a CLI flag `--<name>`, an environment
+/// variable, an Argo CD plugin parameter `<name>` and a KRM functionConfig field. This table
+/// is the single source of names, defaults and help texts; plugin.yaml's announcements are
+/// checked against it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OptionSpec {
+    pub name: &'static str,
+    pub env: &'static str,
+    /// Default as text (`""` = unset).
+    pub default: &'static str,
+    pub flag: bool,
+    pub help: &'static str,
+}
+
+pub const SPECS: &[OptionSpec] = &[
+    OptionSpec {
+        name: "namespace",
+        env: "KLT_NAMESPACE",
+        default: "",
+        flag: false,
+        help: "Namespace of objects without metadata.namespace (Argo CD's destination namespace); lookups follow it",
+    },
+    OptionSpec {
+        name: "mode",
+        env: "KLT_MODE",
+        default: "waves",
+        flag: false,
+        help: "waves: Jobs run once per content hash, ordered by sync waves; hooks: PreSync/PostSync hook Jobs",
+    },
+    OptionSpec {
+        name: "profile",
+        env: "KLT_PROFILE",
+        default: "keptn-2",
+        flag: false,
+        help: "Keptn release whose Jobs to reproduce: keptn-2, klt-0.9 or klt-0.8",
+    },
+    OptionSpec {
+        name: "deno-image",
+        env: "KLT_DENO_IMAGE",
+        default: "",
+        flag: false,
+        help: "Image of deno tasks (default: the profile's deno-runtime)",
+    },
+    OptionSpec {
+        name: "python-image",
+        env: "KLT_PYTHON_IMAGE",
+        default: "",
+        flag: false,
+        help: "Image of python tasks (default: the profile's python-runtime)",
+    },
+    OptionSpec {
+        name: "definition-namespace",
+        env: "KLT_DEFINITION_NAMESPACE",
+        default: "",
+        flag: false,
+        help: "Namespace searched for task definitions missing from the task's namespace (Keptn's operator namespace)",
+    },
+    OptionSpec {
+        name: "keep-keptn",
+        env: "KLT_KEEP_KEPTN",
+        default: "false",
+        flag: true,
+        help: "Also emit the consumed Keptn resources",
+    },
+    OptionSpec {
+        name: "hook-delete-policy",
+        env: "KLT_HOOK_DELETE_POLICY",
+        default: "BeforeHookCreation",
+        flag: false,
+        help: "argocd.argoproj.io/hook-delete-policy of task Jobs in hooks mode",
+    },
+];
+
+/// Why a setting could not be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("option {name}: {message}")]
+pub struct OptionError {
+    pub name: &'static str,
+    pub message: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Destination namespace of objects without `metadata.namespace` (Argo CD's
@@ -145,5 +226,86 @@ impl Options {
         self.python_image
             .as_deref()
             .unwrap_or(self.profile.python_image)
+    }
+}
+
+impl Options {
+    /// Builds options from settings looked up by option name; unset or empty settings take
+    /// the table's defaults.
+    pub fn from_settings(get: &dyn Fn(&str) -> Option<String>) -> Result<Options, OptionError> {
+        let value = |spec: &OptionSpec| get(spec.name).filter(|v| !v.trim().is_empty());
+        let mut o = Options::default();
+        for spec in SPECS {
+            let raw = value(spec).unwrap_or_else(|| spec.default.to_string());
+            let raw = raw.trim().to_string();
+            let err = |message: String| OptionError {
+                name: spec.name,
+                message,
+            };
+            let opt = |s: String| (!s.is_empty()).then_some(s);
+            match spec.name {
+                "namespace" => o.namespace = opt(raw),
+                "mode" => o.mode = raw.parse().map_err(err)?,
+                "profile" => o.profile = raw.parse().map_err(err)?,
+                "deno-image" => o.deno_image = opt(raw),
+                "python-image" => o.python_image = opt(raw),
+                "definition-namespace" => o.definition_namespace = opt(raw),
+                "keep-keptn" => {
+                    o.keep_keptn = match raw.to_ascii_lowercase().as_str() {
+                        "true" | "1" | "yes" => true,
+                        "false" | "0" | "no" => false,
+                        other => return Err(err(format!("{other:?} is not true or false"))),
+                    }
+                }
+                "hook-delete-policy" => {
+                    for p in raw.split(',') {
+                        if !["BeforeHookCreation", "HookSucceeded", "HookFailed"]
+                            .contains(&p.trim())
+                        {
+                            return Err(err(format!(
+                                "{p:?} is not BeforeHookCreation, HookSucceeded or HookFailed"
+                            )));
+                        }
+                    }
+                    o.hook_delete_policy = raw;
+                }
+                other => unreachable!("option {other} has no setter"),
+            }
+        }
+        Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_from_the_table_equal_default_options() {
+        assert_eq!(
+            Options::from_settings(&|_| None).unwrap(),
+            Options::default()
+        );
+    }
+
+    #[test]
+    fn settings_are_parsed_and_checked() {
+        let o = Options::from_settings(&|n| match n {
+            "mode" => Some("hooks".into()),
+            "profile" => Some("klt-0.9".into()),
+            "keep-keptn" => Some("true".into()),
+            "namespace" => Some(" ".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(o.mode, Mode::Hooks);
+        assert_eq!(o.profile.name, "klt-0.9");
+        assert!(o.keep_keptn);
+        assert_eq!(o.namespace, None);
+        let e = Options::from_settings(&|n| (n == "mode").then(|| "wavs".into())).unwrap_err();
+        assert_eq!(e.name, "mode");
+        let e = Options::from_settings(&|n| (n == "hook-delete-policy").then(|| "Never".into()))
+            .unwrap_err();
+        assert!(e.message.contains("Never"));
     }
 }

@@ -1,6 +1,7 @@
 //! Gathers input files for the CLI: files, directories (recursively `*.yaml`, `*.yml`,
-//! `*.json`) and `-` for stdin. Nothing outside the given trees is read: a symlink that
-//! leaves its tree is an error, not a silent skip.
+//! `*.json`) and `-` for stdin. Nothing outside the given trees (or the given boundary, such as
+//! an Argo CD repository checkout) is read: a symlink that leaves it is an error, not a silent
+//! skip.
 
 use std::fs;
 use std::io::Read;
@@ -13,7 +14,7 @@ const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 /// kustomize's own files are build instructions, not objects.
 const SKIPPED_NAMES: &[&str] = &["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
-pub fn gather(paths: &[PathBuf]) -> Result<Vec<SourceFile>> {
+pub fn gather(paths: &[PathBuf], boundary: Option<&Path>) -> Result<Vec<SourceFile>> {
     let mut files = Vec::new();
     for p in paths {
         if p.as_os_str() == "-" {
@@ -29,8 +30,22 @@ pub fn gather(paths: &[PathBuf]) -> Result<Vec<SourceFile>> {
         }
         let root = fs::canonicalize(p).with_context(|| format!("{}: cannot open", p.display()))?;
         let meta = fs::metadata(&root).with_context(|| format!("{}: cannot open", p.display()))?;
+        let limit = match boundary {
+            Some(b) => {
+                fs::canonicalize(b).with_context(|| format!("{}: cannot open", b.display()))?
+            }
+            None => root.clone(),
+        };
+        if !root.starts_with(&limit) {
+            bail!(
+                "{}: outside {}; refusing to read it",
+                p.display(),
+                limit.display()
+            );
+        }
         if meta.is_dir() {
-            walk(&root, &root, p, &mut files)?;
+            let mut visited = std::collections::HashSet::new();
+            walk(&limit, &root, p, &mut files, &mut visited)?;
         } else {
             files.push(read(&root, &p.display().to_string())?);
         }
@@ -38,7 +53,17 @@ pub fn gather(paths: &[PathBuf]) -> Result<Vec<SourceFile>> {
     Ok(files)
 }
 
-fn walk(root: &Path, dir: &Path, shown: &Path, files: &mut Vec<SourceFile>) -> Result<()> {
+fn walk(
+    root: &Path,
+    dir: &Path,
+    shown: &Path,
+    files: &mut Vec<SourceFile>,
+    visited: &mut std::collections::HashSet<PathBuf>,
+) -> Result<()> {
+    // A symlink back to an ancestor would otherwise recurse for ever.
+    if !visited.insert(fs::canonicalize(dir)?) {
+        return Ok(());
+    }
     let mut entries: Vec<_> = fs::read_dir(dir)
         .with_context(|| format!("{}: cannot list", shown.display()))?
         .collect::<Result<_, _>>()
@@ -58,8 +83,9 @@ fn walk(root: &Path, dir: &Path, shown: &Path, files: &mut Vec<SourceFile>) -> R
                 .with_context(|| format!("{}: broken symlink", shown_path.display()))?;
             if !resolved.starts_with(root) {
                 bail!(
-                    "{}: symlink points outside the input tree ({}); refusing to read it",
+                    "{}: symlink points outside {} ({}); refusing to read it",
                     shown_path.display(),
+                    root.display(),
                     resolved.display()
                 );
             }
@@ -68,7 +94,7 @@ fn walk(root: &Path, dir: &Path, shown: &Path, files: &mut Vec<SourceFile>) -> R
             path
         };
         if target.is_dir() {
-            walk(root, &target, &shown_path, files)?;
+            walk(root, &target, &shown_path, files, visited)?;
         } else if is_manifest(&name) {
             files.push(read(&target, &shown_path.display().to_string())?);
         }
