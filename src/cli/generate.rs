@@ -60,11 +60,26 @@ pub fn generate(from_stdin: bool, env: Env<'_>) -> anyhow::Result<Outcome> {
     } else {
         let cwd = std::env::current_dir().context("no working directory")?;
         let root = repo_root(&cwd, env)?;
-        input::gather(&[PathBuf::from(".")], Some(&root))?
+        input::gather(
+            &[PathBuf::from(".")],
+            Some((&root, "the repository checkout")),
+        )?
     };
     let out = klt_render::render(&files, &opts);
     if out.has_errors() {
         return Ok(Outcome::Failed(report::single_line(&out.diagnostics)));
+    }
+    // Argo CD takes an empty render as "the app has no resources" and prunes them all.
+    if out.documents.is_empty() {
+        return Ok(Outcome::Failed(format!(
+            "no Kubernetes objects in {} ({} file(s) read); refusing an empty render, which would make Argo CD prune the app",
+            if from_stdin {
+                "stdin"
+            } else {
+                "the app directory"
+            },
+            files.len()
+        )));
     }
     // Warnings are not shown by Argo CD on success, but they reach the sidecar log.
     report::human(&out.diagnostics);
@@ -264,6 +279,31 @@ mod tests {
         )])
         .unwrap_err();
         assert!(e.to_string().contains("option mode"), "{e}");
+    }
+
+    /// plugin.yaml's parameter announcements are the option table, in order.
+    #[test]
+    fn plugin_yaml_announces_the_option_table() {
+        let text = include_str!("../../plugin.yaml");
+        let chunk = &klt_render::yaml::split_stream(text)[0];
+        let doc = klt_render::yaml::parse_document(chunk)
+            .unwrap()
+            .unwrap()
+            .to_json();
+        assert_eq!(doc["kind"], "ConfigManagementPlugin");
+        assert_eq!(doc["metadata"]["name"], "klt-render");
+        assert!(doc["spec"].get("version").is_none(), "no spec.version");
+        assert_eq!(
+            doc["spec"]["generate"]["command"],
+            serde_json::json!(["klt-render", "generate"])
+        );
+        let announced = doc["spec"]["parameters"]["static"].as_array().unwrap();
+        assert_eq!(announced.len(), SPECS.len());
+        for (a, spec) in announced.iter().zip(SPECS) {
+            assert_eq!(a["name"], spec.name);
+            assert_eq!(a["tooltip"], spec.help, "{}", spec.name);
+            assert_eq!(a["string"], spec.default, "{}", spec.name);
+        }
     }
 
     #[test]

@@ -14,7 +14,9 @@ const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 /// kustomize's own files are build instructions, not objects.
 const SKIPPED_NAMES: &[&str] = &["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
-pub fn gather(paths: &[PathBuf], boundary: Option<&Path>) -> Result<Vec<SourceFile>> {
+/// `boundary`: the directory reads are confined to, and how messages call it; default: each
+/// given path is its own boundary.
+pub fn gather(paths: &[PathBuf], boundary: Option<(&Path, &str)>) -> Result<Vec<SourceFile>> {
     let mut files = Vec::new();
     for p in paths {
         if p.as_os_str() == "-" {
@@ -30,31 +32,37 @@ pub fn gather(paths: &[PathBuf], boundary: Option<&Path>) -> Result<Vec<SourceFi
         }
         let root = fs::canonicalize(p).with_context(|| format!("{}: cannot open", p.display()))?;
         let meta = fs::metadata(&root).with_context(|| format!("{}: cannot open", p.display()))?;
-        let limit = match boundary {
-            Some(b) => {
-                fs::canonicalize(b).with_context(|| format!("{}: cannot open", b.display()))?
-            }
-            None => root.clone(),
+        let (limit, limit_name) = match boundary {
+            Some((b, name)) => (
+                fs::canonicalize(b).with_context(|| format!("{}: cannot open", b.display()))?,
+                name.to_string(),
+            ),
+            None => (root.clone(), display(p)),
         };
         if !root.starts_with(&limit) {
-            bail!(
-                "{}: outside {}; refusing to read it",
-                p.display(),
-                limit.display()
-            );
+            bail!("{}: outside {limit_name}; refusing to read it", display(p));
         }
         if meta.is_dir() {
             let mut visited = std::collections::HashSet::new();
-            walk(&limit, &root, p, &mut files, &mut visited)?;
+            let bound = Bound {
+                dir: &limit,
+                name: &limit_name,
+            };
+            walk(&bound, &root, p, &mut files, &mut visited)?;
         } else {
-            files.push(read(&root, &p.display().to_string())?);
+            files.push(read(&root, &display(p))?);
         }
     }
     Ok(files)
 }
 
+struct Bound<'a> {
+    dir: &'a Path,
+    name: &'a str,
+}
+
 fn walk(
-    root: &Path,
+    bound: &Bound<'_>,
     dir: &Path,
     shown: &Path,
     files: &mut Vec<SourceFile>,
@@ -81,12 +89,12 @@ fn walk(
         let target = if file_type.is_symlink() {
             let resolved = fs::canonicalize(&path)
                 .with_context(|| format!("{}: broken symlink", shown_path.display()))?;
-            if !resolved.starts_with(root) {
+            if !resolved.starts_with(bound.dir) {
                 bail!(
-                    "{}: symlink points outside {} ({}); refusing to read it",
-                    shown_path.display(),
-                    root.display(),
-                    resolved.display()
+                    "{}: symlink points outside {} (to {}); refusing to read it",
+                    display(&shown_path),
+                    bound.name,
+                    fs::read_link(&path).unwrap_or(resolved).display()
                 );
             }
             resolved
@@ -94,12 +102,18 @@ fn walk(
             path
         };
         if target.is_dir() {
-            walk(root, &target, &shown_path, files, visited)?;
+            walk(bound, &target, &shown_path, files, visited)?;
         } else if is_manifest(&name) {
-            files.push(read(&target, &shown_path.display().to_string())?);
+            files.push(read(&target, &display(&shown_path))?);
         }
     }
     Ok(())
+}
+
+/// A path as messages show it: relative, without a leading `./`.
+fn display(p: &Path) -> String {
+    let s = p.display().to_string();
+    s.strip_prefix("./").map(str::to_string).unwrap_or(s)
 }
 
 fn is_manifest(name: &str) -> bool {
@@ -119,7 +133,7 @@ fn read(path: &Path, shown: &str) -> Result<SourceFile> {
         )
     })?;
     Ok(SourceFile {
-        path: shown.trim_start_matches("./").to_string(),
+        path: shown.to_string(),
         text,
     })
 }
