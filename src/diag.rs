@@ -197,6 +197,26 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         Severity::Warning,
         "a KeptnAppContext lists tasks but no KeptnApp or workload belongs to its app",
     ),
+    (
+        "KLT040",
+        Severity::Error,
+        "check: task code reads an env var the runtime does not provide (a warning for python, which sees the whole environment)",
+    ),
+    (
+        "KLT041",
+        Severity::Warning,
+        "check: a task definition name too long to stay readable in Job names",
+    ),
+    (
+        "KLT042",
+        Severity::Warning,
+        "check: httpRef fetches task code over plain http",
+    ),
+    (
+        "KLT043",
+        Severity::Error,
+        "check: a workload label or annotation value is not a string (an unquoted number or boolean)",
+    ),
 ];
 
 #[cfg(test)]

@@ -68,7 +68,9 @@ fn find<'a>(jobs: &'a [Value], prefix: &str) -> &'a Value {
 }
 
 fn val(env: &[(String, Option<String>)], name: &str) -> Option<String> {
-    env.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.clone())
+    env.iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| v.clone())
 }
 
 #[test]
@@ -77,7 +79,10 @@ fn recursive_task_functionref_merge_matches_keptn() {
     let child = find(&jobs, "pre-pre-deployment-hello-");
     let env_child = env(child);
     let names: Vec<&str> = env_child.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["DATA", "KEPTN_CONTEXT", "CMD_ARGS", "SECURE_DATA", "SCRIPT"]);
+    assert_eq!(
+        names,
+        ["DATA", "KEPTN_CONTEXT", "CMD_ARGS", "SECURE_DATA", "SCRIPT"]
+    );
     assert_eq!(
         val(&env_child, "DATA").unwrap(),
         r#"{"data":"mydata","other":"data","user":"myuser"}"#
@@ -93,7 +98,10 @@ fn recursive_task_functionref_merge_matches_keptn() {
     assert_eq!(secret["secretKeyRef"]["key"], "SECURE_DATA");
     assert_eq!(child["metadata"]["labels"]["task-definition"], "child");
     assert_eq!(child["metadata"]["annotations"]["keptn.sh/app"], "waiter");
-    assert_eq!(child["metadata"]["annotations"]["keptn.sh/workload"], "waiter-waiter");
+    assert_eq!(
+        child["metadata"]["annotations"]["keptn.sh/workload"],
+        "waiter-waiter"
+    );
     assert_eq!(child["metadata"]["annotations"]["keptn.sh/version"], "0.4");
     // The parent's code is mounted; the child's own TTL applies (default waves mode drops
     // TTLs, so this case's fixture runs in hooks mode; here we check the mount only).

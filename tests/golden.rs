@@ -67,7 +67,11 @@ fn golden_fixtures() {
     let bless = std::env::var_os("KLT_BLESS").is_some();
     let mut failures = Vec::new();
     let cases = cases();
-    assert!(cases.len() >= 25, "expected at least 25 fixture cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 25,
+        "expected at least 25 fixture cases, found {}",
+        cases.len()
+    );
     for case in &cases {
         let name = case.file_name().unwrap().to_string_lossy().to_string();
         let out = run_case(case);
@@ -98,7 +102,9 @@ fn golden_fixtures() {
                     problems.push(diff("stdout", y, &out.stdout));
                 }
                 if y.trim().is_empty() {
-                    problems.push("expected.yaml is empty: a success case must render something".into());
+                    problems.push(
+                        "expected.yaml is empty: a success case must render something".into(),
+                    );
                 }
             }
             None => {

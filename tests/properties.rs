@@ -9,7 +9,10 @@ use klt_render::{Options, SourceFile, render};
 use proptest::prelude::*;
 
 fn read_tree(dir: &Path, out: &mut Vec<SourceFile>) {
-    let mut entries: Vec<PathBuf> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -121,7 +124,11 @@ fn file_boundaries_do_not_matter() {
                 })
                 .collect::<String>(),
         };
-        assert_eq!(yaml_of(&files, &opts), yaml_of(&[joined], &opts), "case {name}");
+        assert_eq!(
+            yaml_of(&files, &opts),
+            yaml_of(&[joined], &opts),
+            "case {name}"
+        );
     }
 }
 
@@ -147,9 +154,16 @@ fn job_names(files: &[SourceFile]) -> BTreeMap<String, String> {
     let out = render(files, &opts);
     assert!(!out.has_errors(), "{:#?}", out.diagnostics);
     let mut names = BTreeMap::new();
-    for d in out.documents.iter().filter(|d| d.generated && d.kind == "Job") {
+    for d in out
+        .documents
+        .iter()
+        .filter(|d| d.generated && d.kind == "Job")
+    {
         let chunk = &klt_render::yaml::split_stream(&d.text)[0];
-        let job = klt_render::yaml::parse_document(chunk).unwrap().unwrap().to_json();
+        let job = klt_render::yaml::parse_document(chunk)
+            .unwrap()
+            .unwrap()
+            .to_json();
         let l = &job["metadata"]["labels"];
         let key = format!(
             "{}/{}/{}",
@@ -181,8 +195,18 @@ fn job_names_fit_and_keep_the_definition_readable() {
     }
     // A definition name at the Kubernetes maximum still yields a valid Job name.
     let long = "d".repeat(250);
-    let files = edit(&checkout(), "tasks.yaml", "name: smoke-test\n", &format!("name: {long}\n"));
-    let files = edit(&files, "workloads.yaml", "post-deployment-tasks: smoke-test", &format!("post-deployment-tasks: {long}"));
+    let files = edit(
+        &checkout(),
+        "tasks.yaml",
+        "name: smoke-test\n",
+        &format!("name: {long}\n"),
+    );
+    let files = edit(
+        &files,
+        "workloads.yaml",
+        "post-deployment-tasks: smoke-test",
+        &format!("post-deployment-tasks: {long}"),
+    );
     for name in job_names(&files).values() {
         assert!(name.len() <= 63, "{name} ({} chars)", name.len());
     }
@@ -200,8 +224,18 @@ fn revision_bump_reruns_app_tasks_only() {
 
 #[test]
 fn new_workload_version_reruns_that_workloads_tasks_and_the_app_tasks() {
-    let files = edit(&checkout(), "workloads.yaml", "app.kubernetes.io/version: \"1.4.0\"", "app.kubernetes.io/version: \"1.5.0\"");
-    let files = edit(&files, "app.yaml", "version: \"1.4.0\"\n    - name: checkout-worker", "version: \"1.5.0\"\n    - name: checkout-worker");
+    let files = edit(
+        &checkout(),
+        "workloads.yaml",
+        "app.kubernetes.io/version: \"1.4.0\"",
+        "app.kubernetes.io/version: \"1.5.0\"",
+    );
+    let files = edit(
+        &files,
+        "app.yaml",
+        "version: \"1.4.0\"\n    - name: checkout-worker",
+        "version: \"1.5.0\"\n    - name: checkout-worker",
+    );
     assert_eq!(
         changed(&job_names(&checkout()), &job_names(&files)),
         [
@@ -217,15 +251,47 @@ fn new_workload_version_reruns_that_workloads_tasks_and_the_app_tasks() {
 fn code_and_parameter_changes_rerun_exactly_their_users() {
     let base = job_names(&checkout());
     // slack-notification's code is used through notify-release's functionRef.
-    let code = edit(&checkout(), "tasks.yaml", "slack answered", "Slack answered");
-    assert_eq!(changed(&base, &job_names(&code)), ["app-post/notify-release/"]);
-    let param = edit(&checkout(), "tasks.yaml", "url: http://checkout-api/healthz", "url: http://checkout-api/ready");
-    assert_eq!(changed(&base, &job_names(&param)), ["workload-post/smoke-test/checkout-checkout-api"]);
+    let code = edit(
+        &checkout(),
+        "tasks.yaml",
+        "slack answered",
+        "Slack answered",
+    );
+    assert_eq!(
+        changed(&base, &job_names(&code)),
+        ["app-post/notify-release/"]
+    );
+    let param = edit(
+        &checkout(),
+        "tasks.yaml",
+        "url: http://checkout-api/healthz",
+        "url: http://checkout-api/ready",
+    );
+    assert_eq!(
+        changed(&base, &job_names(&param)),
+        ["workload-post/smoke-test/checkout-checkout-api"]
+    );
     // A referenced ConfigMap's code counts even though the ConfigMap's name stays.
-    let cm = edit(&checkout(), "workloads.yaml", "migrating database", "migrating the database");
-    assert_eq!(changed(&base, &job_names(&cm)), ["workload-pre/db-migrate/checkout-checkout-api"]);
-    let image = edit(&checkout(), "tasks.yaml", "curlimages/curl:8.11.1", "curlimages/curl:8.12.0");
-    assert_eq!(changed(&base, &job_names(&image)), ["app-pre/check-dependencies/"]);
+    let cm = edit(
+        &checkout(),
+        "workloads.yaml",
+        "migrating database",
+        "migrating the database",
+    );
+    assert_eq!(
+        changed(&base, &job_names(&cm)),
+        ["workload-pre/db-migrate/checkout-checkout-api"]
+    );
+    let image = edit(
+        &checkout(),
+        "tasks.yaml",
+        "curlimages/curl:8.11.1",
+        "curlimages/curl:8.12.0",
+    );
+    assert_eq!(
+        changed(&base, &job_names(&image)),
+        ["app-pre/check-dependencies/"]
+    );
 }
 
 #[test]
@@ -266,7 +332,9 @@ fn secret_values_never_leak() {
         let mut values = Vec::new();
         for f in &files {
             for chunk in klt_render::yaml::split_stream(&f.text) {
-                let Ok(Some(node)) = klt_render::yaml::parse_document(&chunk) else { continue };
+                let Ok(Some(node)) = klt_render::yaml::parse_document(&chunk) else {
+                    continue;
+                };
                 if node.get("kind").and_then(|k| k.as_str()) != Some("Secret") {
                     continue;
                 }

@@ -2,10 +2,13 @@
 //! The render options are not declared here: every command takes them from
 //! [`klt_render::options::SPECS`].
 
+mod check;
 mod generate;
 mod input;
+mod krm;
 mod render;
 mod report;
+mod run;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -39,6 +42,9 @@ fn command() -> Command {
                         .help("Read a pre-rendered stream (e.g. `kustomize build` output) from stdin instead"),
                 ),
         )
+        .subcommand(with_options(check::command()))
+        .subcommand(with_options(run::command()))
+        .subcommand(krm::command())
         .subcommand(
             Command::new("floor")
                 .hide(true)
@@ -47,7 +53,7 @@ fn command() -> Command {
         )
 }
 
-fn paths_arg() -> Arg {
+pub(crate) fn paths_arg() -> Arg {
     Arg::new("paths")
         .value_name("PATH")
         .num_args(0..)
@@ -76,7 +82,7 @@ fn with_options(mut cmd: Command) -> Command {
     cmd
 }
 
-fn options_from(m: &ArgMatches) -> Result<Options, OptionError> {
+pub(crate) fn options_from(m: &ArgMatches) -> Result<Options, OptionError> {
     Options::from_settings(&|name| {
         let spec = SPECS.iter().find(|s| s.name == name)?;
         if spec.flag {
@@ -93,6 +99,9 @@ pub fn main() -> ExitCode {
         Some(("render", m)) => render::run(m),
         Some(("generate", m)) => generate::run(m),
         Some(("floor", m)) => render::floor(m),
+        Some(("check", m)) => check::run(m),
+        Some(("run", m)) => run::run(m),
+        Some(("krm", m)) => krm::run(m),
         _ => unreachable!("clap requires a subcommand"),
     };
     match result {

@@ -1,0 +1,302 @@
+//! Lints that `klt-render check` adds to the renderer's own diagnostics: problems Keptn would
+//! only show at run time, or that the API server would reject later.
+
+use std::collections::BTreeMap;
+
+use crate::diag::{Diagnostic, Severity};
+use crate::document::{self, Doc, SourceFile};
+use crate::model::GROUP;
+use crate::options::Options;
+use crate::workload;
+use crate::yaml::{Node, NodeKind, Pos};
+
+/// Every finding of the renderer plus the lints, sorted and without duplicates.
+pub fn check(files: &[SourceFile], opts: &Options) -> Vec<Diagnostic> {
+    let mut diags = crate::render(files, opts).diagnostics;
+    diags.extend(lint(files, opts));
+    diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    diags.dedup();
+    diags
+}
+
+pub fn lint(files: &[SourceFile], opts: &Options) -> Vec<Diagnostic> {
+    let mut ignored = Vec::new();
+    let docs = document::load(files, &mut ignored);
+    let texts: BTreeMap<&str, &str> = files
+        .iter()
+        .map(|f| (f.path.as_str(), f.text.as_str()))
+        .collect();
+    let mut diags = Vec::new();
+    for doc in &docs {
+        if doc.group() == GROUP && doc.kind == "KeptnTaskDefinition" {
+            definition_lints(doc, texts.get(doc.file).copied(), opts, &mut diags);
+        }
+        if workload::is_workload_kind(doc) {
+            for (prefix, meta) in [
+                ("metadata", doc.root.get("metadata")),
+                (
+                    "spec.template.metadata",
+                    doc.root.path(&["spec", "template", "metadata"]),
+                ),
+            ] {
+                if let Some(meta) = meta {
+                    string_values(doc, prefix, meta, &mut diags);
+                }
+            }
+        }
+    }
+    diags
+}
+
+/// Env vars each runtime lets a task read (deno-runtime's `--allow-env`).
+fn deno_env(opts: &Options) -> [&'static str; 3] {
+    ["DATA", "SECURE_DATA", opts.profile.context_env]
+}
+
+fn definition_lints(
+    doc: &Doc<'_>,
+    text: Option<&str>,
+    opts: &Options,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let name = &doc.name;
+    if name.len() > 63 - 11 - "post-".len() {
+        diags.push(doc.diag(
+            "KLT041",
+            Severity::Warning,
+            doc.root.path(&["metadata", "name"]).map_or(doc.root.pos, |n| n.pos),
+            Some("metadata.name".into()),
+            format!(
+                "the name has {} characters; Job names keep only the first {} of it",
+                name.len(),
+                63 - 11 - "post-".len()
+            ),
+            Some("Job names must fit in 63 characters (the pod label job-name); shorten the name to keep it readable".into()),
+        ));
+    }
+    for (key, python) in [("deno", false), ("function", false), ("python", true)] {
+        let Some(runtime) = doc.root.path(&["spec", key]) else {
+            continue;
+        };
+        if let Some(url) = runtime.path(&["httpRef", "url"])
+            && url.as_str().is_some_and(|u| u.starts_with("http://"))
+        {
+            diags.push(doc.diag(
+                "KLT042",
+                Severity::Warning,
+                url.pos,
+                Some(format!("spec.{key}.httpRef.url")),
+                "the task's code is fetched over plain http; anyone on the path can change what runs".into(),
+                Some("use https://, or inline the code / keep it in a ConfigMap".into()),
+            ));
+        }
+        if let Some(code) = runtime.path(&["inline", "code"])
+            && let Some(src) = code.as_str()
+        {
+            env_lints(doc, key, python, src, code.pos, text, opts, diags);
+        }
+    }
+}
+
+/// Where the code's first character is in the file: block scalars start on the next line.
+fn code_origin(pos: Pos, text: Option<&str>) -> (u32, u32) {
+    let Some(text) = text else {
+        return (pos.line, pos.col);
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let here = lines.get(pos.line as usize - 1).copied().unwrap_or("");
+    let after: String = here.chars().skip(pos.col as usize - 1).collect();
+    if after.starts_with('|') || after.starts_with('>') {
+        let next = lines[pos.line as usize..]
+            .iter()
+            .position(|l| !l.trim().is_empty())
+            .map_or(pos.line + 1, |i| pos.line + 1 + i as u32);
+        let indent = lines
+            .get(next as usize - 1)
+            .map_or(0, |l| l.len() - l.trim_start().len());
+        (next, indent as u32 + 1)
+    } else if after.starts_with('"') || after.starts_with('\'') {
+        (pos.line, pos.col + 1)
+    } else {
+        (pos.line, pos.col)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn env_lints(
+    doc: &Doc<'_>,
+    key: &str,
+    python: bool,
+    code: &str,
+    pos: Pos,
+    text: Option<&str>,
+    opts: &Options,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let (line0, col0) = code_origin(pos, text);
+    let allowed = deno_env(opts);
+    let other_context = if opts.profile.context_env == "KEPTN_CONTEXT" {
+        "CONTEXT"
+    } else {
+        "KEPTN_CONTEXT"
+    };
+    for (i, line) in code.lines().enumerate() {
+        for (col, var) in env_reads(line, python) {
+            let at = Pos {
+                line: line0 + i as u32,
+                col: col0 + col as u32,
+            };
+            let (severity, message, help) = if python {
+                if var != other_context {
+                    continue; // python tasks see the whole container environment
+                }
+                (
+                    Severity::Warning,
+                    format!(
+                        "the task reads {var}, but the {} profile provides the context as {}",
+                        opts.profile.name, opts.profile.context_env
+                    ),
+                    format!(
+                        "read {} (or render with the profile whose runtime sets {var})",
+                        opts.profile.context_env
+                    ),
+                )
+            } else if var == "*" {
+                (
+                    Severity::Error,
+                    "Deno.env.toObject() needs access to every variable; the deno runtime allows only some".to_string(),
+                    format!("read the variables one by one: {}", allowed.join(", ")),
+                )
+            } else if !allowed.contains(&var.as_str()) {
+                let help = if var == other_context {
+                    format!(
+                        "the {} profile's deno runtime passes the context as {}; read that, or render with --profile {}",
+                        opts.profile.name,
+                        opts.profile.context_env,
+                        if other_context == "CONTEXT" {
+                            "klt-0.9"
+                        } else {
+                            "keptn-2"
+                        }
+                    )
+                } else {
+                    format!("the deno runtime only allows {}", allowed.join(", "))
+                };
+                (
+                    Severity::Error,
+                    format!(
+                        "Deno.env.get({var:?}) is refused by the deno runtime (--allow-env={})",
+                        allowed.join(",")
+                    ),
+                    help,
+                )
+            } else {
+                continue;
+            };
+            diags.push(doc.diag(
+                "KLT040",
+                severity,
+                at,
+                Some(format!("spec.{key}.inline.code")),
+                message,
+                Some(help),
+            ));
+        }
+    }
+}
+
+/// Env var names a line of code reads, with their 0-based column: `Deno.env.get("X")`
+/// (`*` for `Deno.env.toObject()`), or python's `os.environ["X"]`, `os.environ.get("X")`,
+/// `os.getenv("X")`.
+fn env_reads(line: &str, python: bool) -> Vec<(usize, String)> {
+    let patterns: &[&str] = if python {
+        &[
+            "os.environ[",
+            "os.environ.get(",
+            "os.getenv(",
+            "environ.get(",
+            "getenv(",
+        ]
+    } else {
+        &["Deno.env.get("]
+    };
+    let mut out = Vec::new();
+    if !python && let Some(i) = line.find("Deno.env.toObject(") {
+        out.push((i, "*".to_string()));
+    }
+    let mut seen = Vec::new();
+    for p in patterns {
+        let mut start = 0;
+        while let Some(i) = line[start..].find(p) {
+            let at = start + i;
+            start = at + p.len();
+            if seen.contains(&at) || seen.iter().any(|s: &usize| at > *s && at < *s + 12) {
+                continue;
+            }
+            let rest = line[start..].trim_start();
+            let Some(q) = rest
+                .chars()
+                .next()
+                .filter(|c| matches!(c, '"' | '\'' | '`'))
+            else {
+                continue;
+            };
+            if let Some(end) = rest[1..].find(q) {
+                seen.push(at);
+                out.push((at, rest[1..1 + end].to_string()));
+            }
+        }
+    }
+    out.sort();
+    out.dedup_by(|a, b| a.1 == b.1 && a.0.abs_diff(b.0) < 12);
+    out
+}
+
+/// Labels and annotations must be strings; an unquoted `1.10` is the number 1.1.
+fn string_values(doc: &Doc<'_>, prefix: &str, meta: &Node, diags: &mut Vec<Diagnostic>) {
+    for field in ["labels", "annotations"] {
+        for e in meta.get(field).and_then(Node::as_map).unwrap_or_default() {
+            let kind = match e.value.kind {
+                NodeKind::Str(_) => continue,
+                NodeKind::Null => "null",
+                NodeKind::Bool(_) => "boolean",
+                NodeKind::Int(_) | NodeKind::Float(_) => "number",
+                NodeKind::Seq(_) | NodeKind::Map(_) => "collection",
+            };
+            let shown = document::scalar_string(&e.value).unwrap_or_default();
+            diags.push(doc.diag(
+                "KLT043",
+                Severity::Error,
+                e.value.pos,
+                Some(format!("{prefix}.{field}.{}", e.key)),
+                format!("the value of {} is a {kind} ({shown}), not a string; the API server rejects it", e.key),
+                Some("quote the value, e.g. \"1.10\" (unquoted, YAML reads 1.10 as 1.1 and on as true)".into()),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_env_reads() {
+        assert_eq!(
+            env_reads(
+                r#"let c = Deno.env.get("CONTEXT"); let d = Deno.env.get('DATA');"#,
+                false
+            ),
+            vec![(8, "CONTEXT".to_string()), (41, "DATA".to_string())]
+        );
+        assert_eq!(
+            env_reads("const all = Deno.env.toObject();", false),
+            vec![(12, "*".into())]
+        );
+        assert_eq!(
+            env_reads(r#"x = os.environ["CONTEXT"]; y = os.getenv('DATA')"#, true),
+            vec![(4, "CONTEXT".to_string()), (31, "DATA".to_string())]
+        );
+        assert_eq!(env_reads("os.environ.get(name)", true), vec![]);
+    }
+}
