@@ -27,11 +27,7 @@ fn command() -> Command {
         .about("Render Keptn task resources into plain Kubernetes manifests")
         .subcommand_required(true)
         .arg_required_else_help(true)
-        .subcommand(with_options(
-            Command::new("render")
-                .about("Render manifests: Keptn tasks become Jobs and ConfigMaps, everything else passes through")
-                .arg(paths_arg()),
-        ))
+        .subcommand(with_options(render::command()))
         .subcommand(
             Command::new("generate")
                 .about("Argo CD config-management plugin: render the app directory (the working directory), options from the plugin environment")

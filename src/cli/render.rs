@@ -1,16 +1,45 @@
 //! `klt-render render`: paths in, YAML stream out.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::ArgMatches;
+use anyhow::Context;
+use clap::{Arg, ArgAction, ArgMatches, Command};
 
-use super::{EXIT_BAD_INPUT, input, options_from, report, write_stdout};
+use super::{EXIT_BAD_INPUT, input, options_from, paths_arg, report, write_stdout};
+
+pub fn command() -> Command {
+    Command::new("render")
+        .about("Render manifests: Keptn tasks become Jobs and ConfigMaps, everything else passes through")
+        .arg(
+            Arg::new("output")
+                .long("output")
+                .short('o')
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Write the stream to FILE (replaced atomically, only on success) instead of stdout"),
+        )
+        .arg(
+            Arg::new("check")
+                .long("check")
+                .action(ArgAction::SetTrue)
+                .requires("output")
+                .help("Do not write: exit 1 if FILE differs from a fresh render (for committed manifests)"),
+        )
+        .arg(paths_arg())
+}
 
 pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     let opts = options_from(m)?;
     let paths: Vec<PathBuf> = m.get_many("paths").unwrap().cloned().collect();
-    let files = input::gather(&paths, None)?;
+    let mut files = input::gather(&paths, None)?;
+    // A previous render written inside the input tree is not input.
+    if let Some(target) = m
+        .get_one::<PathBuf>("output")
+        .and_then(|o| std::fs::canonicalize(o).ok())
+    {
+        files.retain(|f| std::fs::canonicalize(&f.path).ok().as_ref() != Some(&target));
+    }
     let out = klt_render::render(&files, &opts);
     report::human(&out.diagnostics);
     if out.has_errors() {
@@ -18,8 +47,36 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         eprintln!("klt-render: {n} error(s); nothing was rendered");
         return Ok(ExitCode::from(EXIT_BAD_INPUT));
     }
-    write_stdout(out.to_yaml().as_bytes())?;
+    let yaml = out.to_yaml();
+    match m.get_one::<PathBuf>("output") {
+        None => write_stdout(yaml.as_bytes())?,
+        Some(file) if m.get_flag("check") => {
+            let current = std::fs::read_to_string(file).unwrap_or_default();
+            if current != yaml {
+                eprintln!(
+                    "klt-render: {} is stale: it differs from a fresh render; rerun without --check to update it",
+                    file.display()
+                );
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Some(file) => write_atomically(file, &yaml)?,
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Replaces `file` via a temp file in the same directory and a rename, so that readers never
+/// see a half-written stream.
+fn write_atomically(file: &Path, text: &str) -> anyhow::Result<()> {
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = file.file_name().context("--output needs a file name")?;
+    let tmp = dir.join(format!(".{}.klt-render-tmp", name.to_string_lossy()));
+    std::fs::write(&tmp, text).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, file).with_context(|| format!("{}: cannot write", file.display()))?;
+    Ok(())
 }
 
 pub fn floor(m: &ArgMatches) -> anyhow::Result<ExitCode> {

@@ -75,6 +75,8 @@ def run_case(case: pathlib.Path) -> tuple[int, str, str, str]:
         checkout = tmp / "_cmp_server" / "request"
         shutil.copytree(case / "repo", checkout, symlinks=True)
         for link, target in spec.get("symlinks", {}).items():
+            # git stores no empty directories: the link's directory may not exist yet.
+            (checkout / link).parent.mkdir(parents=True, exist_ok=True)
             (checkout / link).symlink_to(target)
         bin_dir = tmp / "bin"
         bin_dir.mkdir()

@@ -8,8 +8,9 @@ import pathlib
 import subprocess
 import sys
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-CRDS = REPO.parent / "shared" / "crds" / "keptn"
+from conftest import REPO, SHARED
+
+CRDS = SHARED / "crds" / "keptn"
 GENERATOR = REPO / "tools" / "gen_keptn_schema.py"
 OUTPUT = REPO / "src" / "schema" / "keptn-crds.json"
 

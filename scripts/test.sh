@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The test command of klt-render: Rust unit and golden tests, then the Python integration tests
+# (kubernetes-validate, CRD schemas, real `kubectl kustomize` hash check, CLI contract).
+#
+#   ./scripts/test.sh [PYTEST-ARGS...]     # works from any directory
+#
+# Needs: cargo, python3 (>= 3.9, with venv or pip), kubectl (its built-in kustomize), and PyPI for
+# the first run. The venv lives in $REPO/.venv and is reused while tests/requirements.txt (and the
+# Python version) are unchanged. shared/ is found at $REPO/../shared unless KLT_SHARED is set.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+VENV="$REPO/.venv"
+REQS="$REPO/tests/requirements.txt"
+PYTHON="${PYTHON:-python3}"
+cd "$REPO"
+
+section() { printf '\n==> %s\n' "$*"; }
+
+# ---- Python venv --------------------------------------------------------------------------
+py_version="$("$PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
+want_hash="$( { cat "$REQS"; echo "python $py_version"; } | sha256sum | cut -d' ' -f1)"
+have_hash="$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)"
+if [[ "$want_hash" == "$have_hash" ]] && "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+    section "venv: reusing $VENV (requirements unchanged)"
+else
+    section "venv: creating $VENV (Python $py_version) from tests/requirements.txt"
+    rm -rf "$VENV"
+    pip_flags=(--disable-pip-version-check --no-input --quiet --quiet)
+    if "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+        "$VENV/bin/python" -m pip install "${pip_flags[@]}" -r "$REQS"
+    else
+        # No ensurepip (e.g. Debian without python3-venv): a pip-less venv filled by the
+        # interpreter's own pip (pip >= 22.3 has --python).
+        rm -rf "$VENV"
+        "$PYTHON" -m venv --without-pip "$VENV"
+        "$PYTHON" -m pip --python "$VENV/bin/python" install "${pip_flags[@]}" -r "$REQS"
+    fi
+    echo "$want_hash" > "$VENV/.requirements.sha256"
+fi
+
+# ---- Rust ------------------------------------------------------------------------------------
+section "cargo build --locked"
+cargo build --locked
+
+section "cargo test --locked"
+cargo test --locked
+
+# ---- Python integration tests --------------------------------------------------------------
+section "pytest tests/integration"
+command -v kubectl >/dev/null || echo "warning: kubectl not on PATH; the kustomize hash tests will fail" >&2
+# -p no:cacheprovider: leave no .pytest_cache in the work tree.
+PYTHONDONTWRITEBYTECODE=1 "$VENV/bin/python" -m pytest tests/integration -q -p no:cacheprovider "$@"
