@@ -45,6 +45,7 @@ pub const LABEL_WORKLOAD: &str = "klt-render.dev/workload";
 pub const LABEL_VERSION: &str = "klt-render.dev/version";
 pub const LABEL_PHASE: &str = "klt-render.dev/phase";
 pub const LABEL_DEFINITION: &str = "klt-render.dev/task-definition";
+pub const LABEL_RECORD: &str = "klt-render.dev/record";
 
 /// One task to run: a definition, in a namespace, with a context.
 #[derive(Debug)]
@@ -112,6 +113,11 @@ pub struct Rendered {
     /// Input objects the Job needs at start: `(kind, lookup namespace, name)` of a code
     /// ConfigMap, a SECURE_DATA or image pull Secret, or a ServiceAccount.
     pub uses: Vec<(&'static str, String, String)>,
+    pub app: String,
+    pub app_version: String,
+    pub definition: String,
+    /// Keptn's workload name (`<app>-<workload>`), empty for app-level tasks.
+    pub workload: String,
 }
 
 #[derive(Debug, Clone)]
@@ -295,6 +301,10 @@ pub fn render_task(
         config_map,
         labels: own,
         uses,
+        app: run.context.app_name.clone(),
+        app_version: run.app_version.clone(),
+        definition: run.definition.value.clone(),
+        workload: run.context.workload_name.clone(),
     })
 }
 
@@ -344,6 +354,9 @@ fn own_labels(run: &TaskRun<'_>) -> BTreeMap<String, String> {
     };
     put(LABEL_APP, &ctx.app_name);
     put(LABEL_APP_VERSION, &run.app_version);
+    if let Some(record) = record_name(&ctx.app_name, &run.app_version) {
+        put(LABEL_RECORD, &record);
+    }
     put(LABEL_DEFINITION, &run.definition.value);
     put(LABEL_PHASE, run.phase.label());
     if !ctx.workload_name.is_empty() {
@@ -353,6 +366,37 @@ fn own_labels(run: &TaskRun<'_>) -> BTreeMap<String, String> {
         put(LABEL_VERSION, &ctx.app_version);
     }
     l
+}
+
+/// The name of the TaskRecord that tracks an app version: `<app>-<version>`, made a valid
+/// DNS label; a long or altered name gets a hash so that different versions never collide.
+pub fn record_name(app: &str, app_version: &str) -> Option<String> {
+    if app.is_empty() {
+        return None;
+    }
+    let raw = if app_version.is_empty() {
+        app.to_string()
+    } else {
+        format!("{app}-{app_version}")
+    };
+    let clean: String = raw
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let clean = clean.trim_matches(['-', '.']).to_string();
+    if clean == raw && clean.len() <= 63 {
+        return Some(clean);
+    }
+    let digest = hash::short(raw.as_bytes());
+    let base = truncate_name(&clean, 63 - 11);
+    Some(format!("{base}-{digest}"))
 }
 
 /// A valid label value for `v`: invalid characters become `-`, at most 63 characters.
@@ -744,4 +788,34 @@ pub fn config_map_object(cm: &GeneratedConfigMap, labels: &BTreeMap<String, Stri
         "immutable": true,
         "data": {"code": cm.code},
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_names() {
+        assert_eq!(
+            record_name("checkout", "1.4.0").as_deref(),
+            Some("checkout-1.4.0")
+        );
+        assert_eq!(record_name("", "1.0"), None);
+        let odd = record_name("shop", "1.0+build.7").unwrap();
+        assert!(
+            odd.starts_with("shop-1.0-build.7-") && odd.len() <= 63,
+            "{odd}"
+        );
+        assert_ne!(record_name("shop", "1.0+x"), record_name("shop", "1.0-x"));
+        let long = record_name(&"a".repeat(60), "1.0").unwrap();
+        assert!(long.len() <= 63, "{long}");
+    }
+
+    #[test]
+    fn label_values_are_valid() {
+        assert_eq!(label_value("1.0+build").as_deref(), Some("1.0-build"));
+        assert_eq!(label_value("--x--").as_deref(), Some("x"));
+        assert_eq!(label_value("+++"), None);
+        assert_eq!(label_value(&"v".repeat(80)).map(|v| v.len()), Some(63));
+    }
 }

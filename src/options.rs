@@ -166,6 +166,13 @@ pub const SPECS: &[OptionSpec] = &[
         help: "Also emit the consumed Keptn resources",
     },
     OptionSpec {
+        name: "records",
+        env: "KLT_RECORDS",
+        default: "false",
+        flag: true,
+        help: "Also emit a TaskRecord (klt-render.dev/v1alpha1) per app version, in the last sync wave, for klt-reconciler to fill in; needs mode waves and the CRD",
+    },
+    OptionSpec {
         name: "hook-delete-policy",
         env: "KLT_HOOK_DELETE_POLICY",
         default: "BeforeHookCreation",
@@ -196,6 +203,8 @@ pub struct Options {
     pub python_image: Option<String>,
     /// Emit the consumed Keptn resources too.
     pub keep_keptn: bool,
+    /// Emit a TaskRecord per app version.
+    pub records: bool,
     /// Where definitions are looked up when the task's namespace lacks them (Keptn's
     /// operator-namespace fallback).
     pub definition_namespace: Option<String>,
@@ -211,6 +220,7 @@ impl Default for Options {
             deno_image: None,
             python_image: None,
             keep_keptn: false,
+            records: false,
             definition_namespace: None,
         }
     }
@@ -250,13 +260,8 @@ impl Options {
                 "deno-image" => o.deno_image = opt(raw),
                 "python-image" => o.python_image = opt(raw),
                 "definition-namespace" => o.definition_namespace = opt(raw),
-                "keep-keptn" => {
-                    o.keep_keptn = match raw.to_ascii_lowercase().as_str() {
-                        "true" | "1" | "yes" => true,
-                        "false" | "0" | "no" => false,
-                        other => return Err(err(format!("{other:?} is not true or false"))),
-                    }
-                }
+                "keep-keptn" => o.keep_keptn = parse_bool(&raw).map_err(err)?,
+                "records" => o.records = parse_bool(&raw).map_err(err)?,
                 "hook-delete-policy" => {
                     for p in raw.split(',') {
                         if !["BeforeHookCreation", "HookSucceeded", "HookFailed"]
@@ -272,7 +277,21 @@ impl Options {
                 other => unreachable!("option {other} has no setter"),
             }
         }
+        if o.records && o.mode == Mode::Hooks {
+            return Err(OptionError {
+                name: "records",
+                message: "needs mode waves: in hooks mode a record that waits for its PostSync tasks would hold them back".into(),
+            });
+        }
         Ok(o)
+    }
+}
+
+fn parse_bool(raw: &str) -> Result<bool, String> {
+    match raw.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        other => Err(format!("{other:?} is not true or false")),
     }
 }
 

@@ -586,6 +586,79 @@ fn kind_rank(kind: &str) -> usize {
     ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len())
 }
 
+/// One TaskRecord (spec only) per app version, keyed by namespace and name; the status is
+/// klt-reconciler's to write. It goes into a wave after everything else: Argo CD does not
+/// wait for the health of the last wave, so the record never holds the sync back.
+fn task_records(
+    jobs: &BTreeMap<(Option<String>, String), job::Rendered>,
+) -> BTreeMap<(Option<String>, String), Value> {
+    let mut records: BTreeMap<(Option<String>, String), Value> = BTreeMap::new();
+    for r in jobs.values() {
+        let Some(name) = job::record_name(&r.app, &r.app_version) else {
+            continue;
+        };
+        let record = records
+            .entry((r.namespace.clone(), name.clone()))
+            .or_insert_with(|| {
+                let mut metadata = serde_json::Map::new();
+                metadata.insert("name".into(), json!(name));
+                if let Some(ns) = &r.namespace {
+                    metadata.insert("namespace".into(), json!(ns));
+                }
+                let mut labels = BTreeMap::new();
+                labels.insert(job::LABEL_MANAGED_BY, job::MANAGED_BY.to_string());
+                for (k, v) in [
+                    (job::LABEL_APP, &r.app),
+                    (job::LABEL_APP_VERSION, &r.app_version),
+                ] {
+                    if let Some(v) = job::label_value(v) {
+                        labels.insert(k, v);
+                    }
+                }
+                metadata.insert("labels".into(), json!(labels));
+                json!({
+                    "apiVersion": "klt-render.dev/v1alpha1",
+                    "kind": "TaskRecord",
+                    "metadata": metadata,
+                    "spec": {"app": r.app, "appVersion": r.app_version, "tasks": []},
+                })
+            });
+        let mut task = serde_json::Map::new();
+        task.insert("job".into(), json!(r.job_name));
+        task.insert("definition".into(), json!(r.definition));
+        task.insert("phase".into(), json!(r.phase.label()));
+        if !r.workload.is_empty() {
+            task.insert("workload".into(), json!(r.workload));
+        }
+        record["spec"]["tasks"]
+            .as_array_mut()
+            .expect("tasks is a list")
+            .push(Value::Object(task));
+    }
+    for record in records.values_mut() {
+        let tasks = record["spec"]["tasks"]
+            .as_array_mut()
+            .expect("tasks is a list");
+        tasks.sort_by(|a, b| {
+            let key = |t: &Value| {
+                (
+                    phase_rank(t["phase"].as_str().unwrap_or("")),
+                    t["job"].as_str().unwrap_or("").to_string(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+    }
+    records
+}
+
+fn phase_rank(label: &str) -> usize {
+    ["app-pre", "workload-pre", "workload-post", "app-post"]
+        .iter()
+        .position(|p| *p == label)
+        .unwrap_or(4)
+}
+
 /// A generated ConfigMap, the earliest phase that mounts it and the labels all users share.
 type SharedConfigMap = (Phase, job::GeneratedConfigMap, BTreeMap<String, String>);
 
@@ -749,6 +822,30 @@ fn assemble(passthrough: &[&Doc<'_>], rendered: Vec<job::Rendered>, opts: &Optio
                 generated: true,
             },
         ));
+    }
+    if opts.records {
+        for (key, record) in task_records(&jobs) {
+            let mut obj = record;
+            obj["metadata"]["annotations"] = json!({ANN_WAVE: (max + 3).to_string()});
+            out.push((
+                (
+                    5,
+                    0,
+                    "TaskRecord".into(),
+                    String::new(),
+                    key.0.unwrap_or_default(),
+                    key.1.clone(),
+                    String::new(),
+                ),
+                OutDoc {
+                    kind: "TaskRecord".into(),
+                    namespace: obj["metadata"]["namespace"].as_str().map(String::from),
+                    name: key.1,
+                    text: yaml::emit(&obj),
+                    generated: true,
+                },
+            ));
+        }
     }
     for ((ns, name), mut r) in jobs {
         annotate(&mut r.job, r.phase, true);

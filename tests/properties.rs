@@ -67,6 +67,7 @@ fn options_from(args: &[String]) -> Options {
             "--mode" => o.mode = it.next().unwrap().parse().unwrap(),
             "--profile" => o.profile = it.next().unwrap().parse().unwrap(),
             "--keep-keptn" => o.keep_keptn = true,
+            "--records" => o.records = true,
             "--definition-namespace" => o.definition_namespace = it.next().cloned(),
             "--hook-delete-policy" => o.hook_delete_policy = it.next().unwrap().clone(),
             other => panic!("options_from does not know {other}"),
