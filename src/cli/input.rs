@@ -87,14 +87,26 @@ fn walk(
         let shown_path = shown.join(&*name);
         let file_type = entry.file_type()?;
         let target = if file_type.is_symlink() {
-            let resolved = fs::canonicalize(&path)
-                .with_context(|| format!("{}: broken symlink", shown_path.display()))?;
-            if !resolved.starts_with(bound.dir) {
+            let link = fs::read_link(&path)?;
+            let outside = |p: &Path| !p.starts_with(bound.dir);
+            // Judge the link by where it points before following it: a link to a file that
+            // does not exist here (e.g. /etc/passwd in a minimal image) still leaves the tree.
+            if outside(&lexical(&dir.join(&link))) {
                 bail!(
                     "{}: symlink points outside {} (to {}); refusing to read it",
                     display(&shown_path),
                     bound.name,
-                    fs::read_link(&path).unwrap_or(resolved).display()
+                    link.display()
+                );
+            }
+            let resolved = fs::canonicalize(&path)
+                .with_context(|| format!("{}: broken symlink", display(&shown_path)))?;
+            if outside(&resolved) {
+                bail!(
+                    "{}: symlink points outside {} (to {}); refusing to read it",
+                    display(&shown_path),
+                    bound.name,
+                    link.display()
                 );
             }
             resolved
@@ -108,6 +120,21 @@ fn walk(
         }
     }
     Ok(())
+}
+
+/// `p` with `.` and `..` removed without touching the filesystem.
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// A path as messages show it: relative, without a leading `./`.
