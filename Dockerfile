@@ -45,6 +45,10 @@ FROM scratch AS prebuilt
 ARG BINARY=target/static/x86_64-unknown-linux-gnu/release/klt-render
 COPY --chmod=0755 ${BINARY} /usr/local/bin/klt-render
 COPY --chmod=0644 plugin.yaml /home/argocd/cmp-server/config/plugin.yaml
+# User names for 999 (Argo CD's sidecar) and `nobody` (kustomize runs KRM containers with
+# `--user nobody`, which needs an /etc/passwd entry).
+COPY --chmod=0644 deploy/image/passwd /etc/passwd
+COPY --chmod=0644 deploy/image/group /etc/group
 # argocd-cmp-server finds `klt-render` (plugin.yaml's generate command) through PATH.
 ENV PATH=/usr/local/bin
 LABEL org.opencontainers.image.title="klt-render" \
@@ -52,14 +56,24 @@ LABEL org.opencontainers.image.title="klt-render" \
       org.opencontainers.image.licenses="Apache-2.0"
 USER 999:999
 ENTRYPOINT ["/usr/local/bin/klt-render"]
+# With no arguments the image is a KRM function (kustomize runs it that way); the Argo CD
+# sidecar overrides the command with argocd-cmp-server.
+CMD ["krm"]
 
 # ---- image (default) ------------------------------------------------------------------------
 FROM scratch AS image
 COPY --from=build --chmod=0755 /out/klt-render /usr/local/bin/klt-render
 COPY --chmod=0644 plugin.yaml /home/argocd/cmp-server/config/plugin.yaml
+# User names for 999 (Argo CD's sidecar) and `nobody` (kustomize runs KRM containers with
+# `--user nobody`, which needs an /etc/passwd entry).
+COPY --chmod=0644 deploy/image/passwd /etc/passwd
+COPY --chmod=0644 deploy/image/group /etc/group
 ENV PATH=/usr/local/bin
 LABEL org.opencontainers.image.title="klt-render" \
       org.opencontainers.image.description="Argo CD config-management plugin: Keptn tasks as plain Kubernetes Jobs" \
       org.opencontainers.image.licenses="Apache-2.0"
 USER 999:999
 ENTRYPOINT ["/usr/local/bin/klt-render"]
+# With no arguments the image is a KRM function (kustomize runs it that way); the Argo CD
+# sidecar overrides the command with argocd-cmp-server.
+CMD ["krm"]

@@ -9,7 +9,7 @@
 //! - **Legacy exec plugin** (`klt-render krm --legacy-config FILE`): kustomize runs the plugin
 //!   executable `<plugin home>/klt-render.dev/v1alpha1/kltrender/KltRender` with the config
 //!   file as its first argument and the resources as a plain YAML stream on stdin, and reads a
-//!   plain YAML stream back. The executable is a two-line wrapper script
+//!   plain YAML stream back. The executable is a small wrapper script
 //!   (`deploy/kustomize/plugin/...`) that execs this command. kubectl's built-in kustomize runs
 //!   these under `--enable-alpha-plugins`.
 //!

@@ -141,6 +141,7 @@ cfg = json.loads((work / "inspect.json").read_text())["OCIv1"]["config"]
 check(cfg.get("User") == "999:999", "image user 999:999", f"User={cfg.get('User')!r}")
 check(cfg.get("Entrypoint") == ["/usr/local/bin/klt-render"], "image entrypoint /usr/local/bin/klt-render",
       f"Entrypoint={cfg.get('Entrypoint')!r}")
+check(cfg.get("Cmd") == ["krm"], "image default command krm (KRM function)", f"Cmd={cfg.get('Cmd')!r}")
 path = [e.split("=", 1)[1] for e in cfg.get("Env") or [] if e.startswith("PATH=")]
 check(bool(path) and "/usr/local/bin" in path[0].split(":"), "image PATH has /usr/local/bin", f"Env={cfg.get('Env')!r}")
 
@@ -160,12 +161,15 @@ for layer in manifest["layers"]:
             elif not m.isdir():
                 files[name] = (m.mode & 0o7777, m.type.decode() if isinstance(m.type, bytes) else str(m.type))
 sha = lambda p: hashlib.sha256(pathlib.Path(p).read_bytes()).hexdigest()
+repo = pathlib.Path(plugin).parent
 want = {
     "/usr/local/bin/klt-render": (0o755, sha(binary)),
     "/home/argocd/cmp-server/config/plugin.yaml": (0o644, sha(plugin)),
+    "/etc/passwd": (0o644, sha(repo / "deploy/image/passwd")),
+    "/etc/group": (0o644, sha(repo / "deploy/image/group")),
 }
 extra = sorted(set(files) - set(want))
-check(not extra and set(files) == set(want), "image holds only klt-render and plugin.yaml",
+check(not extra and set(files) == set(want), "image holds only klt-render, plugin.yaml, /etc/passwd, /etc/group",
       "files: " + ", ".join(sorted(files)))
 for name, (mode, digest) in want.items():
     have = files.get(name)

@@ -94,6 +94,8 @@ def test_dockerfile_stages():
         assert f"COPY --chmod=0644 plugin.yaml {FINAL_PATHS['config']}" in s[stage]
         assert "USER 999:999" in s[stage]
         assert f'ENTRYPOINT ["{FINAL_PATHS["binary"]}"]' in s[stage]
+        assert 'CMD ["krm"]' in s[stage], "with no arguments the image is the KRM function"
+        assert "COPY --chmod=0644 deploy/image/passwd /etc/passwd" in s[stage]
         assert not any(i.startswith("RUN") for i in s[stage]), "a FROM scratch stage cannot RUN"
     build = " ".join(s["build"])
     assert "+crt-static" in build and "--locked" in build and "--bin klt-render" in build
@@ -116,7 +118,8 @@ def dockerignored(path: str, patterns: list[str]) -> bool:
 def test_dockerignore_keeps_only_what_the_stages_copy():
     lines = (REPO / ".dockerignore").read_text().splitlines()
     patterns = [l.strip() for l in lines if l.strip() and not l.lstrip().startswith("#")]
-    for kept in ["Cargo.toml", "Cargo.lock", "src/main.rs", "plugin.yaml", STATIC_BINARY, "reconciler/Cargo.toml"]:
+    for kept in ["Cargo.toml", "Cargo.lock", "src/main.rs", "plugin.yaml", STATIC_BINARY, "reconciler/Cargo.toml",
+                 "deploy/image/passwd", "deploy/image/group"]:
         assert not dockerignored(kept, patterns), f"{kept} must be in the build context"
     for dropped in [
         "target/debug/klt-render",

@@ -152,8 +152,26 @@ pub fn transform(items: &[Value], function_config: Option<&Value>, source: &str)
     for doc in &out.documents {
         let mut value = match super::wire::parse_stream(&doc.text) {
             Ok(mut docs) if docs.len() == 1 => docs.remove(0),
-            // The renderer's own output always parses; keep the text's meaning if not.
-            _ => unreachable!("the renderer emitted unparsable YAML:\n{}", doc.text),
+            // The renderer's own output always parses back; never return a partial list.
+            _ => {
+                findings.push(Finding {
+                    error: true,
+                    code: None,
+                    message: format!(
+                        "internal error: the rendered {} {} does not read back as one YAML document; please report this",
+                        doc.kind, doc.name
+                    ),
+                    help: None,
+                    resource: None,
+                    object: None,
+                    field: None,
+                    file: None,
+                });
+                return Outcome {
+                    items: None,
+                    findings,
+                };
+            }
         };
         if doc.generated {
             let ns = effective_namespace(&value, &opts);
