@@ -77,6 +77,7 @@ pub struct Index<'a, 'd> {
     pub config_maps: &'a BTreeMap<(String, String), &'d Doc<'d>>,
     pub secrets: &'a BTreeMap<(String, String), &'d Doc<'d>>,
     pub options: &'a Options,
+    pub placement: &'a crate::waves::Placement,
 }
 
 impl<'d> Index<'_, 'd> {
@@ -107,7 +108,8 @@ pub struct Rendered {
     pub phase: Phase,
     pub namespace: Option<String>,
     pub job_name: String,
-    pub job: Value,
+    /// The Job as YAML, with its ordering annotations.
+    pub job_text: String,
     pub config_map: Option<GeneratedConfigMap>,
     pub labels: BTreeMap<String, String>,
     /// Input objects the Job needs at start: `(kind, lookup namespace, name)` of a code
@@ -292,12 +294,16 @@ pub fn render_task(
     named.extend(std::mem::take(meta));
     named["annotations"]["keptn.sh/task-name"] = json!(job_name);
     *meta = named;
+    index.placement.annotate(&mut job, run.phase, true);
+    // The text is all that is kept: a Job's tree is many times its size.
+    let job_text = crate::yaml::emit(&job);
+    drop(job);
 
     Some(Rendered {
         phase: run.phase,
         namespace: run.namespace.clone(),
         job_name,
-        job,
+        job_text,
         config_map,
         labels: own,
         uses,

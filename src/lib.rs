@@ -15,6 +15,7 @@ pub mod options;
 pub mod render;
 pub mod schema;
 pub mod suggest;
+pub mod waves;
 pub mod workload;
 pub mod yaml;
 

@@ -44,20 +44,25 @@ impl Output {
 
     /// The documents as one YAML stream.
     pub fn to_yaml(&self) -> String {
-        let mut out = String::new();
+        let mut out = Vec::with_capacity(self.documents.iter().map(|d| d.text.len() + 4).sum());
+        self.write_yaml(&mut out)
+            .expect("writing to a Vec cannot fail");
+        String::from_utf8(out).expect("documents are UTF-8")
+    }
+
+    /// Writes the stream without building it in memory first.
+    pub fn write_yaml(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
         for d in &self.documents {
             if !d.text.starts_with("---") {
-                out.push_str("---\n");
+                w.write_all(b"---\n")?;
             }
-            out.push_str(&d.text);
+            w.write_all(d.text.as_bytes())?;
         }
-        out
+        Ok(())
     }
 }
 
-const ANN_WAVE: &str = "argocd.argoproj.io/sync-wave";
-const ANN_HOOK: &str = "argocd.argoproj.io/hook";
-const ANN_HOOK_DELETE: &str = "argocd.argoproj.io/hook-delete-policy";
+use crate::waves::{ANN_HOOK, ANN_HOOK_DELETE, ANN_WAVE, Placement, wave_of};
 
 pub fn render(files: &[SourceFile], opts: &Options) -> Output {
     let mut diags = Vec::new();
@@ -141,11 +146,13 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
         runs.push(hand_task_run(t, opts));
     }
 
+    let placement = Placement::new(&passthrough, opts);
     let index = Index {
         definitions: &definitions,
         config_maps: &config_maps,
         secrets: &secrets,
         options: opts,
+        placement: &placement,
     };
     let rendered: Vec<job::Rendered> = runs
         .iter()
@@ -161,7 +168,7 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
         };
     }
     Output {
-        documents: assemble(&passthrough, rendered, opts),
+        documents: assemble(&passthrough, rendered, &placement, opts),
         diagnostics: diags,
     }
 }
@@ -555,20 +562,6 @@ fn hand_task_run<'d>(t: &HandTask<'d>, opts: &Options) -> TaskRun<'d> {
     }
 }
 
-/// The wave of an input object in the sync phase; `None` for hooks.
-fn wave_of(doc: &Doc<'_>) -> Option<i64> {
-    let ann = doc.root.path(&["metadata", "annotations"]);
-    if ann.and_then(|a| a.get(ANN_HOOK)).is_some() {
-        return None; // hooks do not take part in the sync phase's waves
-    }
-    Some(
-        ann.and_then(|a| a.get(ANN_WAVE))
-            .and_then(document::scalar_string)
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0),
-    )
-}
-
 fn kind_rank(kind: &str) -> usize {
     const ORDER: &[&str] = &[
         "Namespace",
@@ -664,22 +657,13 @@ type SharedConfigMap = (Phase, job::GeneratedConfigMap, BTreeMap<String, String>
 
 type SortKey = (usize, usize, String, String, String, String, String);
 
-fn assemble(passthrough: &[&Doc<'_>], rendered: Vec<job::Rendered>, opts: &Options) -> Vec<OutDoc> {
-    // Namespaces and CRDs are the ground the tasks stand on, not part of the app: they keep
-    // their own (lower) waves and do not push the tasks down.
-    let waves: Vec<i64> = passthrough
-        .iter()
-        .filter(|d| !matches!(d.kind.as_str(), "Namespace" | "CustomResourceDefinition"))
-        .filter_map(|d| wave_of(d))
-        .collect();
-    let min = waves.iter().copied().min().unwrap_or(0);
-    let max = waves.iter().copied().max().unwrap_or(0);
-    let wave = |p: Phase| match p {
-        Phase::AppPre => min - 2,
-        Phase::WorkloadPre => min - 1,
-        Phase::WorkloadPost => max + 1,
-        Phase::AppPost => max + 2,
-    };
+fn assemble(
+    passthrough: &[&Doc<'_>],
+    rendered: Vec<job::Rendered>,
+    placement: &Placement,
+    opts: &Options,
+) -> Vec<OutDoc> {
+    let wave = |p: Phase| placement.wave(p);
     let group = |p: Phase| match p {
         Phase::AppPre => 0,
         Phase::WorkloadPre => 1,
@@ -773,31 +757,9 @@ fn assemble(passthrough: &[&Doc<'_>], rendered: Vec<job::Rendered>, opts: &Optio
             .or_insert(r);
     }
 
-    let annotate = |obj: &mut Value, phase: Phase, is_job: bool| {
-        let ann = obj["metadata"]
-            .as_object_mut()
-            .expect("generated metadata")
-            .entry("annotations")
-            .or_insert_with(|| json!({}));
-        ann[ANN_WAVE] = json!(wave(phase).to_string());
-        if opts.mode == Mode::Hooks {
-            let hook = if is_job && !phase.is_pre() {
-                "PostSync"
-            } else {
-                "PreSync"
-            };
-            ann[ANN_HOOK] = json!(hook);
-            ann[ANN_HOOK_DELETE] = json!(if is_job {
-                opts.hook_delete_policy.as_str()
-            } else {
-                "BeforeHookCreation"
-            });
-        }
-    };
-
     for ((ns, name), (phase, cm, labels)) in cms {
         let mut obj = job::config_map_object(&cm, &labels);
-        annotate(&mut obj, phase, false);
+        placement.annotate(&mut obj, phase, false);
         // In hooks mode every ConfigMap is a PreSync hook, so it exists before any Job.
         let g = if opts.mode == Mode::Hooks {
             0
@@ -826,7 +788,7 @@ fn assemble(passthrough: &[&Doc<'_>], rendered: Vec<job::Rendered>, opts: &Optio
     if opts.records {
         for (key, record) in task_records(&jobs) {
             let mut obj = record;
-            obj["metadata"]["annotations"] = json!({ANN_WAVE: (max + 3).to_string()});
+            obj["metadata"]["annotations"] = json!({ANN_WAVE: placement.record_wave().to_string()});
             out.push((
                 (
                     5,
@@ -847,8 +809,7 @@ fn assemble(passthrough: &[&Doc<'_>], rendered: Vec<job::Rendered>, opts: &Optio
             ));
         }
     }
-    for ((ns, name), mut r) in jobs {
-        annotate(&mut r.job, r.phase, true);
+    for ((ns, name), r) in jobs {
         out.push((
             (
                 group(r.phase),
@@ -863,7 +824,7 @@ fn assemble(passthrough: &[&Doc<'_>], rendered: Vec<job::Rendered>, opts: &Optio
                 kind: "Job".into(),
                 namespace: ns,
                 name,
-                text: yaml::emit(&r.job),
+                text: r.job_text,
                 generated: true,
             },
         ));

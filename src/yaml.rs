@@ -324,6 +324,11 @@ impl<'a> Builder<'a> {
                 let mut merged: Vec<Entry> = Vec::new();
                 loop {
                     let (ev, span) = self.next()?;
+                    // Only a plain `<<` is a merge key; a quoted "<<" is an ordinary key.
+                    let plain_merge = matches!(
+                        &ev,
+                        Event::Scalar(v, ScalarStyle::Plain, _, None) if v == "<<"
+                    );
                     let key = match ev {
                         Event::MappingEnd => break,
                         #[allow(unreachable_patterns)]
@@ -333,7 +338,7 @@ impl<'a> Builder<'a> {
                     let (ev, span) = self.next_value()?;
                     let value = self.node(ev, span)?;
                     let key_text = key_string(&key)?;
-                    if key_text == "<<" && matches!(key.kind, NodeKind::Str(_)) {
+                    if plain_merge {
                         // YAML merge keys: explicit keys win, earlier merged maps win.
                         let sources: Vec<&Node> = match &value.kind {
                             NodeKind::Seq(items) => items.iter().collect(),
@@ -569,18 +574,217 @@ fn is_yaml_float(s: &str) -> bool {
 }
 
 /// Serializes one generated object as a YAML document body (no `---`).
+///
+/// A small emitter of our own, because generated objects are plain JSON values and speed
+/// matters here. It is deliberately conservative: a string is written plain only when it is
+/// made of a few safe characters and no YAML 1.1 reader could take it for anything but a
+/// string; multi-line text becomes a literal block when that is exact; everything else is
+/// double-quoted with escapes. Tests round-trip tricky values through the parser.
 pub fn emit(value: &Value) -> String {
-    let mut opts = serde_saphyr::SerializerOptions::default();
-    opts.folded_wrap_chars = usize::MAX;
-    opts.min_fold_chars = usize::MAX;
-    let mut out = String::new();
-    // Serializing a serde_json::Value into a String cannot fail.
-    serde_saphyr::to_fmt_writer_with_options(&mut out, value, opts)
-        .expect("a JSON value always serializes to YAML");
-    if !out.ends_with('\n') {
-        out.push('\n');
+    let mut out = String::with_capacity(512);
+    match value {
+        Value::Object(map) if !map.is_empty() => emit_map(&mut out, map, 0, false),
+        other => {
+            emit_inline(&mut out, other);
+            out.push('\n');
+        }
     }
     out
+}
+
+fn pad(out: &mut String, indent: usize) {
+    for _ in 0..indent {
+        out.push(' ');
+    }
+}
+
+/// `first_inline`: the first key goes on the current line (after `- `).
+fn emit_map(
+    out: &mut String,
+    map: &serde_json::Map<String, Value>,
+    indent: usize,
+    first_inline: bool,
+) {
+    for (i, (k, v)) in map.iter().enumerate() {
+        if !(i == 0 && first_inline) {
+            pad(out, indent);
+        }
+        emit_scalar_str(out, k);
+        out.push(':');
+        emit_after_key(out, v, indent);
+    }
+}
+
+fn emit_after_key(out: &mut String, v: &Value, indent: usize) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            out.push('\n');
+            emit_map(out, m, indent + 2, false);
+        }
+        Value::Array(a) if !a.is_empty() => {
+            out.push('\n');
+            emit_seq(out, a, indent);
+        }
+        Value::String(s) if block_chomping(s).is_some() => emit_block(out, s, indent + 2),
+        other => {
+            out.push(' ');
+            emit_inline(out, other);
+            out.push('\n');
+        }
+    }
+}
+
+fn emit_seq(out: &mut String, items: &[Value], indent: usize) {
+    for item in items {
+        pad(out, indent);
+        out.push_str("- ");
+        match item {
+            Value::Object(m) if !m.is_empty() => emit_map(out, m, indent + 2, true),
+            Value::String(s) if block_chomping(s).is_some() => {
+                out.pop(); // "- |" rather than "-  |"
+                emit_block(out, s, indent + 2);
+            }
+            other => {
+                emit_inline(out, other);
+                out.push('\n');
+            }
+        }
+    }
+}
+
+/// A value on one line: scalars, empty collections, nested lists in flow style.
+fn emit_inline(out: &mut String, v: &Value) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => emit_scalar_str(out, s),
+        Value::Array(a) if a.is_empty() => out.push_str("[]"),
+        Value::Object(m) if m.is_empty() => out.push_str("{}"),
+        // Only reachable for lists nested directly in lists; JSON is valid flow YAML, and
+        // its strings are re-quoted below to stay safe.
+        Value::Array(a) => {
+            out.push('[');
+            for (i, item) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                emit_inline_flow(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(m) => {
+            out.push('{');
+            for (i, (k, item)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                emit_double_quoted(out, k);
+                out.push_str(": ");
+                emit_inline_flow(out, item);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// Inside flow collections every string is double-quoted (`,` `[` `]` are special there).
+fn emit_inline_flow(out: &mut String, v: &Value) {
+    match v {
+        Value::String(s) => emit_double_quoted(out, s),
+        other => emit_inline(out, other),
+    }
+}
+
+fn emit_scalar_str(out: &mut String, s: &str) {
+    if is_plain_safe(s) {
+        out.push_str(s);
+    } else {
+        emit_double_quoted(out, s);
+    }
+}
+
+/// Conservative plain scalars: a letter or `/` first, then letters, digits and `._/:@+=-`,
+/// not ending in `:`, and typed as a string by a YAML 1.1 reader.
+fn is_plain_safe(s: &str) -> bool {
+    let b = s.as_bytes();
+    let Some(&first) = b.first() else {
+        return false;
+    };
+    (first.is_ascii_alphabetic() || first == b'/')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"._/:@+=-".contains(c))
+        && !s.ends_with(':')
+        && !s.contains("::")
+        && matches!(resolve_plain(s), NodeKind::Str(_))
+}
+
+/// The chomping indicator when `s` can be an exact literal block, else `None`.
+fn block_chomping(s: &str) -> Option<&'static str> {
+    if !s.contains('\n') || s.starts_with(' ') || s.starts_with('\n') {
+        return None;
+    }
+    let printable = |c: char| {
+        c == '\n'
+            || c == '\t'
+            || (' '..='~').contains(&c)
+            || (c >= '\u{a0}'
+                && !matches!(
+                    c,
+                    '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+                ))
+    };
+    if !s.chars().all(printable) {
+        return None;
+    }
+    // Trailing white space on a line would be kept, but editors and hooks strip it; a quoted
+    // string cannot be changed that way.
+    if s.split('\n')
+        .any(|line| line.ends_with(' ') || line.ends_with('\t'))
+    {
+        return None;
+    }
+    let trailing = s.len() - s.trim_end_matches('\n').len();
+    Some(match trailing {
+        0 => "|-",
+        1 => "|",
+        _ => "|+",
+    })
+}
+
+fn emit_block(out: &mut String, s: &str, indent: usize) {
+    out.push(' ');
+    out.push_str(block_chomping(s).expect("checked by the caller"));
+    out.push('\n');
+    let body = s.strip_suffix('\n').unwrap_or(s);
+    for line in body.split('\n') {
+        if !line.is_empty() {
+            pad(out, indent);
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+}
+
+fn emit_double_quoted(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || ('\u{7f}'..='\u{9f}').contains(&c) => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -656,6 +860,105 @@ mod tests {
         let chunks = split_stream("a: 1\n---\nkind: [unclosed\n");
         let err = parse_document(&chunks[1]).unwrap_err();
         assert!(err.pos.line >= 3, "{err:?}");
+    }
+
+    /// parse(emit(v)) == v for values that trip YAML emitters.
+    #[test]
+    fn emit_round_trips_tricky_values() {
+        let strings = [
+            "",
+            " ",
+            "on",
+            "Off",
+            "y",
+            "N",
+            "yes",
+            "null",
+            "~",
+            "true",
+            "0644",
+            "1.20",
+            "1e3",
+            "0x1F",
+            "1_000",
+            "2024-01-01",
+            "12:30",
+            "1:20:30",
+            "-1",
+            "+1",
+            ".5",
+            ".inf",
+            "=",
+            "<<",
+            "a: b",
+            "a #b",
+            "a#b",
+            "#x",
+            "*x",
+            "&x",
+            "!x",
+            "%x",
+            "@x",
+            "`x",
+            "- x",
+            "? x",
+            "[x]",
+            "{x}",
+            "x,y",
+            "'x'",
+            "\"x\"",
+            "x:",
+            "x::y",
+            "http://a/b",
+            "ghcr.io/keptn/deno-runtime:v3.0.1",
+            "keptnfn-x-k9h8bf29t7",
+            "a\nb",
+            "a\nb\n",
+            "a\nb\n\n",
+            "a\n\nb",
+            " lead\nx",
+            "trail \nx",
+            "tab\tin",
+            "x\r\ny",
+            "bell\u{7}",
+            "del\u{7f}",
+            "nel\u{85}",
+            "ls\u{2028}",
+            "bom\u{feff}",
+            "ünïcødé ✓",
+            "<b>&</b>",
+            "\\back",
+            "--- x",
+            "...",
+            "---",
+            "\n",
+            "x\n   indented\n",
+            "{\"workloadName\":\"\",\"appName\":\"a\"}",
+        ];
+        let mut obj = serde_json::Map::new();
+        for (i, s) in strings.iter().enumerate() {
+            obj.insert(format!("k{i}"), Value::String(s.to_string()));
+            obj.insert(s.to_string(), Value::from(i as i64));
+        }
+        obj.insert(
+            "list".into(),
+            Value::Array(
+                strings
+                    .iter()
+                    .map(|s| Value::String(s.to_string()))
+                    .collect(),
+            ),
+        );
+        obj.insert(
+            "nested".into(),
+            serde_json::json!([[1, "on"], {"a": [], "b": {}}, null, true, 1.5]),
+        );
+        let value = Value::Object(obj);
+        let text = emit(&value);
+        let chunks = split_stream(&text);
+        assert_eq!(chunks.len(), 1, "{text}");
+        let back = parse_document(&chunks[0]).unwrap().unwrap().to_json();
+        assert_eq!(back, value, "{text}");
     }
 
     #[test]

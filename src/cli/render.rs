@@ -47,12 +47,11 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         eprintln!("klt-render: {n} error(s); nothing was rendered");
         return Ok(ExitCode::from(EXIT_BAD_INPUT));
     }
-    let yaml = out.to_yaml();
     match m.get_one::<PathBuf>("output") {
-        None => write_stdout(yaml.as_bytes())?,
+        None => write_stream(&out)?,
         Some(file) if m.get_flag("check") => {
             let current = std::fs::read_to_string(file).unwrap_or_default();
-            if current != yaml {
+            if current != out.to_yaml() {
                 eprintln!(
                     "klt-render: {} is stale: it differs from a fresh render; rerun without --check to update it",
                     file.display()
@@ -60,9 +59,21 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Some(file) => write_atomically(file, &yaml)?,
+        Some(file) => write_atomically(file, &out.to_yaml())?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Streams the documents to stdout; a closed pipe (`| head`) is not an error.
+fn write_stream(out: &klt_render::Output) -> anyhow::Result<()> {
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    match out
+        .write_yaml(&mut w)
+        .and_then(|_| std::io::Write::flush(&mut w))
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Replaces `file` via a temp file in the same directory and a rename, so that readers never
