@@ -43,11 +43,18 @@ fi
 section "cargo build --locked"
 cargo build --locked
 
-section "cargo test --locked"
+section "cargo test --locked (klt-render)"
 cargo test --locked
+
+section "cargo test --locked -p klt-reconciler"
+cargo test --locked -p klt-reconciler
 
 # ---- Python integration tests --------------------------------------------------------------
 section "pytest tests/integration"
 command -v kubectl >/dev/null || echo "warning: kubectl not on PATH; the kustomize hash tests will fail" >&2
 # -p no:cacheprovider: leave no .pytest_cache in the work tree.
 PYTHONDONTWRITEBYTECODE=1 "$VENV/bin/python" -m pytest tests/integration -q -p no:cacheprovider "$@"
+
+# ---- The reconciler against a real kube-apiserver --------------------------------------------
+section "reconciler integration tests (testenv kube-apiserver)"
+"$REPO/reconciler/tests/run-integration.sh"

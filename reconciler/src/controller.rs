@@ -1,0 +1,618 @@
+//! The controller: two watches (klt-render Jobs, TaskRecords) feed caches and a work queue of
+//! record keys; workers reconcile one record at a time.
+//!
+//! Why not `kube::runtime::Controller`: it reconciles objects that exist in its cache, and a
+//! record may have to be created (Jobs rendered without `records`). Here the queue is keyed by
+//! the record's namespace/name, whether or not the record exists yet.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::crd::{API_VERSION, FIELD_MANAGER, KIND, TaskRecord, TaskRecordSpec, TaskRecordStatus};
+use crate::events::EventQueue;
+use crate::metrics::Metrics;
+use crate::queue::WorkQueue;
+use crate::state::{self, JobObservation, RecordKey, Transition};
+
+/// Settings of a reconciler run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Watch one namespace only (`None`: all namespaces).
+    pub namespace: Option<String>,
+    /// Records reconciled at the same time (each record by one worker at a time).
+    pub concurrency: usize,
+    /// `reportingInstance` of events (the pod name).
+    pub instance: Option<String>,
+    /// First retry delay after a failed reconcile (doubles up to `max_backoff`).
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Give up on one reconcile after this long (it is retried with backoff).
+    pub reconcile_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            namespace: None,
+            concurrency: 4,
+            instance: None,
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(300),
+            reconcile_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// State shared with the HTTP server.
+#[derive(Default)]
+pub struct Shared {
+    pub metrics: Metrics,
+    /// Both caches are filled (the initial lists are in).
+    pub ready: AtomicBool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("serializing the status: {0}")]
+    Serialize(#[from] serde_json::Error),
+    #[error("reconcile took longer than {0:?}")]
+    Timeout(Duration),
+}
+
+impl Error {
+    /// A bounded label for the errors metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(s)) => match s.code {
+                404 => "not_found",
+                409 => "conflict",
+                401 | 403 => "forbidden",
+                422 => "invalid",
+                429 => "throttled",
+                500..=599 => "server",
+                _ => "api",
+            },
+            Error::Kube(_) => "transport",
+            Error::Serialize(_) => "serialize",
+            Error::Timeout(_) => "timeout",
+        }
+    }
+}
+
+/// The klt-render Jobs, reduced to [`JobObservation`]s and indexed by record.
+#[derive(Default)]
+pub struct JobIndex {
+    by_record: HashMap<RecordKey, BTreeMap<String, Arc<JobObservation>>>,
+    by_job: HashMap<(String, String), RecordKey>,
+    /// Observations of a relist in progress (between `Init` and `InitDone`).
+    relist: Option<Vec<JobObservation>>,
+    len: usize,
+}
+
+impl JobIndex {
+    pub fn jobs_for(&self, key: &RecordKey) -> Vec<Arc<JobObservation>> {
+        self.by_record
+            .get(key)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn record_keys(&self) -> impl Iterator<Item = &RecordKey> {
+        self.by_record.keys()
+    }
+
+    fn remove(&mut self, ns: &str, name: &str) -> Option<RecordKey> {
+        let key = self.by_job.remove(&(ns.to_string(), name.to_string()))?;
+        if let Some(m) = self.by_record.get_mut(&key) {
+            if m.remove(name).is_some() {
+                self.len -= 1;
+            }
+            if m.is_empty() {
+                self.by_record.remove(&key);
+            }
+        }
+        Some(key)
+    }
+
+    /// Insert or replace; returns the keys whose records change (empty if nothing did).
+    fn upsert(&mut self, obs: JobObservation) -> Vec<RecordKey> {
+        let key = obs.key();
+        let id = (obs.namespace.clone(), obs.name.clone());
+        let mut touched = Vec::new();
+        if let Some(old_key) = self.by_job.get(&id).cloned() {
+            if old_key == key {
+                let unchanged = self
+                    .by_record
+                    .get(&key)
+                    .and_then(|m| m.get(&obs.name))
+                    .is_some_and(|o| **o == obs);
+                if unchanged {
+                    return touched;
+                }
+            } else {
+                self.remove(&id.0, &id.1);
+                touched.push(old_key);
+            }
+        }
+        let m = self.by_record.entry(key.clone()).or_default();
+        if m.insert(obs.name.clone(), Arc::new(obs)).is_none() {
+            self.len += 1;
+        }
+        self.by_job.insert(id, key.clone());
+        touched.push(key);
+        touched
+    }
+
+    /// Apply one watch event; returns the record keys to reconcile.
+    pub fn apply(&mut self, event: watcher::Event<Job>) -> Vec<RecordKey> {
+        match event {
+            watcher::Event::Apply(job) => match state::observe(&job) {
+                Some(obs) => self.upsert(obs),
+                // Labels changed so that it is no longer ours (or never was).
+                None => self
+                    .remove(&job.namespace().unwrap_or_default(), &job.name_any())
+                    .into_iter()
+                    .collect(),
+            },
+            watcher::Event::Delete(job) => self
+                .remove(&job.namespace().unwrap_or_default(), &job.name_any())
+                .into_iter()
+                .collect(),
+            watcher::Event::Init => {
+                self.relist = Some(Vec::new());
+                Vec::new()
+            }
+            watcher::Event::InitApply(job) => {
+                if let Some(obs) = state::observe(&job) {
+                    self.relist.get_or_insert_with(Vec::new).push(obs);
+                }
+                Vec::new()
+            }
+            watcher::Event::InitDone => {
+                let fresh = self.relist.take().unwrap_or_default();
+                let mut keys: BTreeSet<RecordKey> = self.by_record.keys().cloned().collect();
+                self.by_record.clear();
+                self.by_job.clear();
+                self.len = 0;
+                for obs in fresh {
+                    keys.insert(obs.key());
+                    self.upsert(obs);
+                }
+                // Every record whose Jobs may have changed while we were not watching.
+                keys.into_iter().collect()
+            }
+        }
+    }
+}
+
+/// Publisher tasks of events (the events of one record keep their order).
+const EVENT_SHARDS: usize = 4;
+
+/// Everything a reconcile needs.
+pub struct Ctx {
+    pub client: Client,
+    pub records: Store<TaskRecord>,
+    pub jobs: Arc<std::sync::RwLock<JobIndex>>,
+    /// Task events, published off the reconcile path.
+    pub events: EventQueue,
+    pub shared: Arc<Shared>,
+    /// The last status this process wrote (or found current) per record, with the record's
+    /// uid: the cache of records may lag behind our own writes, and comparing with a stale
+    /// status would repeat events.
+    written: std::sync::Mutex<HashMap<RecordKey, (String, TaskRecordStatus)>>,
+}
+
+impl Ctx {
+    pub fn new(
+        client: Client,
+        records: Store<TaskRecord>,
+        jobs: Arc<std::sync::RwLock<JobIndex>>,
+        shared: Arc<Shared>,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            instance,
+        };
+        Ctx {
+            events: EventQueue::start(
+                Recorder::new(client.clone(), reporter),
+                Arc::clone(&shared),
+                EVENT_SHARDS,
+            ),
+            client,
+            records,
+            jobs,
+            shared,
+            written: Default::default(),
+        }
+    }
+
+    fn jobs_for(&self, key: &RecordKey) -> Vec<Arc<JobObservation>> {
+        self.jobs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .jobs_for(key)
+    }
+
+    fn written(&self, key: &RecordKey) -> Option<(String, TaskRecordStatus)> {
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn remember(&self, key: &RecordKey, entry: Option<(String, TaskRecordStatus)>) {
+        let mut w = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        match entry {
+            Some(e) => w.insert(key.clone(), e),
+            None => w.remove(key),
+        };
+    }
+}
+
+/// The spec of a record the reconciler creates itself: app and version from the Job labels
+/// (the expected task list is klt-render's to give; without it the Jobs seen are listed).
+pub fn spec_from_jobs(jobs: &[Arc<JobObservation>]) -> TaskRecordSpec {
+    let first = jobs.iter().min_by(|a, b| a.name.cmp(&b.name));
+    TaskRecordSpec {
+        app: first.map(|j| j.app.clone()).unwrap_or_default(),
+        app_version: first.map(|j| j.app_version.clone()).unwrap_or_default(),
+        tasks: Vec::new(),
+    }
+}
+
+fn new_record(key: &RecordKey, jobs: &[Arc<JobObservation>]) -> TaskRecord {
+    let spec = spec_from_jobs(jobs);
+    let mut labels = BTreeMap::new();
+    labels.insert(
+        "app.kubernetes.io/created-by".to_string(),
+        FIELD_MANAGER.to_string(),
+    );
+    for (k, v) in [
+        (state::LABEL_APP, &spec.app),
+        (state::LABEL_APP_VERSION, &spec.app_version),
+    ] {
+        if !v.is_empty() {
+            labels.insert(k.to_string(), v.clone());
+        }
+    }
+    TaskRecord {
+        metadata: ObjectMeta {
+            name: Some(key.name.clone()),
+            namespace: Some(key.namespace.clone()),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        spec,
+        status: None,
+    }
+}
+
+async fn get_or_create(
+    ctx: &Ctx,
+    api: &Api<TaskRecord>,
+    key: &RecordKey,
+    jobs: &[Arc<JobObservation>],
+) -> Result<TaskRecord, Error> {
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    };
+    match api.create(&pp, &new_record(key, jobs)).await {
+        Ok(r) => {
+            info!(record = %key, "created record from Job labels");
+            ctx.shared.metrics.records_created.inc();
+            Ok(r)
+        }
+        // Created meanwhile (by Argo CD, or by us before our cache saw it).
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(api.get(&key.name).await?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn job_ref(namespace: &str, t: &crate::crd::TaskStatus) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("batch/v1".into()),
+        kind: Some("Job".into()),
+        name: Some(t.job.clone()),
+        namespace: Some(namespace.to_string()),
+        uid: t.job_uid.clone(),
+        ..Default::default()
+    }
+}
+
+/// Reconcile one record: read its Jobs from the cache, compute the status, write it if it
+/// changed (server-side apply, forced: the status is ours), then count metrics and queue
+/// events for the task transitions (published by [`EventQueue`] without holding up the
+/// next reconcile).
+pub async fn reconcile(ctx: &Ctx, key: &RecordKey) -> Result<(), Error> {
+    let jobs = ctx.jobs_for(key);
+    let api: Api<TaskRecord> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let cached = ctx
+        .records
+        .get(&ObjectRef::new(&key.name).within(&key.namespace));
+    let record: Arc<TaskRecord> = match cached {
+        Some(r) => r,
+        None if jobs.is_empty() => {
+            ctx.remember(key, None);
+            return Ok(());
+        }
+        None => Arc::new(get_or_create(ctx, &api, key, &jobs).await?),
+    };
+    if record.metadata.deletion_timestamp.is_some() {
+        debug!(record = %key, "record is being deleted");
+        return Ok(());
+    }
+    let uid = record.uid().unwrap_or_default();
+    let prev = match ctx.written(key) {
+        Some((u, status)) if u == uid => Some(status),
+        _ => record.status.clone(),
+    };
+    let next = state::compute_status(
+        Some(&record.spec),
+        jobs.iter().map(|j| j.as_ref()),
+        prev.as_ref(),
+    );
+    if record.status.as_ref() != Some(&next) {
+        let patch = json!({"apiVersion": API_VERSION, "kind": KIND, "status": next});
+        api.patch_status(
+            &key.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        ctx.shared.metrics.status_writes.inc();
+        debug!(record = %key, phase = next.phase.as_str(), "status written");
+    }
+    let changes = state::transitions(prev.as_ref(), &next);
+    ctx.remember(key, Some((uid, next.clone())));
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let regarding = record.object_ref(&());
+    for (kind, task) in changes {
+        let metrics = &ctx.shared.metrics;
+        match kind.outcome() {
+            None => metrics.task_started(&task.phase),
+            Some(outcome) => {
+                metrics.task_finished(&task.phase, outcome, state::duration_seconds(task))
+            }
+        }
+        info!(
+            record = %key,
+            job = %task.job,
+            definition = %task.definition,
+            phase = %task.phase,
+            state = task.state.as_str(),
+            attempts = task.attempts,
+            "task {}",
+            match kind {
+                Transition::Started => "started",
+                Transition::Succeeded => "succeeded",
+                Transition::Failed => "failed",
+            }
+        );
+        let event = KubeEvent {
+            type_: if kind == Transition::Failed {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: kind.reason().to_string(),
+            note: Some(state::event_note(kind, task)),
+            action: "Observe".to_string(),
+            secondary: Some(job_ref(&key.namespace, task)),
+        };
+        ctx.events.publish(key, event, regarding.clone());
+    }
+    Ok(())
+}
+
+/// Run the reconciler until `shutdown` completes: watches, workers, and a final drain of the
+/// reconciles in progress.
+pub async fn run(
+    client: Client,
+    config: Config,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (jobs_api, records_api): (Api<Job>, Api<TaskRecord>) = match &config.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let queue: Arc<WorkQueue<RecordKey>> = WorkQueue::new(config.base_backoff, config.max_backoff);
+    let index = Arc::new(std::sync::RwLock::new(JobIndex::default()));
+    let (record_store, record_writer) = reflector::store::<TaskRecord>();
+    let ctx = Arc::new(Ctx::new(
+        client.clone(),
+        record_store.clone(),
+        Arc::clone(&index),
+        Arc::clone(&shared),
+        config.instance.clone(),
+    ));
+    let (jobs_ready_tx, jobs_ready) = watch::channel(false);
+    let (records_ready_tx, records_ready) = watch::channel(false);
+
+    // Jobs: reduce each to an observation as it arrives (the full object is dropped).
+    let jobs_task = {
+        let queue = Arc::clone(&queue);
+        let index = Arc::clone(&index);
+        let shared = Arc::clone(&shared);
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let cfg = watcher::Config::default().labels(state::JOB_SELECTOR);
+            let mut stream = watcher(jobs_api, cfg).default_backoff().boxed();
+            loop {
+                let ev = tokio::select! {
+                    ev = stream.next() => ev,
+                    _ = stop.wait_for(|s| *s) => break,
+                };
+                let Some(ev) = ev else { break };
+                match ev {
+                    Ok(ev) => {
+                        let done = matches!(ev, watcher::Event::InitDone);
+                        let (keys, len) = {
+                            let mut idx = index.write().unwrap_or_else(|e| e.into_inner());
+                            let keys = idx.apply(ev);
+                            (keys, idx.len())
+                        };
+                        shared.metrics.watched_jobs.set(len as i64);
+                        for k in keys {
+                            queue.add(k);
+                        }
+                        if done {
+                            debug!(jobs = len, "jobs listed");
+                            let _ = jobs_ready_tx.send(true);
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "watching Jobs"),
+                }
+            }
+        })
+    };
+
+    // Records: a reflector cache; any change (or a relist) queues the record.
+    let records_task = {
+        let queue = Arc::clone(&queue);
+        let index = Arc::clone(&index);
+        let store = record_store.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut stream = watcher(records_api, watcher::Config::default())
+                .default_backoff()
+                .modify(|r: &mut TaskRecord| r.managed_fields_mut().clear())
+                .reflect(record_writer)
+                .boxed();
+            loop {
+                let ev = tokio::select! {
+                    ev = stream.next() => ev,
+                    _ = stop.wait_for(|s| *s) => break,
+                };
+                let Some(ev) = ev else { break };
+                match ev {
+                    Ok(watcher::Event::Apply(r) | watcher::Event::Delete(r))
+                    | Ok(watcher::Event::InitApply(r)) => {
+                        queue.add(RecordKey {
+                            namespace: r.namespace().unwrap_or_default(),
+                            name: r.name_any(),
+                        });
+                    }
+                    Ok(watcher::Event::Init) => {}
+                    Ok(watcher::Event::InitDone) => {
+                        // Records deleted while we were not watching: their Jobs say so.
+                        let keys: Vec<RecordKey> = index
+                            .read()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .record_keys()
+                            .cloned()
+                            .collect();
+                        for k in keys {
+                            queue.add(k);
+                        }
+                        debug!(records = store.len(), "records listed");
+                        let _ = records_ready_tx.send(true);
+                    }
+                    Err(e) => warn!(error = %e, "watching TaskRecords"),
+                }
+            }
+        })
+    };
+
+    // Workers start once both caches are filled, so that existing records are not
+    // mistaken for missing ones.
+    let mut workers = Vec::new();
+    for _ in 0..config.concurrency.max(1) {
+        let queue = Arc::clone(&queue);
+        let ctx = Arc::clone(&ctx);
+        let mut stop = stop_rx.clone();
+        let mut jobs_ready = jobs_ready.clone();
+        let mut records_ready = records_ready.clone();
+        let timeout = config.reconcile_timeout;
+        workers.push(tokio::spawn(async move {
+            let ready = async {
+                let _ = jobs_ready.wait_for(|r| *r).await;
+                let _ = records_ready.wait_for(|r| *r).await;
+            };
+            tokio::select! {
+                _ = ready => {},
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            ctx.shared.ready.store(true, Ordering::SeqCst);
+            loop {
+                let key = tokio::select! {
+                    k = queue.next() => k,
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                let start = Instant::now();
+                let result = tokio::time::timeout(timeout, reconcile(&ctx, &key))
+                    .await
+                    .unwrap_or(Err(Error::Timeout(timeout)));
+                let metrics = &ctx.shared.metrics;
+                metrics.reconciles.inc();
+                metrics
+                    .reconcile_duration
+                    .observe(start.elapsed().as_secs_f64());
+                match result {
+                    Ok(()) => queue.forget(&key),
+                    Err(e) => {
+                        metrics.reconcile_error(e.metric_label());
+                        let delay = queue.failed(&key);
+                        warn!(record = %key, error = %e, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
+                        queue.add_after(key.clone(), delay);
+                    }
+                }
+                queue.done(&key);
+                metrics.queue_depth.set(queue.len() as i64);
+            }
+        }));
+    }
+    info!(
+        namespace = config.namespace.as_deref().unwrap_or("(all)"),
+        concurrency = config.concurrency,
+        "reconciler started"
+    );
+
+    shutdown.await;
+    info!("shutting down: finishing reconciles in progress");
+    shared.ready.store(false, Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    ctx.events.close(Duration::from_secs(10)).await;
+    let _ = jobs_task.await;
+    let _ = records_task.await;
+    info!("reconciler stopped");
+    Ok(())
+}

@@ -1,0 +1,1202 @@
+//! Integration tests against a real kube-apiserver (testenv/). They run only when
+//! `KUBECONFIG` is testenv's (`$KUBE_TESTENV_DIR/kubeconfig`, as `eval "$(testenv/run.sh)"`
+//! sets it); otherwise each test prints SKIP and passes, so they never touch a real cluster.
+//!
+//!   reconciler/tests/run-integration.sh      # builds and starts testenv, runs these, stops it
+//!
+//! There is no kubelet or job controller: the tests write Job status through the `/status`
+//! subresource, the way the job controller would. Every test has its own namespace and its own
+//! reconciler (watching that namespace only), so they can run in parallel.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use klt_reconciler::crd::TaskRecord;
+use klt_reconciler::{Config, Shared, TaskState};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::KubeConfigOptions;
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, CustomResourceExt, ResourceExt};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const T0: &str = "2026-01-01T10:00:00Z";
+const T1: &str = "2026-01-01T10:00:42Z";
+const WAIT: Duration = Duration::from_secs(45);
+
+// ---- environment -----------------------------------------------------------------------
+
+struct Env {
+    client: Client,
+    config: kube::Config,
+}
+
+/// Print past libtest's output capture, so that a skip is visible in a passing run.
+fn skip(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// The testenv client, or `None` (with a SKIP line) when KUBECONFIG is not testenv's.
+async fn testenv(test: &str) -> Option<Env> {
+    let env = testenv_or_none(test).await;
+    if env.is_none() && std::env::var_os("KLT_RECONCILER_IT_REQUIRED").is_some_and(|v| v == "1") {
+        panic!("{test}: KLT_RECONCILER_IT_REQUIRED=1 but testenv is not usable (see SKIP above)");
+    }
+    env
+}
+
+async fn testenv_or_none(test: &str) -> Option<Env> {
+    let dir = std::env::var_os("KUBE_TESTENV_DIR");
+    let kubeconfig = std::env::var_os("KUBECONFIG");
+    let (Some(dir), Some(kubeconfig)) = (dir, kubeconfig) else {
+        skip(&format!(
+            "SKIP {test}: needs the testenv API server (run reconciler/tests/run-integration.sh, \
+             or eval \"$(testenv/run.sh)\" first)"
+        ));
+        return None;
+    };
+    let want = std::path::Path::new(&dir).join("kubeconfig");
+    let same = match (
+        std::fs::canonicalize(&want),
+        std::fs::canonicalize(&kubeconfig),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if !same {
+        skip(&format!(
+            "SKIP {test}: KUBECONFIG ({}) is not testenv's ({}); not touching another cluster",
+            kubeconfig.to_string_lossy(),
+            want.display()
+        ));
+        return None;
+    }
+    let config = kube::Config::from_kubeconfig(&KubeConfigOptions::default())
+        .await
+        .expect("testenv kubeconfig");
+    let client = Client::try_from(config.clone()).expect("client");
+    install_crd(&client).await;
+    Some(Env { client, config })
+}
+
+macro_rules! testenv_or_skip {
+    ($name:expr) => {
+        match testenv($name).await {
+            Some(env) => env,
+            None => return,
+        }
+    };
+}
+
+async fn install_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = TaskRecord::crd();
+    let name = crd.name_any();
+    crds.patch(
+        &name,
+        &PatchParams::apply("klt-it").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("install the CRD");
+    tokio::time::timeout(
+        WAIT,
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    .expect("CRD established in time")
+    .expect("watching the CRD");
+}
+
+async fn namespace(client: &Client, test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let name = format!("it-{test}-{:x}", nanos % 0xfffff);
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    name
+}
+
+// ---- the reconciler in this process ------------------------------------------------------
+
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<anyhow::Result<()>>,
+    shared: Arc<Shared>,
+}
+
+fn start(client: Client, ns: &str) -> Running {
+    let shared = Arc::new(Shared::default());
+    let (tx, rx) = oneshot::channel::<()>();
+    let config = Config {
+        namespace: Some(ns.to_string()),
+        concurrency: 2,
+        instance: Some("it".into()),
+        base_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let handle = tokio::spawn(klt_reconciler::run(
+        client,
+        config,
+        Arc::clone(&shared),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    Running {
+        stop: Some(tx),
+        handle,
+        shared,
+    }
+}
+
+impl Running {
+    async fn ready(&self) {
+        let start = Instant::now();
+        while !self.shared.ready.load(Ordering::SeqCst) {
+            assert!(start.elapsed() < WAIT, "reconciler not ready in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Graceful stop (what SIGTERM does in the binary).
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(15), &mut self.handle)
+            .await
+            .expect("reconciler stops in time")
+            .expect("task")
+            .expect("run");
+    }
+
+    fn metric(&self, series: &str) -> f64 {
+        metric(&self.shared.metrics.encode(), series)
+    }
+}
+
+/// The value of one series (`name{labels}` as printed), 0 when absent.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+// ---- objects ------------------------------------------------------------------------------
+
+struct TaskJob<'a> {
+    name: &'a str,
+    phase: &'a str,
+    definition: &'a str,
+    workload: Option<&'a str>,
+    app: &'a str,
+    version: &'a str,
+    record_label: bool,
+}
+
+fn task<'a>(name: &'a str, phase: &'a str) -> TaskJob<'a> {
+    TaskJob {
+        name,
+        phase,
+        definition: "notify",
+        workload: None,
+        app: "checkout",
+        version: "1.4.0",
+        record_label: true,
+    }
+}
+
+async fn create_job(client: &Client, ns: &str, t: TaskJob<'_>) -> Job {
+    let mut labels = BTreeMap::from([
+        ("app.kubernetes.io/managed-by", "klt-render".to_string()),
+        ("klt-render.dev/app", t.app.to_string()),
+        ("klt-render.dev/app-version", t.version.to_string()),
+        ("klt-render.dev/phase", t.phase.to_string()),
+        ("klt-render.dev/task-definition", t.definition.to_string()),
+        ("app.kubernetes.io/instance", "argocd-app".to_string()),
+    ]);
+    if t.record_label {
+        labels.insert("klt-render.dev/record", format!("{}-{}", t.app, t.version));
+    }
+    if let Some(w) = t.workload {
+        labels.insert("klt-render.dev/workload", w.to_string());
+    }
+    let job: Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": t.name, "labels": labels},
+        "spec": {
+            "backoffLimit": 2,
+            "activeDeadlineSeconds": 600,
+            "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "task", "image": "ghcr.io/keptn/deno-runtime:v3.0.1"}]
+            }}
+        }
+    }))
+    .unwrap();
+    Api::<Job>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &job)
+        .await
+        .expect("create job")
+}
+
+async fn job_status(client: &Client, ns: &str, name: &str, status: Value) {
+    Api::<Job>::namespaced(client.clone(), ns)
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("job {name} status: {e}"));
+}
+
+fn running() -> Value {
+    json!({"startTime": T0, "active": 1})
+}
+
+fn retrying() -> Value {
+    json!({"startTime": T0, "active": 1, "failed": 1})
+}
+
+fn succeeded() -> Value {
+    json!({
+        "startTime": T0, "active": 0, "succeeded": 1, "completionTime": T1,
+        "conditions": [
+            {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": T1},
+            {"type": "Complete", "status": "True", "lastTransitionTime": T1}
+        ]
+    })
+}
+
+fn failed() -> Value {
+    let cond = |ty: &str| {
+        json!({"type": ty, "status": "True", "lastTransitionTime": T1,
+               "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"})
+    };
+    json!({
+        "startTime": T0, "active": 0, "failed": 3,
+        "conditions": [cond("FailureTarget"), cond("Failed")]
+    })
+}
+
+async fn create_record(client: &Client, ns: &str, tasks: Value) {
+    let record: TaskRecord = serde_json::from_value(json!({
+        "apiVersion": "klt-render.dev/v1alpha1",
+        "kind": "TaskRecord",
+        "metadata": {"name": "checkout-1.4.0", "labels": {"app.kubernetes.io/managed-by": "klt-render"}},
+        "spec": {"app": "checkout", "appVersion": "1.4.0", "tasks": tasks}
+    }))
+    .unwrap();
+    Api::<TaskRecord>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &record)
+        .await
+        .expect("create record");
+}
+
+async fn delete_job(client: &Client, ns: &str, name: &str) {
+    // Background: gone at once (orphan or foreground would wait for testenv's absent
+    // garbage collector to remove their finalizer).
+    Api::<Job>::namespaced(client.clone(), ns)
+        .delete(name, &DeleteParams::background())
+        .await
+        .expect("delete job");
+}
+
+// ---- waiting and reading ------------------------------------------------------------------
+
+fn task_of<'a>(r: &'a TaskRecord, job: &str) -> Option<&'a klt_reconciler::TaskStatus> {
+    r.status.as_ref()?.tasks.iter().find(|t| t.job == job)
+}
+
+fn state_of(r: &TaskRecord, job: &str) -> Option<TaskState> {
+    task_of(r, job).map(|t| t.state)
+}
+
+async fn wait_record(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    what: &str,
+    ok: impl Fn(&TaskRecord) -> bool,
+) -> TaskRecord {
+    let api: Api<TaskRecord> = Api::namespaced(client.clone(), ns);
+    let start = Instant::now();
+    let mut last = None;
+    loop {
+        if let Ok(Some(r)) = api.get_opt(name).await {
+            if ok(&r) {
+                return r;
+            }
+            last = Some(r);
+        }
+        if start.elapsed() > WAIT {
+            panic!(
+                "record {ns}/{name}: not {what} within {WAIT:?}; last status:\n{}",
+                serde_json::to_string_pretty(&last.and_then(|r| r.status)).unwrap()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How often each (reason, Job) was reported in the namespace (event series counted).
+async fn events(client: &Client, ns: &str) -> BTreeMap<(String, String), i32> {
+    let list = Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list events");
+    let mut out = BTreeMap::new();
+    for e in list {
+        let reason = e.reason.clone().unwrap_or_default();
+        let job = e
+            .related
+            .as_ref()
+            .and_then(|r| r.name.clone())
+            .unwrap_or_default();
+        let n = e.series.as_ref().map(|s| s.count).unwrap_or(1);
+        *out.entry((reason, job)).or_insert(0) += n;
+    }
+    out
+}
+
+fn ev(list: &[(&str, &str)]) -> BTreeMap<(String, String), i32> {
+    let mut out = BTreeMap::new();
+    for (r, j) in list {
+        *out.entry((r.to_string(), j.to_string())).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Wait until the events are exactly `want`, then make sure no more arrive.
+async fn expect_events(client: &Client, ns: &str, want: &[(&str, &str)]) {
+    let want = ev(want);
+    let start = Instant::now();
+    loop {
+        let got = events(client, ns).await;
+        if got == want {
+            break;
+        }
+        if start.elapsed() > WAIT {
+            panic!("events in {ns}: want {want:?}, got {got:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(events(client, ns).await, want, "events after a pause");
+}
+
+// ---- tests ---------------------------------------------------------------------------------
+
+fn spec_tasks() -> Value {
+    json!([
+        {"job": "pre-notify", "definition": "notify", "phase": "app-pre"},
+        {"job": "pre-check", "definition": "check", "phase": "workload-pre", "workload": "api"},
+        {"job": "post-notify", "definition": "notify", "phase": "app-post"}
+    ])
+}
+
+#[tokio::test]
+async fn task_lifecycle_events_and_metrics() {
+    let env = testenv_or_skip!("task_lifecycle_events_and_metrics");
+    let c = &env.client;
+    let ns = namespace(c, "lifecycle").await;
+    // As klt-render --records renders it (Argo CD applies it in the last wave).
+    create_record(c, &ns, spec_tasks()).await;
+    let rec = start(c.clone(), &ns);
+    rec.ready().await;
+    let r = wait_record(
+        c,
+        &ns,
+        "checkout-1.4.0",
+        "listing the expected tasks",
+        |r| r.status.as_ref().is_some_and(|s| s.tasks.len() == 3),
+    )
+    .await;
+    let s = r.status.as_ref().unwrap();
+    assert_eq!(s.phase, TaskState::Pending);
+    assert_eq!(s.observed_jobs, 0);
+    assert!(
+        s.tasks
+            .iter()
+            .all(|t| t.message.as_deref() == Some("Job not created yet"))
+    );
+
+    create_job(c, &ns, task("pre-notify", "app-pre")).await;
+    job_status(c, &ns, "pre-notify", running()).await;
+    let r = wait_record(c, &ns, "checkout-1.4.0", "running", |r| {
+        state_of(r, "pre-notify") == Some(TaskState::Running)
+    })
+    .await;
+    assert_eq!(r.status.as_ref().unwrap().phase, TaskState::Running);
+    assert_eq!(r.status.as_ref().unwrap().observed_jobs, 1);
+
+    job_status(c, &ns, "pre-notify", succeeded()).await;
+    let r = wait_record(c, &ns, "checkout-1.4.0", "pre-notify succeeded", |r| {
+        state_of(r, "pre-notify") == Some(TaskState::Succeeded)
+    })
+    .await;
+    let t = task_of(&r, "pre-notify").unwrap();
+    assert_eq!(t.attempts, 1);
+    assert_eq!(t.start_time.as_ref().unwrap().0.to_string(), T0);
+    assert_eq!(t.end_time.as_ref().unwrap().0.to_string(), T1);
+    assert_eq!(r.status.as_ref().unwrap().pre, Some(TaskState::Running));
+
+    let mut check = task("pre-check", "workload-pre");
+    check.workload = Some("api");
+    check.definition = "check";
+    create_job(c, &ns, check).await;
+    job_status(c, &ns, "pre-check", running()).await;
+    job_status(c, &ns, "pre-check", retrying()).await;
+    job_status(c, &ns, "pre-check", failed()).await;
+    let r = wait_record(c, &ns, "checkout-1.4.0", "failed", |r| {
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.phase == TaskState::Failed)
+    })
+    .await;
+    let s = r.status.as_ref().unwrap();
+    assert_eq!(s.pre, Some(TaskState::Failed));
+    assert_eq!(s.post, Some(TaskState::Pending));
+    let t = task_of(&r, "pre-check").unwrap();
+    assert_eq!(t.attempts, 3);
+    assert_eq!(t.workload.as_deref(), Some("api"));
+    assert_eq!(
+        t.message.as_deref(),
+        Some("BackoffLimitExceeded: Job has reached the specified backoff limit")
+    );
+
+    // pre-check may be seen running (or not) before it failed: its start event is optional.
+    let got = {
+        let start = Instant::now();
+        loop {
+            let got = events(c, &ns).await;
+            if got.contains_key(&("TaskFailed".to_string(), "pre-check".to_string())) {
+                break got;
+            }
+            assert!(start.elapsed() < WAIT, "no TaskFailed event: {got:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let mut want = vec![
+        ("TaskStarted", "pre-notify"),
+        ("TaskSucceeded", "pre-notify"),
+        ("TaskFailed", "pre-check"),
+    ];
+    if got.contains_key(&("TaskStarted".to_string(), "pre-check".to_string())) {
+        want.push(("TaskStarted", "pre-check"));
+    }
+    expect_events(c, &ns, &want).await;
+    let list = Api::<Event>::namespaced(c.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let failed_ev = list
+        .items
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("TaskFailed"))
+        .unwrap();
+    assert_eq!(failed_ev.type_.as_deref(), Some("Warning"));
+    assert_eq!(
+        failed_ev.regarding.as_ref().unwrap().kind.as_deref(),
+        Some("TaskRecord")
+    );
+    assert_eq!(failed_ev.regarding.as_ref().unwrap().uid, r.metadata.uid);
+    assert!(
+        failed_ev.note.as_deref().unwrap().contains(
+            "task check (workload-pre, workload api) Job pre-check failed after 3 attempt(s)"
+        ),
+        "{:?}",
+        failed_ev.note
+    );
+
+    // Metrics.
+    assert_eq!(
+        rec.metric("klt_reconciler_task_results_total{phase=\"app-pre\",outcome=\"succeeded\"}"),
+        1.0
+    );
+    assert_eq!(
+        rec.metric("klt_reconciler_task_results_total{phase=\"workload-pre\",outcome=\"failed\"}"),
+        1.0
+    );
+    assert_eq!(
+        rec.metric(
+            "klt_reconciler_task_duration_seconds_count{phase=\"app-pre\",outcome=\"succeeded\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        rec.metric(
+            "klt_reconciler_task_duration_seconds_sum{phase=\"app-pre\",outcome=\"succeeded\"}"
+        ),
+        42.0
+    );
+    assert_eq!(
+        rec.metric("klt_reconciler_task_starts_total{phase=\"app-pre\"}"),
+        1.0
+    );
+    assert!(rec.metric("klt_reconciler_reconciles_total") >= 4.0);
+    assert!(rec.metric("klt_reconciler_reconcile_duration_seconds_count") >= 4.0);
+    assert_eq!(rec.metric("klt_reconciler_watched_jobs"), 2.0);
+    rec.stop().await;
+}
+
+#[tokio::test]
+async fn restarts_do_not_repeat_events() {
+    let env = testenv_or_skip!("restarts_do_not_repeat_events");
+    let c = &env.client;
+    let ns = namespace(c, "restart").await;
+    let first = start(c.clone(), &ns);
+    first.ready().await;
+    create_job(c, &ns, task("pre-notify", "app-pre")).await;
+    job_status(c, &ns, "pre-notify", running()).await;
+    wait_record(c, &ns, "checkout-1.4.0", "running", |r| {
+        state_of(r, "pre-notify") == Some(TaskState::Running)
+    })
+    .await;
+    expect_events(c, &ns, &[("TaskStarted", "pre-notify")]).await;
+    first.stop().await;
+
+    // While no reconciler runs: pre-notify finishes, post-notify starts.
+    job_status(c, &ns, "pre-notify", succeeded()).await;
+    create_job(c, &ns, task("post-notify", "app-post")).await;
+    job_status(c, &ns, "post-notify", running()).await;
+
+    let second = start(c.clone(), &ns);
+    second.ready().await;
+    wait_record(c, &ns, "checkout-1.4.0", "caught up", |r| {
+        state_of(r, "pre-notify") == Some(TaskState::Succeeded)
+            && state_of(r, "post-notify") == Some(TaskState::Running)
+    })
+    .await;
+    expect_events(
+        c,
+        &ns,
+        &[
+            ("TaskStarted", "pre-notify"),
+            ("TaskSucceeded", "pre-notify"),
+            ("TaskStarted", "post-notify"),
+        ],
+    )
+    .await;
+    // The second process counted what it saw happen, not what the first had counted.
+    assert_eq!(
+        second.metric("klt_reconciler_task_results_total{phase=\"app-pre\",outcome=\"succeeded\"}"),
+        1.0
+    );
+    assert_eq!(
+        second.metric("klt_reconciler_task_starts_total{phase=\"app-pre\"}"),
+        0.0
+    );
+    assert_eq!(
+        second.metric("klt_reconciler_task_starts_total{phase=\"app-post\"}"),
+        1.0
+    );
+    second.stop().await;
+
+    // A restart in a steady state writes nothing and tells nothing.
+    let third = start(c.clone(), &ns);
+    third.ready().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(third.metric("klt_reconciler_reconciles_total") >= 1.0);
+    assert_eq!(third.metric("klt_reconciler_status_writes_total"), 0.0);
+    assert_eq!(third.metric("klt_reconciler_events_published_total"), 0.0);
+    third.stop().await;
+    expect_events(
+        c,
+        &ns,
+        &[
+            ("TaskStarted", "pre-notify"),
+            ("TaskSucceeded", "pre-notify"),
+            ("TaskStarted", "post-notify"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn deleted_jobs_keep_their_last_state() {
+    let env = testenv_or_skip!("deleted_jobs_keep_their_last_state");
+    let c = &env.client;
+    let ns = namespace(c, "deleted").await;
+    create_record(c, &ns, spec_tasks()).await;
+    let rec = start(c.clone(), &ns);
+    rec.ready().await;
+    for (name, phase) in [("pre-notify", "app-pre"), ("post-notify", "app-post")] {
+        create_job(c, &ns, task(name, phase)).await;
+    }
+    job_status(c, &ns, "pre-notify", succeeded()).await;
+    job_status(c, &ns, "post-notify", running()).await;
+    wait_record(c, &ns, "checkout-1.4.0", "observed", |r| {
+        state_of(r, "pre-notify") == Some(TaskState::Succeeded)
+            && state_of(r, "post-notify") == Some(TaskState::Running)
+    })
+    .await;
+
+    // Argo CD prunes the finished Job; someone deletes the running one.
+    delete_job(c, &ns, "pre-notify").await;
+    delete_job(c, &ns, "post-notify").await;
+    let r = wait_record(c, &ns, "checkout-1.4.0", "marking deleted Jobs", |r| {
+        r.status.as_ref().is_some_and(|s| {
+            s.observed_jobs == 0 && s.tasks.iter().filter(|t| t.job_deleted).count() == 2
+        })
+    })
+    .await;
+    let pre = task_of(&r, "pre-notify").unwrap();
+    assert_eq!(pre.state, TaskState::Succeeded);
+    assert_eq!(pre.end_time.as_ref().unwrap().0.to_string(), T1);
+    let post = task_of(&r, "post-notify").unwrap();
+    assert_eq!(post.state, TaskState::Running);
+    assert_eq!(
+        post.message.as_deref(),
+        Some("Job deleted before it finished")
+    );
+    assert!(
+        !task_of(&r, "pre-check").unwrap().job_deleted,
+        "never had a Job"
+    );
+
+    // Still there after a restart (the record, not the Jobs, is the memory).
+    rec.stop().await;
+    let again = start(c.clone(), &ns);
+    again.ready().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r2 = Api::<TaskRecord>::namespaced(c.clone(), &ns)
+        .get("checkout-1.4.0")
+        .await
+        .unwrap();
+    assert_eq!(r2.status, r.status);
+    assert_eq!(again.metric("klt_reconciler_status_writes_total"), 0.0);
+    again.stop().await;
+}
+
+#[tokio::test]
+async fn record_is_created_from_job_labels() {
+    let env = testenv_or_skip!("record_is_created_from_job_labels");
+    let c = &env.client;
+    let ns = namespace(c, "create").await;
+    let rec = start(c.clone(), &ns);
+    rec.ready().await;
+    // No record label (an older render): the name is derived from app and app-version the
+    // way klt-render names records (here with a hash: "Shop" is not a valid name).
+    let mut t = task("pre-notify", "app-pre");
+    t.record_label = false;
+    t.app = "Shop";
+    t.version = "2.0";
+    create_job(c, &ns, t).await;
+    let name = klt_reconciler::state::record_name("Shop", "2.0").unwrap();
+    assert!(name.starts_with("shop-2.0-"), "{name}");
+    let name = name.as_str();
+    let r = wait_record(c, &ns, name, "created with the Job", |r| {
+        state_of(r, "pre-notify") == Some(TaskState::Pending)
+    })
+    .await;
+    assert_eq!(r.spec.app, "Shop");
+    assert_eq!(r.spec.app_version, "2.0");
+    assert!(r.spec.tasks.is_empty());
+    let labels = r.labels();
+    assert_eq!(
+        labels
+            .get("app.kubernetes.io/created-by")
+            .map(String::as_str),
+        Some("klt-reconciler")
+    );
+    assert!(
+        !labels.contains_key("app.kubernetes.io/instance"),
+        "no Argo CD tracking label"
+    );
+    assert!(r.owner_references().is_empty());
+    assert_eq!(rec.metric("klt_reconciler_records_created_total"), 1.0);
+
+    // Deleted while its Job exists: created again.
+    Api::<TaskRecord>::namespaced(c.clone(), &ns)
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let r2 = wait_record(c, &ns, name, "re-created", |x| {
+        x.metadata.uid != r.metadata.uid && x.status.is_some()
+    })
+    .await;
+    assert_eq!(r2.status.unwrap().observed_jobs, 1);
+    rec.stop().await;
+}
+
+#[tokio::test]
+async fn another_writer_of_the_status_is_overruled() {
+    let env = testenv_or_skip!("another_writer_of_the_status_is_overruled");
+    let c = &env.client;
+    let ns = namespace(c, "conflict").await;
+    create_record(c, &ns, spec_tasks()).await;
+    let rec = start(c.clone(), &ns);
+    rec.ready().await;
+    create_job(c, &ns, task("pre-notify", "app-pre")).await;
+    job_status(c, &ns, "pre-notify", running()).await;
+    wait_record(c, &ns, "checkout-1.4.0", "running", |r| {
+        state_of(r, "pre-notify") == Some(TaskState::Running)
+    })
+    .await;
+    // Someone else claims the status (an update takes the fields over from our manager).
+    let api: Api<TaskRecord> = Api::namespaced(c.clone(), &ns);
+    api.patch_status(
+        "checkout-1.4.0",
+        &PatchParams {
+            field_manager: Some("intruder".into()),
+            ..Default::default()
+        },
+        &Patch::Merge(json!({"status": {"phase": "Succeeded", "tasks": []}})),
+    )
+    .await
+    .unwrap();
+    // The reconciler's forced apply takes them back.
+    let r = wait_record(c, &ns, "checkout-1.4.0", "restored", |r| {
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.phase == TaskState::Running && s.tasks.len() == 3)
+    })
+    .await;
+    let managers: Vec<String> = r
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| m.subresource.as_deref() == Some("status"))
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(
+        managers.contains(&"klt-reconciler".to_string()),
+        "{managers:?}"
+    );
+    // No event was repeated: the reconciler remembers what it wrote.
+    expect_events(c, &ns, &[("TaskStarted", "pre-notify")]).await;
+    rec.stop().await;
+}
+
+// ---- watch disconnects: the reconciler talks to the API server through a proxy we cut -----
+
+struct Proxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    /// Connections passed through so far.
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accepted: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let accept = tokio::spawn({
+            let up = Arc::clone(&up);
+            let accepted = Arc::clone(&accepted);
+            let conns = Arc::clone(&conns);
+            async move {
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else {
+                        return;
+                    };
+                    if !up.load(Ordering::SeqCst) {
+                        drop(inbound); // refused while down
+                        continue;
+                    }
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    let h = tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    conns.lock().unwrap().push(h);
+                }
+            }
+        });
+        Proxy {
+            addr,
+            up,
+            accepted,
+            conns,
+            accept,
+        }
+    }
+
+    /// Drop every open connection (watches included) and refuse new ones.
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for h in self.conns.lock().unwrap().drain(..) {
+            h.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for h in self.conns.lock().unwrap().drain(..) {
+            h.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn watch_disconnects_are_survived() {
+    let env = testenv_or_skip!("watch_disconnects_are_survived");
+    let c = &env.client;
+    let ns = namespace(c, "disconnect").await;
+    let upstream: SocketAddr = {
+        let uri = &env.config.cluster_url;
+        let host = uri.host().unwrap();
+        let port = uri.port_u16().unwrap_or(443);
+        tokio::net::lookup_host((host, port))
+            .await
+            .unwrap()
+            .next()
+            .unwrap()
+    };
+    let proxy = Proxy::start(upstream).await;
+    let mut cfg = env.config.clone();
+    cfg.cluster_url = format!("https://{}", proxy.addr).parse().unwrap();
+    if cfg.tls_server_name.is_none() {
+        cfg.tls_server_name = env.config.cluster_url.host().map(String::from);
+    }
+    let proxied = Client::try_from(cfg).unwrap();
+
+    create_record(c, &ns, spec_tasks()).await;
+    let rec = start(proxied, &ns);
+    rec.ready().await;
+    create_job(c, &ns, task("pre-notify", "app-pre")).await;
+    create_job(c, &ns, task("post-notify", "app-post")).await;
+    job_status(c, &ns, "pre-notify", running()).await;
+    job_status(c, &ns, "post-notify", succeeded()).await;
+    wait_record(c, &ns, "checkout-1.4.0", "running", |r| {
+        state_of(r, "pre-notify") == Some(TaskState::Running)
+            && state_of(r, "post-notify") == Some(TaskState::Succeeded)
+    })
+    .await;
+
+    proxy.cut();
+    // While the reconciler is cut off: a Job finishes, one is deleted, one appears.
+    job_status(c, &ns, "pre-notify", succeeded()).await;
+    delete_job(c, &ns, "post-notify").await;
+    let mut check = task("pre-check", "workload-pre");
+    check.workload = Some("api");
+    create_job(c, &ns, check).await;
+    job_status(c, &ns, "pre-check", running()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.cut(); // connections that slipped in during the pause
+    let before = proxy.accepted.load(Ordering::SeqCst);
+    proxy.restore();
+
+    let r = wait_record(
+        c,
+        &ns,
+        "checkout-1.4.0",
+        "caught up after the outage",
+        |r| {
+            state_of(r, "pre-notify") == Some(TaskState::Succeeded)
+                && task_of(r, "post-notify").is_some_and(|t| t.job_deleted)
+                && state_of(r, "pre-check") == Some(TaskState::Running)
+        },
+    )
+    .await;
+    assert_eq!(r.status.as_ref().unwrap().observed_jobs, 2);
+    assert!(
+        proxy.accepted.load(Ordering::SeqCst) > before,
+        "the reconciler reconnected"
+    );
+    expect_events(
+        c,
+        &ns,
+        &[
+            ("TaskStarted", "pre-notify"),
+            ("TaskSucceeded", "post-notify"),
+            ("TaskSucceeded", "pre-notify"),
+            ("TaskStarted", "pre-check"),
+        ],
+    )
+    .await;
+    rec.stop().await;
+}
+
+// ---- RBAC: the reconciler runs as the ServiceAccount of deploy/reconciler -----------------
+
+async fn access(
+    client: &Client,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    ns: Option<&str>,
+) -> bool {
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.into()),
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                namespace: ns.map(String::from),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<SelfSubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("access review")
+        .status
+        .is_some_and(|s| s.allowed)
+}
+
+#[tokio::test]
+async fn deploy_rbac_is_enough_and_no_more() {
+    let env = testenv_or_skip!("deploy_rbac_is_enough_and_no_more");
+    let c = &env.client;
+    let ns = namespace(c, "rbac").await;
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let text = std::fs::read_to_string(repo.join("deploy/reconciler/rbac.yaml")).unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let mut role: ClusterRole = serde_json::from_value(
+        docs.iter()
+            .find(|d| d["kind"] == "ClusterRole")
+            .unwrap()
+            .clone(),
+    )
+    .unwrap();
+    let role_name = format!("klt-it-{ns}");
+    role.metadata.name = Some(role_name.clone());
+    let pp = PatchParams::apply("klt-it").force();
+    Api::<ClusterRole>::all(c.clone())
+        .patch(&role_name, &pp, &Patch::Apply(&role))
+        .await
+        .unwrap();
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "klt-reconciler"}})).unwrap();
+    Api::<ServiceAccount>::namespaced(c.clone(), &ns)
+        .create(&PostParams::default(), &sa)
+        .await
+        .unwrap();
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": role_name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
+        "subjects": [{"kind": "ServiceAccount", "name": "klt-reconciler", "namespace": ns}]
+    }))
+    .unwrap();
+    Api::<ClusterRoleBinding>::all(c.clone())
+        .patch(&role_name, &pp, &Patch::Apply(&binding))
+        .await
+        .unwrap();
+
+    let mut cfg = env.config.clone();
+    cfg.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:klt-reconciler"));
+    cfg.auth_info.impersonate_groups = Some(vec![
+        "system:serviceaccounts".into(),
+        format!("system:serviceaccounts:{ns}"),
+        "system:authenticated".into(),
+    ]);
+    let sa_client = Client::try_from(cfg).unwrap();
+
+    // RBAC caches are updated asynchronously: wait until the binding is in force.
+    let start_t = Instant::now();
+    while !access(&sa_client, "watch", "batch", "jobs", None).await {
+        assert!(start_t.elapsed() < WAIT, "binding not effective");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // What it may do, cluster-wide, and what it may not.
+    for (verb, group, resource) in [
+        ("list", "batch", "jobs"),
+        ("watch", "klt-render.dev", "taskrecords"),
+        ("create", "klt-render.dev", "taskrecords"),
+        ("patch", "klt-render.dev", "taskrecords/status"),
+        ("create", "events.k8s.io", "events"),
+    ] {
+        assert!(
+            access(&sa_client, verb, group, resource, None).await,
+            "{verb} {resource}"
+        );
+    }
+    for (verb, group, resource) in [
+        ("delete", "batch", "jobs"),
+        ("patch", "batch", "jobs"),
+        ("update", "klt-render.dev", "taskrecords"),
+        ("patch", "klt-render.dev", "taskrecords"),
+        ("delete", "klt-render.dev", "taskrecords"),
+        ("list", "", "secrets"),
+        ("list", "", "pods"),
+    ] {
+        assert!(
+            !access(&sa_client, verb, group, resource, None).await,
+            "{verb} {resource} allowed"
+        );
+    }
+
+    // The whole reconcile path works under these rights.
+    let rec = start(sa_client, &ns);
+    rec.ready().await;
+    create_job(c, &ns, task("pre-notify", "app-pre")).await;
+    job_status(c, &ns, "pre-notify", running()).await;
+    job_status(c, &ns, "pre-notify", succeeded()).await;
+    wait_record(
+        c,
+        &ns,
+        "checkout-1.4.0",
+        "succeeded under the ServiceAccount",
+        |r| state_of(r, "pre-notify") == Some(TaskState::Succeeded),
+    )
+    .await;
+    let ok = {
+        let start = Instant::now();
+        loop {
+            let got = events(c, &ns).await;
+            if got.contains_key(&("TaskSucceeded".into(), "pre-notify".into())) {
+                break true;
+            }
+            if start.elapsed() > WAIT {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert!(ok, "event published under the ServiceAccount");
+    assert_eq!(
+        rec.metric("klt_reconciler_reconcile_errors_total{error=\"forbidden\"}"),
+        0.0
+    );
+    assert_eq!(rec.metric("klt_reconciler_event_errors_total"), 0.0);
+    rec.stop().await;
+}
+
+// ---- the binary: HTTP endpoints, JSON logs, SIGTERM -----------------------------------------
+
+async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    Some((code, ctype, body.to_string()))
+}
+
+#[tokio::test]
+async fn binary_serves_probes_and_metrics_and_stops_on_sigterm() {
+    let env = testenv_or_skip!("binary_serves_probes_and_metrics_and_stops_on_sigterm");
+    let c = &env.client;
+    let ns = namespace(c, "binary").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_klt-reconciler"))
+        .args(["run", "--namespace", &ns, "--listen", &addr.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let start_t = Instant::now();
+    loop {
+        if let Some((200, _, body)) = http_get(addr, "/readyz").await {
+            assert_eq!(body, "ok\n");
+            break;
+        }
+        assert!(start_t.elapsed() < WAIT, "binary not ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, _, _) = http_get(addr, "/healthz").await.unwrap();
+    assert_eq!(code, 200);
+
+    create_job(c, &ns, task("pre-notify", "app-pre")).await;
+    job_status(c, &ns, "pre-notify", succeeded()).await;
+    wait_record(c, &ns, "checkout-1.4.0", "succeeded", |r| {
+        state_of(r, "pre-notify") == Some(TaskState::Succeeded)
+    })
+    .await;
+    let (code, ctype, body) = http_get(addr, "/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
+    assert_eq!(
+        metric(
+            &body,
+            "klt_reconciler_task_results_total{phase=\"app-pre\",outcome=\"succeeded\"}"
+        ),
+        1.0,
+        "{body}"
+    );
+    assert!(body.ends_with("# EOF\n"));
+
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    let mut stderr = String::new();
+    use tokio::io::AsyncReadExt;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+        })
+        .collect();
+    let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
+    assert!(messages.contains(&"reconciler started"), "{messages:?}");
+    assert!(messages.contains(&"task succeeded"), "{messages:?}");
+    assert_eq!(messages.last(), Some(&"reconciler stopped"), "{messages:?}");
+}
