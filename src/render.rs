@@ -655,7 +655,33 @@ fn phase_rank(label: &str) -> usize {
 /// A generated ConfigMap, the earliest phase that mounts it and the labels all users share.
 type SharedConfigMap = (Phase, job::GeneratedConfigMap, BTreeMap<String, String>);
 
-type SortKey = (usize, usize, String, String, String, String, String);
+/// An output document with what orders it: phase group, kind rank, API group; then kind,
+/// namespace, name and (only for otherwise equal objects) the text.
+struct Placed {
+    group: usize,
+    rank: usize,
+    api_group: String,
+    doc: OutDoc,
+}
+
+impl Placed {
+    fn key(&self) -> (usize, usize, &str, &str, &str, &str) {
+        (
+            self.group,
+            self.rank,
+            &self.doc.kind,
+            &self.api_group,
+            self.doc.namespace.as_deref().unwrap_or(""),
+            &self.doc.name,
+        )
+    }
+
+    fn cmp(&self, other: &Placed) -> std::cmp::Ordering {
+        self.key()
+            .cmp(&other.key())
+            .then_with(|| self.doc.text.cmp(&other.doc.text))
+    }
+}
 
 fn assemble(
     passthrough: &[&Doc<'_>],
@@ -683,7 +709,7 @@ fn assemble(
     }
     let dest = opts.namespace.as_deref();
 
-    let mut out: Vec<(SortKey, OutDoc)> = Vec::new();
+    let mut out: Vec<Placed> = Vec::new();
     for d in passthrough {
         let needed_by = (d.group() == "")
             .then(|| used.get(&(d.kind.as_str(), d.effective_namespace(dest), d.name.clone())))
@@ -719,25 +745,18 @@ fn assemble(
             }
             _ => yaml::emit(&d.root.to_json()),
         };
-        let key = (
-            2,
-            kind_rank(&d.kind),
-            d.kind.clone(),
-            d.group().to_string(),
-            d.namespace.clone().unwrap_or_default(),
-            d.name.clone(),
-            text.clone(),
-        );
-        out.push((
-            key,
-            OutDoc {
+        out.push(Placed {
+            group: 2,
+            rank: kind_rank(&d.kind),
+            api_group: d.group().to_string(),
+            doc: OutDoc {
                 kind: d.kind.clone(),
                 namespace: d.namespace.clone(),
                 name: d.name.clone(),
                 text,
                 generated: false,
             },
-        ));
+        });
     }
 
     // ConfigMaps shared by several tasks: earliest phase; labels all users agree on.
@@ -766,69 +785,51 @@ fn assemble(
         } else {
             group(phase)
         };
-        out.push((
-            (
-                g,
-                0,
-                "ConfigMap".into(),
-                String::new(),
-                ns.clone().unwrap_or_default(),
-                name.clone(),
-                String::new(),
-            ),
-            OutDoc {
+        out.push(Placed {
+            group: g,
+            rank: 0,
+            api_group: String::new(),
+            doc: OutDoc {
                 kind: "ConfigMap".into(),
                 namespace: ns,
                 name,
                 text: yaml::emit(&obj),
                 generated: true,
             },
-        ));
+        });
     }
     if opts.records {
         for (key, record) in task_records(&jobs) {
             let mut obj = record;
             obj["metadata"]["annotations"] = json!({ANN_WAVE: placement.record_wave().to_string()});
-            out.push((
-                (
-                    5,
-                    0,
-                    "TaskRecord".into(),
-                    String::new(),
-                    key.0.unwrap_or_default(),
-                    key.1.clone(),
-                    String::new(),
-                ),
-                OutDoc {
+            out.push(Placed {
+                group: 5,
+                rank: 0,
+                api_group: String::new(),
+                doc: OutDoc {
                     kind: "TaskRecord".into(),
-                    namespace: obj["metadata"]["namespace"].as_str().map(String::from),
+                    namespace: key.0,
                     name: key.1,
                     text: yaml::emit(&obj),
                     generated: true,
                 },
-            ));
+            });
         }
     }
     for ((ns, name), r) in jobs {
-        out.push((
-            (
-                group(r.phase),
-                1,
-                "Job".into(),
-                String::new(),
-                ns.clone().unwrap_or_default(),
-                name.clone(),
-                String::new(),
-            ),
-            OutDoc {
+        out.push(Placed {
+            group: group(r.phase),
+            rank: 1,
+            api_group: String::new(),
+            doc: OutDoc {
                 kind: "Job".into(),
                 namespace: ns,
                 name,
                 text: r.job_text,
                 generated: true,
             },
-        ));
+        });
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out.into_iter().map(|(_, d)| d).collect()
+    out.sort_by(Placed::cmp);
+    out.into_iter().map(|p| p.doc).collect()
 }
