@@ -5,18 +5,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use sha2::{Digest, Sha256};
 
 use crate::crd::{TaskRecordSpec, TaskRecordStatus, TaskState, TaskStatus};
 
-pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-pub const MANAGED_BY: &str = "klt-render";
-pub const LABEL_APP: &str = "klt-render.dev/app";
-pub const LABEL_APP_VERSION: &str = "klt-render.dev/app-version";
-pub const LABEL_WORKLOAD: &str = "klt-render.dev/workload";
-pub const LABEL_PHASE: &str = "klt-render.dev/phase";
-pub const LABEL_DEFINITION: &str = "klt-render.dev/task-definition";
-pub const LABEL_RECORD: &str = "klt-render.dev/record";
+// The renderer's label contract, from the renderer itself.
+pub use klt_render::job::{
+    LABEL_APP, LABEL_APP_VERSION, LABEL_DEFINITION, LABEL_MANAGED_BY, LABEL_PHASE, LABEL_RECORD,
+    LABEL_WORKLOAD, MANAGED_BY,
+};
 /// Label selector of the Jobs the reconciler watches.
 pub const JOB_SELECTOR: &str = "app.kubernetes.io/managed-by=klt-render";
 
@@ -84,55 +80,9 @@ pub fn record_of(labels: &BTreeMap<String, String>) -> Option<String> {
     record_name(app, version)
 }
 
-/// klt-render's record name for an app version (`job::record_name` in the renderer):
-/// `<app>-<version>` made a valid DNS name; an altered or long name gets a hash suffix.
-pub fn record_name(app: &str, app_version: &str) -> Option<String> {
-    if app.is_empty() {
-        return None;
-    }
-    let raw = if app_version.is_empty() {
-        app.to_string()
-    } else {
-        format!("{app}-{app_version}")
-    };
-    let clean: String = raw
-        .to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let clean = clean.trim_matches(['-', '.']).to_string();
-    if clean == raw && clean.len() <= 63 {
-        return Some(clean);
-    }
-    let digest = short_hash(raw.as_bytes());
-    let cut: String = clean.replace('_', "-").chars().take(63 - 11).collect();
-    let base = cut.trim_end_matches(['-', '.']);
-    Some(format!("{base}-{digest}"))
-}
-
-/// klt-render's ten-character name-safe digest (hex of SHA-256 with `0 1 3 a e` → `g h k m t`).
-fn short_hash(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    Sha256::digest(bytes)
-        .iter()
-        .flat_map(|b| [HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]])
-        .take(10)
-        .map(|c| match c {
-            b'0' => 'g',
-            b'1' => 'h',
-            b'3' => 'k',
-            b'a' => 'm',
-            b'e' => 't',
-            c => c as char,
-        })
-        .collect()
-}
+/// klt-render's record name for an app version: the renderer's own function, so the two
+/// can never disagree.
+pub use klt_render::job::record_name;
 
 /// What a Job's status says about its task.
 ///
@@ -606,7 +556,6 @@ mod tests {
         // Same digest encoding as klt-render's hash::short.
         let odd = record_name("shop", "1.0+build.7").unwrap();
         assert_eq!(odd, "shop-1.0-build.7-k4gcd44hd4");
-        assert_eq!(short_hash(b""), "tkbgc44298");
         assert_ne!(record_name("shop", "1.0+x"), record_name("shop", "1.0-x"));
         let long = record_name(&"a".repeat(60), "1.0").unwrap();
         assert!(long.len() <= 63, "{long}");
