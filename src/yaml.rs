@@ -312,7 +312,11 @@ impl<'a> Builder<'a> {
                 }
                 self.depth -= 1;
                 let node = Node {
-                    kind: NodeKind::Seq(items),
+                    kind: NodeKind::Seq({
+                        // Every document's tree is kept until the end of a render.
+                        items.shrink_to_fit();
+                        items
+                    }),
                     pos,
                 };
                 self.remember(anchor, &node);
@@ -383,7 +387,10 @@ impl<'a> Builder<'a> {
                 }
                 self.depth -= 1;
                 let node = Node {
-                    kind: NodeKind::Map(entries),
+                    kind: NodeKind::Map({
+                        entries.shrink_to_fit();
+                        entries
+                    }),
                     pos,
                 };
                 self.remember(anchor, &node);
