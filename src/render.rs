@@ -62,7 +62,7 @@ impl Output {
     }
 }
 
-use crate::waves::{ANN_HOOK, ANN_HOOK_DELETE, ANN_WAVE, Placement, wave_of};
+use crate::waves::{ANN_WAVE, Placement};
 
 pub fn render(files: &[SourceFile], opts: &Options) -> Output {
     let mut diags = Vec::new();
@@ -689,7 +689,6 @@ fn assemble(
     placement: &Placement,
     opts: &Options,
 ) -> Vec<OutDoc> {
-    let wave = |p: Phase| placement.wave(p);
     let group = |p: Phase| match p {
         Phase::AppPre => 0,
         Phase::WorkloadPre => 1,
@@ -714,36 +713,18 @@ fn assemble(
         let needed_by = (d.group() == "")
             .then(|| used.get(&(d.kind.as_str(), d.effective_namespace(dest), d.name.clone())))
             .flatten();
-        let moved = needed_by.and_then(|phase| {
-            let mut obj = d.root.to_json();
-            let ann = obj["metadata"]
-                .as_object_mut()?
-                .entry("annotations")
-                .or_insert_with(|| json!({}));
-            match opts.mode {
-                Mode::Waves if wave_of(d).is_some_and(|w| w > wave(*phase)) => {
-                    ann[ANN_WAVE] = json!(wave(*phase).to_string());
-                }
-                Mode::Hooks => {
-                    ann[ANN_HOOK] = json!("PreSync");
-                    ann[ANN_HOOK_DELETE] = json!("BeforeHookCreation");
-                    ann[ANN_WAVE] = json!(wave(Phase::AppPre).to_string());
-                }
-                Mode::Waves => return None,
-            }
-            Some(yaml::emit(&obj))
-        });
-        let text = match d.raw {
-            _ if moved.is_some() => moved.expect("checked"),
+        let moved = needed_by.and_then(|phase| placement.ready_before(d, *phase));
+        let text = match (moved, d.raw) {
+            (Some(obj), _) => yaml::emit(&obj),
             // Verbatim: even trailing blank lines can be data (a `|+` block scalar).
-            Some(raw) if !raw.trim().is_empty() => {
+            (None, Some(raw)) if !raw.trim().is_empty() => {
                 let mut t = raw.to_string();
                 if !t.ends_with('\n') {
                     t.push('\n');
                 }
                 t
             }
-            _ => yaml::emit(&d.root.to_json()),
+            (None, _) => yaml::emit(&d.root.to_json()),
         };
         out.push(Placed {
             group: 2,

@@ -77,6 +77,31 @@ impl Placement {
     }
 }
 
+impl Placement {
+    /// An input object a task needs at `phase` (code ConfigMap, Secret, ServiceAccount), with
+    /// the annotations that make it exist before the task starts; `None` when it already
+    /// does. In hooks mode it becomes a PreSync hook, since hooks run before the sync phase.
+    pub fn ready_before(&self, doc: &Doc<'_>, phase: Phase) -> Option<Value> {
+        let mut obj = doc.root.to_json();
+        let ann = obj["metadata"]
+            .as_object_mut()?
+            .entry("annotations")
+            .or_insert_with(|| json!({}));
+        match self.mode {
+            Mode::Waves if wave_of(doc).is_some_and(|w| w > self.wave(phase)) => {
+                ann[ANN_WAVE] = json!(self.wave(phase).to_string());
+            }
+            Mode::Hooks => {
+                ann[ANN_HOOK] = json!("PreSync");
+                ann[ANN_HOOK_DELETE] = json!("BeforeHookCreation");
+                ann[ANN_WAVE] = json!(self.wave(Phase::AppPre).to_string());
+            }
+            Mode::Waves => return None,
+        }
+        Some(obj)
+    }
+}
+
 /// The wave of an input object in the sync phase; `None` for hooks.
 pub fn wave_of(doc: &Doc<'_>) -> Option<i64> {
     let ann = doc.root.path(&["metadata", "annotations"]);
