@@ -15,16 +15,4 @@ cd "$REPO"
 echo "==> cargo bench -p klt-reconciler --bench records --no-run" >&2
 nice -n 10 cargo bench --locked -p klt-reconciler --bench records --no-run
 
-echo "==> starting testenv" >&2
-env_lines="$(testenv/run.sh)"
-eval "$env_lines"
-stop() {
-  local rc=$?
-  echo "==> stopping testenv (pid $KUBE_TESTENV_PID)" >&2
-  testenv/stop.sh "$KUBE_TESTENV_PID" >&2 || true
-  exit "$rc"
-}
-trap stop EXIT
-trap 'exit 130' INT TERM
-
-cargo bench --locked -p klt-reconciler --bench records
+testenv/with-testenv.sh cargo bench --locked -p klt-reconciler --bench records

@@ -16,17 +16,4 @@ cd "$REPO"
 echo "==> cargo test -p klt-reconciler --test integration --no-run" >&2
 nice -n 10 cargo test --locked -p klt-reconciler --test integration --no-run
 
-echo "==> starting testenv" >&2
-env_lines="$(testenv/run.sh)"
-eval "$env_lines"
-stop() {
-  local rc=$?
-  echo "==> stopping testenv (pid $KUBE_TESTENV_PID)" >&2
-  testenv/stop.sh "$KUBE_TESTENV_PID" >&2 || true
-  exit "$rc"
-}
-trap stop EXIT
-trap 'exit 130' INT TERM
-
-echo "==> integration tests (KUBECONFIG=$KUBECONFIG)" >&2
-KLT_RECONCILER_IT_REQUIRED=1 cargo test --locked -p klt-reconciler --test integration "$@"
+KLT_RECONCILER_IT_REQUIRED=1 testenv/with-testenv.sh cargo test --locked -p klt-reconciler --test integration "$@"
