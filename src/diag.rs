@@ -217,6 +217,11 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         Severity::Error,
         "check: a workload label or annotation value is not a string (an unquoted number or boolean)",
     ),
+    (
+        "KLT050",
+        Severity::Error,
+        "the input exceeds a limit (size, documents, nesting, alias expansion, directory depth); the help says how to raise it",
+    ),
 ];
 
 #[cfg(test)]

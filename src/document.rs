@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::diag::{Diagnostic, Severity};
+use crate::limits::{Limit, Limits};
 use crate::yaml::{self, Node, NodeKind, Pos};
 
 /// One input file, already read by an adapter. `path` is how diagnostics name it.
@@ -108,41 +109,112 @@ pub fn scalar_string(node: &Node) -> Option<String> {
     }
 }
 
-/// Splits and parses every file. Files are taken in the given order; nothing downstream
-/// depends on that order except diagnostics, which are sorted anyway.
+/// Splits and parses every file with the default limits.
 pub fn load<'a>(files: &'a [SourceFile], diags: &mut Vec<Diagnostic>) -> Vec<Doc<'a>> {
+    load_with(files, &Limits::default(), diags)
+}
+
+/// Splits and parses every file. Files are taken in the given order; nothing downstream
+/// depends on that order except diagnostics, which are sorted anyway. Input over a limit is
+/// one located error and stops the load: what follows would only cost more.
+pub fn load_with<'a>(
+    files: &'a [SourceFile],
+    limits: &Limits,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Doc<'a>> {
     let mut docs = Vec::new();
+    let mut budget = yaml::Budget::new(*limits);
+    let mut input_bytes = 0u64;
+    let mut documents = 0u64;
     for file in files {
-        let is_json = file.path.ends_with(".json");
-        let chunks = if is_json {
-            vec![yaml::Chunk {
-                text: &file.text,
-                body: &file.text,
-                first_line: 1,
-            }]
-        } else {
-            yaml::split_stream(&file.text)
-        };
-        for chunk in chunks {
-            match yaml::parse_document(&chunk) {
+        input_bytes = input_bytes.saturating_add(file.text.len() as u64);
+        if input_bytes > limits.max_input_bytes {
+            let message = format!(
+                "the input is larger than {} bytes (at this file it reaches {input_bytes})",
+                limits.max_input_bytes
+            );
+            diags.push(limit_diag(
+                file,
+                Pos { line: 1, col: 1 },
+                Limit::InputBytes,
+                message,
+                limits,
+            ));
+            return docs;
+        }
+        for chunk in file_chunks(file) {
+            documents += 1;
+            if documents > limits.max_documents {
+                let pos = Pos {
+                    line: chunk.first_line,
+                    col: 1,
+                };
+                let message = format!(
+                    "more than {} YAML documents in the input",
+                    limits.max_documents
+                );
+                diags.push(limit_diag(file, pos, Limit::Documents, message, limits));
+                return docs;
+            }
+            match yaml::parse_document_with(&chunk, &mut budget) {
                 Ok(None) => {}
                 Ok(Some(root)) => add_object(&file.path, root, Some(chunk.body), &mut docs, diags),
-                Err(e) => diags.push(Diagnostic {
-                    code: "KLT001",
-                    severity: Severity::Error,
-                    message: format!("YAML: {}", e.message),
-                    file: file.path.clone(),
-                    pos: e.pos,
-                    object: None,
-                    field: None,
-                    help: Some(
-                        "fix the YAML syntax; nothing is rendered until every file parses".into(),
-                    ),
-                }),
+                Err(e) => match e.limit {
+                    Some(limit) => {
+                        diags.push(limit_diag(file, e.pos, limit, e.message, limits));
+                        return docs;
+                    }
+                    None => diags.push(syntax_diag(file, e)),
+                },
             }
         }
     }
     docs
+}
+
+fn file_chunks(file: &SourceFile) -> Box<dyn Iterator<Item = yaml::Chunk<'_>> + '_> {
+    if file.path.ends_with(".json") {
+        Box::new(std::iter::once(yaml::Chunk {
+            text: &file.text,
+            body: &file.text,
+            first_line: 1,
+        }))
+    } else {
+        Box::new(yaml::chunks(&file.text))
+    }
+}
+
+fn syntax_diag(file: &SourceFile, e: yaml::YamlError) -> Diagnostic {
+    Diagnostic {
+        code: "KLT001",
+        severity: Severity::Error,
+        message: format!("YAML: {}", e.message),
+        file: file.path.clone(),
+        pos: e.pos,
+        object: None,
+        field: None,
+        help: Some("fix the YAML syntax; nothing is rendered until every file parses".into()),
+    }
+}
+
+/// KLT050: the input exceeded one of the [`Limits`].
+pub fn limit_diag(
+    file: &SourceFile,
+    pos: Pos,
+    limit: Limit,
+    message: String,
+    limits: &Limits,
+) -> Diagnostic {
+    Diagnostic {
+        code: "KLT050",
+        severity: Severity::Error,
+        message: format!("input limit {limit}: {message}"),
+        file: file.path.clone(),
+        pos,
+        object: None,
+        field: None,
+        help: Some(limit.help(limits)),
+    }
 }
 
 fn add_object<'a>(

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::limits::{DEPTH_CEILING, Limits, parse_amount};
+
 /// How generated Jobs are ordered for Argo CD.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
@@ -179,6 +181,55 @@ pub const SPECS: &[OptionSpec] = &[
         flag: false,
         help: "argocd.argoproj.io/hook-delete-policy of task Jobs in hooks mode",
     },
+    OptionSpec {
+        name: "max-input-bytes",
+        env: "KLT_MAX_INPUT_BYTES",
+        default: "256Mi",
+        flag: false,
+        help: "Limit: all input files together (a size such as 256Mi)",
+    },
+    OptionSpec {
+        name: "max-document-bytes",
+        env: "KLT_MAX_DOCUMENT_BYTES",
+        default: "8Mi",
+        flag: false,
+        help: "Limit: one YAML document (the API server takes at most 3 MiB per object)",
+    },
+    OptionSpec {
+        name: "max-documents",
+        env: "KLT_MAX_DOCUMENTS",
+        default: "1000000",
+        flag: false,
+        help: "Limit: YAML documents in the whole input, empty ones included",
+    },
+    OptionSpec {
+        name: "max-depth",
+        env: "KLT_MAX_DEPTH",
+        default: "256",
+        flag: false,
+        help: "Limit: nesting of lists and maps, aliases expanded (at most 1024)",
+    },
+    OptionSpec {
+        name: "alias-nodes-per-byte",
+        env: "KLT_ALIAS_NODES_PER_BYTE",
+        default: "10",
+        flag: false,
+        help: "Limit: nodes YAML aliases and merge keys may add to a document, per byte of it",
+    },
+    OptionSpec {
+        name: "max-alias-nodes",
+        env: "KLT_MAX_ALIAS_NODES",
+        default: "1000000",
+        flag: false,
+        help: "Limit: nodes YAML aliases and merge keys may add to the whole input",
+    },
+    OptionSpec {
+        name: "max-dir-depth",
+        env: "KLT_MAX_DIR_DEPTH",
+        default: "64",
+        flag: false,
+        help: "Limit: directory levels below each input directory",
+    },
 ];
 
 /// Why a setting could not be used.
@@ -208,6 +259,8 @@ pub struct Options {
     /// Where definitions are looked up when the task's namespace lacks them (Keptn's
     /// operator-namespace fallback).
     pub definition_namespace: Option<String>,
+    /// Bounds on input size and parsing work.
+    pub limits: Limits,
 }
 
 impl Default for Options {
@@ -222,6 +275,7 @@ impl Default for Options {
             keep_keptn: false,
             records: false,
             definition_namespace: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -274,6 +328,10 @@ impl Options {
                     }
                     o.hook_delete_policy = raw;
                 }
+                name if name.starts_with("max-") || name == "alias-nodes-per-byte" => {
+                    set_limit(&mut o.limits, name, parse_amount(&raw).map_err(err)?)
+                        .map_err(err)?;
+                }
                 other => unreachable!("option {other} has no setter"),
             }
         }
@@ -285,6 +343,26 @@ impl Options {
         }
         Ok(o)
     }
+}
+
+fn set_limit(limits: &mut Limits, name: &str, n: u64) -> Result<(), String> {
+    let small = |n: u64, ceiling: u32| {
+        u32::try_from(n)
+            .ok()
+            .filter(|n| *n <= ceiling)
+            .ok_or_else(|| format!("{n} is above the ceiling of {ceiling}"))
+    };
+    match name {
+        "max-input-bytes" => limits.max_input_bytes = n,
+        "max-document-bytes" => limits.max_document_bytes = n,
+        "max-documents" => limits.max_documents = n,
+        "max-depth" => limits.max_depth = small(n, DEPTH_CEILING)?,
+        "alias-nodes-per-byte" => limits.alias_nodes_per_byte = n,
+        "max-alias-nodes" => limits.max_alias_nodes = n,
+        "max-dir-depth" => limits.max_dir_depth = small(n, 4096)?,
+        other => unreachable!("limit {other} has no setter"),
+    }
+    Ok(())
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {

@@ -66,7 +66,7 @@ use crate::waves::{ANN_WAVE, Placement};
 
 pub fn render(files: &[SourceFile], opts: &Options) -> Output {
     let mut diags = Vec::new();
-    let docs = document::load(files, &mut diags);
+    let docs = document::load_with(files, &opts.limits, &mut diags);
     let dest = opts.namespace.as_deref();
     check_duplicates(&docs, dest, &mut diags);
 

@@ -11,8 +11,12 @@
 //! Output side: generated objects are `serde_json::Value`s emitted by serde-saphyr, which
 //! quotes every string a YAML 1.1 reader could mistype.
 
+use std::collections::HashMap;
+
 use granit_parser::{Event, Parser, ScalarStyle, Span};
 use serde_json::Value;
+
+use crate::limits::{DEPTH_CEILING, Limit, Limits};
 
 /// A 1-based line and column in a source file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -47,12 +51,32 @@ pub struct Entry {
     pub value: Node,
 }
 
-/// A YAML syntax error at a position inside one document.
+/// A YAML syntax error, or a limit the document exceeded, at a position inside one document.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct YamlError {
     pub pos: Pos,
     pub message: String,
+    /// Set when the document is well-formed but too costly to read.
+    pub limit: Option<Limit>,
+}
+
+impl YamlError {
+    fn syntax(pos: Pos, message: String) -> Self {
+        YamlError {
+            pos,
+            message,
+            limit: None,
+        }
+    }
+
+    pub fn limit(pos: Pos, limit: Limit, message: String) -> Self {
+        YamlError {
+            pos,
+            message,
+            limit: Some(limit),
+        }
+    }
 }
 
 /// One document of a stream, as text.
@@ -150,45 +174,86 @@ impl Node {
 }
 
 /// Splits a stream into documents. JSON files are one document and are not split.
-pub fn split_stream<'a>(text: &'a str) -> Vec<Chunk<'a>> {
+pub fn split_stream(text: &str) -> Vec<Chunk<'_>> {
+    chunks(text).collect()
+}
+
+/// The documents of a stream, one at a time: a stream of empty documents never becomes a list
+/// of them.
+pub fn chunks(text: &str) -> Chunks<'_> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut chunks = Vec::new();
-    let mut start = 0usize; // byte offset of the current chunk
-    let mut start_line = 1u32;
-    let mut body_start = 0usize;
-    let mut offset = 0usize;
-    let push = |chunks: &mut Vec<Chunk<'a>>, s: usize, b: usize, e: usize, l: u32| {
-        if s < e || b < e {
-            chunks.push(Chunk {
-                text: &text[s..e],
-                body: &text[b.max(s)..e],
-                first_line: l,
-            });
-        }
-    };
-    for (line_no, line) in (1u32..).zip(text.split_inclusive('\n')) {
-        let bare = line.trim_end_matches(['\n', '\r']);
-        if is_marker(bare, "---") {
-            push(&mut chunks, start, body_start, offset, start_line);
-            start = offset;
-            start_line = line_no;
-            // A bare marker (optionally with a comment) is not part of the body.
-            let rest = bare[3..].trim();
-            body_start = if rest.is_empty() || rest.starts_with('#') {
-                offset + line.len()
-            } else {
-                offset
-            };
-        } else if is_marker(bare, "...") {
-            push(&mut chunks, start, body_start, offset, start_line);
-            start = offset + line.len();
-            body_start = start;
-            start_line = line_no + 1;
-        }
-        offset += line.len();
+    Chunks {
+        text,
+        lines: (1u32..).zip(text.split_inclusive('\n')),
+        start: 0,
+        start_line: 1,
+        body_start: 0,
+        offset: 0,
+        done: false,
     }
-    push(&mut chunks, start, body_start, text.len(), start_line);
-    chunks
+}
+
+/// Iterator behind [`chunks`].
+pub struct Chunks<'a> {
+    text: &'a str,
+    lines: std::iter::Zip<std::ops::RangeFrom<u32>, std::str::SplitInclusive<'a, char>>,
+    /// Byte offset where the current chunk starts, and where its body starts.
+    start: usize,
+    start_line: u32,
+    body_start: usize,
+    offset: usize,
+    done: bool,
+}
+
+impl<'a> Chunks<'a> {
+    /// The chunk from the current start to `end`, unless it is empty.
+    fn cut(&self, end: usize) -> Option<Chunk<'a>> {
+        (self.start < end || self.body_start < end).then(|| Chunk {
+            text: &self.text[self.start..end],
+            body: &self.text[self.body_start.max(self.start)..end],
+            first_line: self.start_line,
+        })
+    }
+}
+
+impl<'a> Iterator for Chunks<'a> {
+    type Item = Chunk<'a>;
+
+    fn next(&mut self) -> Option<Chunk<'a>> {
+        while !self.done {
+            let Some((line_no, line)) = self.lines.next() else {
+                self.done = true;
+                return self.cut(self.text.len());
+            };
+            let bare = line.trim_end_matches(['\n', '\r']);
+            let at = self.offset;
+            self.offset += line.len();
+            if is_marker(bare, "---") {
+                let chunk = self.cut(at);
+                self.start = at;
+                self.start_line = line_no;
+                // A bare marker (optionally with a comment) is not part of the body.
+                let rest = bare[3..].trim();
+                self.body_start = if rest.is_empty() || rest.starts_with('#') {
+                    at + line.len()
+                } else {
+                    at
+                };
+                if chunk.is_some() {
+                    return chunk;
+                }
+            } else if is_marker(bare, "...") {
+                let chunk = self.cut(at);
+                self.start = at + line.len();
+                self.body_start = self.start;
+                self.start_line = line_no + 1;
+                if chunk.is_some() {
+                    return chunk;
+                }
+            }
+        }
+        None
+    }
 }
 
 fn is_marker(line: &str, marker: &str) -> bool {
@@ -199,27 +264,114 @@ fn is_marker(line: &str, marker: &str) -> bool {
             .is_none_or(|c| c == ' ' || c == '\t')
 }
 
-/// Parses one document chunk. Returns `None` for an empty (or comment-only) document.
+/// What a parse may still spend: alias expansion is counted across every document of one
+/// input, so many small bombs cost as much as one large one.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    limits: Limits,
+    alias_nodes: u64,
+}
+
+impl Budget {
+    pub fn new(limits: Limits) -> Self {
+        Budget {
+            limits,
+            alias_nodes: 0,
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget::new(Limits::default())
+    }
+}
+
+/// Parses one document chunk with the default limits. Returns `None` for an empty (or
+/// comment-only) document.
 pub fn parse_document(chunk: &Chunk<'_>) -> Result<Option<Node>, YamlError> {
+    parse_document_with(chunk, &mut Budget::default())
+}
+
+/// Parses one document chunk, spending from `budget`.
+pub fn parse_document_with(
+    chunk: &Chunk<'_>,
+    budget: &mut Budget,
+) -> Result<Option<Node>, YamlError> {
+    let limits = budget.limits;
+    let first = Pos {
+        line: chunk.first_line,
+        col: 1,
+    };
+    if chunk.text.len() as u64 > limits.max_document_bytes {
+        return Err(YamlError::limit(
+            first,
+            Limit::DocumentBytes,
+            format!(
+                "document of {} bytes is larger than {} bytes",
+                chunk.text.len(),
+                limits.max_document_bytes
+            ),
+        ));
+    }
+    let max_depth = limits.max_depth.min(DEPTH_CEILING);
+    // The parser's own nesting limits sit one level above ours, so that our located error,
+    // which names the option, is the one a user sees.
+    let mut parser_options = granit_parser::Options::default();
+    parser_options.flow_nesting_limit = max_depth as usize + 1;
+    parser_options.block_nesting_limit = max_depth as usize + 1;
     let mut builder = Builder {
-        parser: Parser::new_from_str(chunk.text),
+        parser: Parser::new_from_str_with_options(chunk.text, parser_options),
         line_offset: chunk.first_line - 1,
-        anchors: Vec::new(),
+        anchors: HashMap::new(),
         depth: 0,
+        max_depth,
+        doc_alias_nodes: 0,
+        doc_alias_budget: limits
+            .alias_nodes_per_byte
+            .saturating_mul(chunk.text.len() as u64),
+        budget,
     };
     builder.document()
 }
 
-const MAX_DEPTH: usize = 256;
-
-struct Builder<'a> {
-    parser: Parser<'a, granit_parser::StrInput<'a>>,
-    line_offset: u32,
-    anchors: Vec<(usize, Node)>,
-    depth: usize,
+/// A node as the builder returns it: with the size figures an alias to it would cost.
+struct Built {
+    node: Node,
+    /// Nodes in the subtree, the node itself included.
+    nodes: u64,
+    /// Collection levels in the subtree (0 for a scalar).
+    height: u32,
 }
 
-impl<'a> Builder<'a> {
+impl Built {
+    fn leaf(node: Node) -> Self {
+        Built {
+            node,
+            nodes: 1,
+            height: 0,
+        }
+    }
+}
+
+struct Builder<'a, 'b> {
+    parser: Parser<'a, granit_parser::StrInput<'a>>,
+    line_offset: u32,
+    /// Anchor id -> the anchored node with its figures. The parser gives every definition its
+    /// own id, so a redefined name never shadows by search.
+    anchors: HashMap<usize, Built>,
+    depth: u32,
+    max_depth: u32,
+    doc_alias_nodes: u64,
+    doc_alias_budget: u64,
+    budget: &'b mut Budget,
+}
+
+impl<'a> Builder<'a, '_> {
     fn pos(&self, span: &Span) -> Pos {
         Pos {
             line: span.start.line() as u32 + self.line_offset,
@@ -232,178 +384,25 @@ impl<'a> Builder<'a> {
             Some(Ok(ev)) => Ok(ev),
             Some(Err(e)) => {
                 let m = e.marker();
-                Err(YamlError {
-                    pos: Pos {
-                        line: m.line() as u32 + self.line_offset,
-                        col: m.col() as u32 + 1,
-                    },
-                    message: e.info().to_string(),
-                })
-            }
-            None => Err(YamlError {
-                pos: Pos::default(),
-                message: "unexpected end of YAML stream".into(),
-            }),
-        }
-    }
-
-    fn document(&mut self) -> Result<Option<Node>, YamlError> {
-        let mut root = None;
-        loop {
-            let (ev, span) = self.next()?;
-            match ev {
-                Event::StreamStart | Event::DocumentEnd => {}
-                Event::DocumentStart(..) => {
-                    if root.is_some() {
-                        // A chunk holds one document by construction; a second one can only
-                        // come from a directive-only remainder.
-                        let pos = self.pos(&span);
-                        return Err(YamlError {
-                            pos,
-                            message: "more than one document in one chunk".into(),
-                        });
-                    }
-                }
-                Event::StreamEnd => return Ok(root),
-                #[allow(unreachable_patterns)]
-                Event::Comment(..) => {}
-                ev => {
-                    let node = self.node(ev, span)?;
-                    root = match node.kind {
-                        NodeKind::Null => None,
-                        _ => Some(node),
-                    };
-                }
-            }
-        }
-    }
-
-    fn node(&mut self, ev: Event<'a>, span: Span) -> Result<Node, YamlError> {
-        let pos = self.pos(&span);
-        match ev {
-            Event::Scalar(value, style, anchor, tag) => {
-                let tag = tag.map(|t| t.to_string());
-                let kind = resolve_scalar(&value, style, tag.as_deref());
-                let node = Node { kind, pos };
-                self.remember(anchor, &node);
-                Ok(node)
-            }
-            Event::Alias(id) => {
-                let found = self.anchors.iter().rev().find(|(a, _)| *a == id);
-                match found {
-                    Some((_, node)) => Ok(node.clone()),
-                    None => Err(YamlError {
-                        pos,
-                        message: "alias to an unknown anchor".into(),
-                    }),
-                }
-            }
-            Event::SequenceStart(_, anchor, _) => {
-                self.enter(pos)?;
-                let mut items = Vec::new();
-                loop {
-                    let (ev, span) = self.next()?;
-                    match ev {
-                        Event::SequenceEnd => break,
-                        #[allow(unreachable_patterns)]
-                        Event::Comment(..) => {}
-                        ev => items.push(self.node(ev, span)?),
-                    }
-                }
-                self.depth -= 1;
-                let node = Node {
-                    kind: NodeKind::Seq({
-                        // Every document's tree is kept until the end of a render.
-                        items.shrink_to_fit();
-                        items
-                    }),
-                    pos,
+                let pos = Pos {
+                    line: m.line() as u32 + self.line_offset,
+                    col: m.col() as u32 + 1,
                 };
-                self.remember(anchor, &node);
-                Ok(node)
-            }
-            Event::MappingStart(_, anchor, _) => {
-                self.enter(pos)?;
-                let mut entries: Vec<Entry> = Vec::new();
-                let mut merged: Vec<Entry> = Vec::new();
-                loop {
-                    let (ev, span) = self.next()?;
-                    // Only a plain `<<` is a merge key; a quoted "<<" is an ordinary key.
-                    let plain_merge = matches!(
-                        &ev,
-                        Event::Scalar(v, ScalarStyle::Plain, _, None) if v == "<<"
-                    );
-                    let key = match ev {
-                        Event::MappingEnd => break,
-                        #[allow(unreachable_patterns)]
-                        Event::Comment(..) => continue,
-                        ev => self.node(ev, span)?,
-                    };
-                    let (ev, span) = self.next_value()?;
-                    let value = self.node(ev, span)?;
-                    let key_text = key_string(&key)?;
-                    if plain_merge {
-                        // YAML merge keys: explicit keys win, earlier merged maps win.
-                        let sources: Vec<&Node> = match &value.kind {
-                            NodeKind::Seq(items) => items.iter().collect(),
-                            _ => vec![&value],
-                        };
-                        for src in sources {
-                            let Some(src_entries) = src.as_map() else {
-                                return Err(YamlError {
-                                    pos: value.pos,
-                                    message:
-                                        "a merge key (<<) needs a mapping or a list of mappings"
-                                            .into(),
-                                });
-                            };
-                            for e in src_entries {
-                                if !merged.iter().any(|m| m.key == e.key) {
-                                    merged.push(e.clone());
-                                }
-                            }
-                        }
-                        continue;
-                    }
-                    if let Some(prev) = entries.iter().find(|e| e.key == key_text) {
-                        return Err(YamlError {
-                            pos: key.pos,
-                            message: format!(
-                                "duplicate key {key_text:?} (first at line {}); Kubernetes rejects duplicate fields",
-                                prev.key_pos.line
-                            ),
-                        });
-                    }
-                    entries.push(Entry {
-                        key: key_text,
-                        key_pos: key.pos,
-                        value,
-                    });
+                // The parser looks ahead, so its nesting limit can trip before ours.
+                if matches!(e.kind(), granit_parser::ErrorKind::RecursionLimitExceeded) {
+                    return Err(self.too_deep(pos));
                 }
-                for m in merged {
-                    if !entries.iter().any(|e| e.key == m.key) {
-                        entries.push(m);
-                    }
-                }
-                self.depth -= 1;
-                let node = Node {
-                    kind: NodeKind::Map({
-                        entries.shrink_to_fit();
-                        entries
-                    }),
-                    pos,
-                };
-                self.remember(anchor, &node);
-                Ok(node)
+                Err(YamlError::syntax(pos, e.info().to_string()))
             }
-            _ => Err(YamlError {
-                pos,
-                message: "unexpected YAML event".into(),
-            }),
+            None => Err(YamlError::syntax(
+                Pos::default(),
+                "unexpected end of YAML stream".into(),
+            )),
         }
     }
 
-    fn next_value(&mut self) -> Result<(Event<'a>, Span), YamlError> {
+    /// The next event that is not a comment.
+    fn next_content(&mut self) -> Result<(Event<'a>, Span), YamlError> {
         loop {
             let (ev, span) = self.next()?;
             #[allow(unreachable_patterns)]
@@ -414,20 +413,281 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn enter(&mut self, pos: Pos) -> Result<(), YamlError> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(YamlError {
-                pos,
-                message: format!("nesting deeper than {MAX_DEPTH} levels"),
-            });
+    fn document(&mut self) -> Result<Option<Node>, YamlError> {
+        let mut root = None;
+        loop {
+            let (ev, span) = self.next_content()?;
+            match ev {
+                Event::StreamStart | Event::DocumentEnd => {}
+                Event::DocumentStart(..) => {
+                    if root.is_some() {
+                        // A chunk holds one document by construction; a second one can only
+                        // come from a directive-only remainder.
+                        return Err(YamlError::syntax(
+                            self.pos(&span),
+                            "more than one document in one chunk".into(),
+                        ));
+                    }
+                }
+                Event::StreamEnd => return Ok(root),
+                ev => {
+                    let built = self.node(ev, span)?;
+                    root = match built.node.kind {
+                        NodeKind::Null => None,
+                        _ => Some(built.node),
+                    };
+                }
+            }
         }
+    }
+
+    fn node(&mut self, ev: Event<'a>, span: Span) -> Result<Built, YamlError> {
+        let pos = self.pos(&span);
+        match ev {
+            Event::Scalar(value, style, anchor, tag) => {
+                let tag = tag.map(|t| t.to_string());
+                let kind = resolve_scalar(&value, style, tag.as_deref());
+                Ok(self.remember(anchor, Built::leaf(Node { kind, pos })))
+            }
+            Event::Alias(id) => self.alias(id, pos),
+            Event::SequenceStart(_, anchor, _) => {
+                let built = self.sequence(pos)?;
+                Ok(self.remember(anchor, built))
+            }
+            Event::MappingStart(_, anchor, _) => {
+                let built = self.mapping(pos)?;
+                Ok(self.remember(anchor, built))
+            }
+            _ => Err(YamlError::syntax(pos, "unexpected YAML event".into())),
+        }
+    }
+
+    /// A copy of the anchored node, paid for before it is made: an alias bomb is refused after
+    /// a few of its aliases, not after it has filled memory.
+    fn alias(&mut self, id: usize, pos: Pos) -> Result<Built, YamlError> {
+        let Some(anchored) = self.anchors.get(&id) else {
+            return Err(YamlError::syntax(pos, "alias to an unknown anchor".into()));
+        };
+        let (nodes, height) = (anchored.nodes, anchored.height);
+        let limits = self.budget.limits;
+        if self.depth + height > self.max_depth {
+            return Err(self.too_deep(pos));
+        }
+        self.doc_alias_nodes = self.doc_alias_nodes.saturating_add(nodes);
+        if self.doc_alias_nodes > self.doc_alias_budget {
+            return Err(YamlError::limit(
+                pos,
+                Limit::AliasNodesPerByte,
+                format!(
+                    "aliases expand this document by more than {} nodes ({} per byte of the document)",
+                    self.doc_alias_budget, limits.alias_nodes_per_byte
+                ),
+            ));
+        }
+        self.budget.alias_nodes = self.budget.alias_nodes.saturating_add(nodes);
+        if self.budget.alias_nodes > limits.max_alias_nodes {
+            return Err(YamlError::limit(
+                pos,
+                Limit::AliasNodes,
+                format!(
+                    "aliases expand the input by more than {} nodes",
+                    limits.max_alias_nodes
+                ),
+            ));
+        }
+        let anchored = &self.anchors[&id];
+        Ok(Built {
+            node: anchored.node.clone(),
+            nodes,
+            height,
+        })
+    }
+
+    fn too_deep(&self, pos: Pos) -> YamlError {
+        YamlError::limit(
+            pos,
+            Limit::Depth,
+            format!(
+                "nesting deeper than {} levels (aliases included)",
+                self.max_depth
+            ),
+        )
+    }
+
+    fn enter(&mut self, pos: Pos) -> Result<(), YamlError> {
+        if self.depth >= self.max_depth {
+            return Err(self.too_deep(pos));
+        }
+        self.depth += 1;
         Ok(())
     }
 
-    fn remember(&mut self, anchor: usize, node: &Node) {
+    fn sequence(&mut self, pos: Pos) -> Result<Built, YamlError> {
+        self.enter(pos)?;
+        let mut items = Vec::new();
+        let (mut nodes, mut height) = (1u64, 0u32);
+        loop {
+            let (ev, span) = self.next_content()?;
+            if matches!(ev, Event::SequenceEnd) {
+                break;
+            }
+            let item = self.node(ev, span)?;
+            nodes = nodes.saturating_add(item.nodes);
+            height = height.max(item.height);
+            items.push(item.node);
+        }
+        self.depth -= 1;
+        // Every document's tree is kept until the end of a render.
+        items.shrink_to_fit();
+        Ok(Built {
+            node: Node {
+                kind: NodeKind::Seq(items),
+                pos,
+            },
+            nodes,
+            height: height + 1,
+        })
+    }
+
+    fn mapping(&mut self, pos: Pos) -> Result<Built, YamlError> {
+        self.enter(pos)?;
+        let mut entries = MapBuilder::default();
+        let mut merged = MapBuilder::default();
+        let (mut nodes, mut height) = (1u64, 0u32);
+        loop {
+            let (ev, span) = self.next_content()?;
+            // Only a plain `<<` is a merge key; a quoted "<<" is an ordinary key.
+            let plain_merge = matches!(
+                &ev,
+                Event::Scalar(v, ScalarStyle::Plain, _, None) if v == "<<"
+            );
+            if matches!(ev, Event::MappingEnd) {
+                break;
+            }
+            let key = self.node(ev, span)?;
+            let (ev, span) = self.next_content()?;
+            let value = self.node(ev, span)?;
+            nodes = nodes.saturating_add(key.nodes).saturating_add(value.nodes);
+            height = height.max(value.height);
+            let key_text = key_string(&key.node)?;
+            if plain_merge {
+                merge_into(&mut merged, value.node)?;
+                continue;
+            }
+            if let Some(prev) = entries.find(&key_text) {
+                return Err(YamlError::syntax(
+                    key.node.pos,
+                    format!(
+                        "duplicate key {key_text:?} (first at line {}); Kubernetes rejects duplicate fields",
+                        prev.key_pos.line
+                    ),
+                ));
+            }
+            entries.push(Entry {
+                key: key_text,
+                key_pos: key.node.pos,
+                value: value.node,
+            });
+        }
+        for m in merged.entries {
+            entries.push_new(m);
+        }
+        self.depth -= 1;
+        let mut entries = entries.entries;
+        entries.shrink_to_fit();
+        Ok(Built {
+            node: Node {
+                kind: NodeKind::Map(entries),
+                pos,
+            },
+            nodes,
+            height: height + 1,
+        })
+    }
+
+    fn remember(&mut self, anchor: usize, built: Built) -> Built {
         if anchor != 0 {
-            self.anchors.push((anchor, node.clone()));
+            let copy = Built {
+                node: built.node.clone(),
+                nodes: built.nodes,
+                height: built.height,
+            };
+            self.anchors.insert(anchor, copy);
+        }
+        built
+    }
+}
+
+/// YAML merge keys: explicit keys win, earlier merged maps win. The merged maps are moved, not
+/// copied: what an alias brought in was paid for when it was expanded.
+fn merge_into(merged: &mut MapBuilder, value: Node) -> Result<(), YamlError> {
+    let pos = value.pos;
+    let sources = match value.kind {
+        NodeKind::Seq(items) => items,
+        _ => vec![value],
+    };
+    for src in sources {
+        let NodeKind::Map(src_entries) = src.kind else {
+            return Err(YamlError::syntax(
+                pos,
+                "a merge key (<<) needs a mapping or a list of mappings".into(),
+            ));
+        };
+        for e in src_entries {
+            merged.push_new(e);
+        }
+    }
+    Ok(())
+}
+
+/// Mapping entries in order, with a hash index once the map is large, so that a map of many
+/// keys costs linear time to check for duplicates.
+#[derive(Default)]
+struct MapBuilder {
+    entries: Vec<Entry>,
+    /// Key hash -> index of the first entry with that hash.
+    index: HashMap<u64, usize>,
+}
+
+/// Below this many entries a scan is cheaper than hashing.
+const INDEX_FROM: usize = 16;
+
+impl MapBuilder {
+    fn hash(key: &str) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(key)
+    }
+
+    fn find(&self, key: &str) -> Option<&Entry> {
+        if self.entries.len() < INDEX_FROM {
+            return self.entries.iter().find(|e| e.key == key);
+        }
+        let i = *self.index.get(&Self::hash(key))?;
+        if self.entries[i].key == key {
+            return Some(&self.entries[i]);
+        }
+        // A hash collision: rare, and only the colliding key pays for a scan.
+        self.entries.iter().find(|e| e.key == key)
+    }
+
+    fn push(&mut self, entry: Entry) {
+        if self.entries.len() + 1 == INDEX_FROM {
+            for (i, e) in self.entries.iter().enumerate() {
+                self.index.entry(Self::hash(&e.key)).or_insert(i);
+            }
+        }
+        if self.entries.len() + 1 >= INDEX_FROM {
+            self.index
+                .entry(Self::hash(&entry.key))
+                .or_insert(self.entries.len());
+        }
+        self.entries.push(entry);
+    }
+
+    /// Adds the entry unless its key is already there.
+    fn push_new(&mut self, entry: Entry) {
+        if self.find(&entry.key).is_none() {
+            self.push(entry);
         }
     }
 }
@@ -440,10 +700,10 @@ fn key_string(key: &Node) -> Result<String, YamlError> {
         NodeKind::Int(i) => i.to_string(),
         NodeKind::Float(f) => f.to_string(),
         NodeKind::Seq(_) | NodeKind::Map(_) => {
-            return Err(YamlError {
-                pos: key.pos,
-                message: "a mapping key must be a scalar".into(),
-            });
+            return Err(YamlError::syntax(
+                key.pos,
+                "a mapping key must be a scalar".into(),
+            ));
         }
     })
 }
@@ -838,6 +1098,147 @@ mod tests {
         let m = n.get("m").unwrap();
         assert_eq!(m.get("x").unwrap().kind, NodeKind::Int(1));
         assert_eq!(m.get("z").unwrap().kind, NodeKind::Int(3));
+    }
+
+    fn parse_limited(src: &str, limits: Limits) -> Result<Option<Node>, YamlError> {
+        let chunk = split_stream(src).remove(0);
+        parse_document_with(&chunk, &mut Budget::new(limits))
+    }
+
+    /// The billion-laughs document: each level multiplies by nine.
+    fn laughs(levels: usize) -> String {
+        let mut s = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..levels {
+            let p = i - 1;
+            s.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        s
+    }
+
+    #[test]
+    fn alias_expansion_is_refused_before_it_is_built() {
+        let err = parse_limited(&laughs(9), Limits::default()).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::AliasNodesPerByte), "{err:?}");
+        // Refused on level 3 (line 4), before level 4 exists: 10 per byte of a 486-byte
+        // document is 4,860 nodes; levels 1 and 2 add 90 + 819, level 3 would add 7,380.
+        assert_eq!(err.pos.line, 4, "{err:?}");
+        // The same document is fine when the limit is raised, and expands to 9^8 laughs.
+        let raised = Limits {
+            alias_nodes_per_byte: 100_000,
+            max_alias_nodes: u64::MAX,
+            ..Limits::default()
+        };
+        let n = parse_limited(&laughs(5), raised).unwrap().unwrap();
+        let a4 = n.get("a4").unwrap().to_json();
+        assert_eq!(a4.to_string().matches("lol").count(), 9usize.pow(5));
+    }
+
+    #[test]
+    fn alias_budget_is_shared_by_the_documents_of_an_input() {
+        let doc = "a: &a [1, 2, 3, 4, 5, 6, 7, 8]\nb: [*a, *a, *a, *a]\n";
+        let limits = Limits {
+            max_alias_nodes: 100,
+            ..Limits::default()
+        };
+        let mut budget = Budget::new(limits);
+        let chunk = split_stream(doc).remove(0);
+        // Each document adds 4 x 9 nodes: the third one crosses 100.
+        assert!(parse_document_with(&chunk, &mut budget).is_ok());
+        assert!(parse_document_with(&chunk, &mut budget).is_ok());
+        let err = parse_document_with(&chunk, &mut budget).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::AliasNodes));
+    }
+
+    #[test]
+    fn merge_keys_pay_for_what_they_bring() {
+        let mut s =
+            String::from("m0: &m0 {k0: 0, k1: 1, k2: 2, k3: 3, k4: 4, k5: 5, k6: 6, k7: 7}\n");
+        for i in 1..10 {
+            let p = i - 1;
+            s.push_str(&format!("m{i}: &m{i} {{<<: [*m{p}, *m{p}, *m{p}, *m{p}], v{i}: [*m{p}, *m{p}, *m{p}, *m{p}]}}\n"));
+        }
+        let err = parse_limited(&s, Limits::default()).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::AliasNodesPerByte), "{err:?}");
+    }
+
+    #[test]
+    fn nesting_counts_aliases() {
+        let mut s = format!("a0: &a0 {}1{}\n", "[".repeat(100), "]".repeat(100));
+        s.push_str(&format!(
+            "a1: &a1 {}*a0{}\n",
+            "[".repeat(100),
+            "]".repeat(100)
+        ));
+        assert!(parse_limited(&s, Limits::default()).is_ok());
+        s.push_str(&format!("a2: {}*a1{}\n", "[".repeat(100), "]".repeat(100)));
+        let err = parse_limited(&s, Limits::default()).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::Depth), "{err:?}");
+        assert_eq!(err.pos.line, 3);
+    }
+
+    #[test]
+    fn nesting_is_refused_by_our_limit_in_every_style() {
+        for src in [
+            format!("a: {}", "[".repeat(100_000)),
+            format!("a: {}", "{a: ".repeat(100_000)),
+            (0..400).map(|i| format!("{}a:\n", " ".repeat(i))).collect(),
+            format!("{}1", "- ".repeat(400)),
+        ] {
+            let err = parse_limited(&src, Limits::default()).unwrap_err();
+            assert_eq!(err.limit, Some(Limit::Depth), "{err:?}");
+        }
+        let ok = format!("a: {}1{}", "[".repeat(255), "]".repeat(255));
+        assert!(parse_limited(&ok, Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn documents_over_the_size_limit_are_refused_unparsed() {
+        let limits = Limits {
+            max_document_bytes: 10,
+            ..Limits::default()
+        };
+        let err = parse_limited("a: 1\n---\nb: 12345678\n", limits);
+        assert!(err.is_ok(), "the first document is 5 bytes");
+        let chunk = split_stream("a: 1\n---\nb: 12345678\n").remove(1);
+        let err = parse_document_with(&chunk, &mut Budget::new(limits)).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::DocumentBytes));
+        assert_eq!(err.pos, Pos { line: 2, col: 1 });
+    }
+
+    #[test]
+    fn large_maps_find_duplicates_and_keep_merge_order() {
+        let mut s = String::from("base: &b {k3: merged, extra: merged}\nm:\n  <<: *b\n");
+        for i in 0..1000 {
+            s.push_str(&format!("  k{i}: {i}\n"));
+        }
+        let n = parse_limited(&s, Limits::default()).unwrap().unwrap();
+        let m = n.get("m").unwrap();
+        assert_eq!(
+            m.get("k3").unwrap().kind,
+            NodeKind::Int(3),
+            "explicit keys win"
+        );
+        assert_eq!(m.get("extra").unwrap().as_str(), Some("merged"));
+        assert_eq!(m.as_map().unwrap().len(), 1001);
+        assert_eq!(
+            m.as_map().unwrap().last().unwrap().key,
+            "extra",
+            "merged keys come last"
+        );
+        s.push_str("  k500: again\n");
+        let err = parse_limited(&s, Limits::default()).unwrap_err();
+        assert!(err.message.contains("duplicate key \"k500\""), "{err:?}");
+        assert_eq!(err.limit, None);
+    }
+
+    #[test]
+    fn every_marker_counts_as_a_document() {
+        let text = "---\n".repeat(1000) + "a: 1\n";
+        // Every marker starts a document that counts against max-documents.
+        assert_eq!(chunks(&text).count(), 1000);
+        assert_eq!(chunks(&text).last().unwrap().body, "a: 1\n");
     }
 
     #[test]

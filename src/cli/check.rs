@@ -33,7 +33,7 @@ pub fn command() -> Command {
 pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     let opts = options_from(m)?;
     let paths: Vec<PathBuf> = m.get_many("paths").unwrap().cloned().collect();
-    let files = input::gather(&paths, None)?;
+    let files = input::gather(&paths, None, &opts.limits)?;
     let diags = klt_render::lint::check(&files, &opts);
     match m.get_one::<String>("format").map(String::as_str) {
         Some("json") => println!("{}", report::json(&diags)),

@@ -7,14 +7,13 @@
 //! destination namespace (`ARGOCD_APP_NAMESPACE`). On failure stdout stays empty and stderr
 //! gets one short line, because Argo CD shows stderr verbatim in its UI.
 
-use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::ArgMatches;
+use klt_render::Options;
 use klt_render::options::SPECS;
-use klt_render::{Options, SourceFile};
 
 use super::{EXIT_BAD_INPUT, input, report, write_stdout};
 
@@ -49,20 +48,14 @@ pub fn generate(from_stdin: bool, env: Env<'_>) -> anyhow::Result<Outcome> {
     let opts = plugin_options(env)?;
     check_cluster(&opts, env)?;
     let files = if from_stdin {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading stdin")?;
-        vec![SourceFile {
-            path: "<stdin>".into(),
-            text,
-        }]
+        input::gather(&[PathBuf::from("-")], None, &opts.limits)?
     } else {
         let cwd = std::env::current_dir().context("no working directory")?;
         let root = repo_root(&cwd, env)?;
         input::gather(
             &[PathBuf::from(".")],
             Some((&root, "the repository checkout")),
+            &opts.limits,
         )?
     };
     let out = klt_render::render(&files, &opts);

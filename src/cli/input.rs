@@ -9,21 +9,28 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use klt_render::SourceFile;
+use klt_render::limits::{Limit, Limits};
 
 const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 /// kustomize's own files are build instructions, not objects.
 const SKIPPED_NAMES: &[&str] = &["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 /// `boundary`: the directory reads are confined to, and how messages call it; default: each
-/// given path is its own boundary.
-pub fn gather(paths: &[PathBuf], boundary: Option<(&Path, &str)>) -> Result<Vec<SourceFile>> {
+/// given path is its own boundary. Reading stops at the input-size limit, so `/dev/zero` or a
+/// huge file costs no more than the limit.
+pub fn gather(
+    paths: &[PathBuf],
+    boundary: Option<(&Path, &str)>,
+    limits: &Limits,
+) -> Result<Vec<SourceFile>> {
     let mut files = Vec::new();
+    let mut reader = Reader {
+        limits,
+        remaining: limits.max_input_bytes,
+    };
     for p in paths {
         if p.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("reading stdin")?;
+            let text = reader.read(std::io::stdin().lock(), "<stdin>")?;
             files.push(SourceFile {
                 path: "<stdin>".into(),
                 text,
@@ -48,9 +55,16 @@ pub fn gather(paths: &[PathBuf], boundary: Option<(&Path, &str)>) -> Result<Vec<
                 dir: &limit,
                 name: &limit_name,
             };
-            walk(&bound, &root, p, &mut files, &mut visited)?;
+            let mut walk = Walk {
+                bound: &bound,
+                files: &mut files,
+                visited: &mut visited,
+                reader: &mut reader,
+            };
+            walk.dir(&root, p, 0)?;
         } else {
-            files.push(read(&root, &display(p))?);
+            // Named explicitly, so a pipe (`<(kustomize build)`) is fine; its size is bounded.
+            files.push(reader.open(&root, &display(p))?);
         }
     }
     Ok(files)
@@ -61,65 +75,132 @@ struct Bound<'a> {
     name: &'a str,
 }
 
-fn walk(
-    bound: &Bound<'_>,
-    dir: &Path,
-    shown: &Path,
-    files: &mut Vec<SourceFile>,
-    visited: &mut std::collections::HashSet<PathBuf>,
-) -> Result<()> {
-    // A symlink back to an ancestor would otherwise recurse for ever.
-    if !visited.insert(fs::canonicalize(dir)?) {
-        return Ok(());
-    }
-    let mut entries: Vec<_> = fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot list", shown.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("{}: cannot list", shown.display()))?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') {
-            continue;
+struct Walk<'a, 'l> {
+    bound: &'a Bound<'a>,
+    files: &'a mut Vec<SourceFile>,
+    visited: &'a mut std::collections::HashSet<PathBuf>,
+    reader: &'a mut Reader<'l>,
+}
+
+impl Walk<'_, '_> {
+    fn dir(&mut self, dir: &Path, shown: &Path, depth: u32) -> Result<()> {
+        let limits = self.reader.limits;
+        if depth > limits.max_dir_depth {
+            bail!(
+                "{}: error[KLT050]: input limit {}: more than {} directory levels; {}",
+                display(shown),
+                Limit::DirDepth,
+                limits.max_dir_depth,
+                Limit::DirDepth.help(limits)
+            );
         }
+        // A symlink back to an ancestor would otherwise recurse for ever.
+        if !self.visited.insert(fs::canonicalize(dir)?) {
+            return Ok(());
+        }
+        let mut entries: Vec<_> = fs::read_dir(dir)
+            .with_context(|| format!("{}: cannot list", shown.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{}: cannot list", shown.display()))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') {
+                continue;
+            }
+            let shown_path = shown.join(&*name);
+            let target = self.resolve(&entry, dir, &shown_path)?;
+            let meta = fs::metadata(&target)
+                .with_context(|| format!("{}: cannot open", display(&shown_path)))?;
+            if meta.is_dir() {
+                self.dir(&target, &shown_path, depth + 1)?;
+            } else if is_manifest(&name) {
+                if !meta.is_file() {
+                    // A FIFO would block the read for ever, a device never ends.
+                    bail!(
+                        "{}: not a regular file (a FIFO, socket or device); refusing to read it",
+                        display(&shown_path)
+                    );
+                }
+                let file = self.reader.open(&target, &display(&shown_path))?;
+                self.files.push(file);
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry's path, with a symlink followed only when it stays inside the boundary.
+    fn resolve(&self, entry: &fs::DirEntry, dir: &Path, shown_path: &Path) -> Result<PathBuf> {
         let path = entry.path();
-        let shown_path = shown.join(&*name);
-        let file_type = entry.file_type()?;
-        let target = if file_type.is_symlink() {
-            let link = fs::read_link(&path)?;
-            let outside = |p: &Path| !p.starts_with(bound.dir);
-            // Judge the link by where it points before following it: a link to a file that
-            // does not exist here (e.g. /etc/passwd in a minimal image) still leaves the tree.
-            if outside(&lexical(&dir.join(&link))) {
-                bail!(
-                    "{}: symlink points outside {} (to {}); refusing to read it",
-                    display(&shown_path),
-                    bound.name,
-                    link.display()
-                );
-            }
-            let resolved = fs::canonicalize(&path)
-                .with_context(|| format!("{}: broken symlink", display(&shown_path)))?;
-            if outside(&resolved) {
-                bail!(
-                    "{}: symlink points outside {} (to {}); refusing to read it",
-                    display(&shown_path),
-                    bound.name,
-                    link.display()
-                );
-            }
-            resolved
-        } else {
-            path
-        };
-        if target.is_dir() {
-            walk(bound, &target, &shown_path, files, visited)?;
-        } else if is_manifest(&name) {
-            files.push(read(&target, &display(&shown_path))?);
+        if !entry.file_type()?.is_symlink() {
+            return Ok(path);
         }
+        let bound = self.bound;
+        let link = fs::read_link(&path)?;
+        let outside = |p: &Path| !p.starts_with(bound.dir);
+        let refuse = || {
+            anyhow::anyhow!(
+                "{}: symlink points outside {} (to {}); refusing to read it",
+                display(shown_path),
+                bound.name,
+                link.display()
+            )
+        };
+        // Judge the link by where it points before following it: a link to a file that
+        // does not exist here (e.g. /etc/passwd in a minimal image) still leaves the tree.
+        if outside(&lexical(&dir.join(&link))) {
+            return Err(refuse());
+        }
+        let resolved = fs::canonicalize(&path)
+            .with_context(|| format!("{}: broken symlink", display(shown_path)))?;
+        if outside(&resolved) {
+            return Err(refuse());
+        }
+        Ok(resolved)
     }
-    Ok(())
+}
+
+/// Reads input text, charging every byte to the input-size limit.
+struct Reader<'l> {
+    limits: &'l Limits,
+    remaining: u64,
+}
+
+impl Reader<'_> {
+    fn open(&mut self, path: &Path, shown: &str) -> Result<SourceFile> {
+        let file = fs::File::open(path).with_context(|| format!("{shown}: cannot read"))?;
+        let text = self.read(file, shown)?;
+        Ok(SourceFile {
+            path: shown.to_string(),
+            text,
+        })
+    }
+
+    fn read(&mut self, source: impl Read, shown: &str) -> Result<String> {
+        let mut bytes = Vec::new();
+        source
+            .take(self.remaining.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("{shown}: cannot read"))?;
+        let n = bytes.len() as u64;
+        if n > self.remaining {
+            let limits = self.limits;
+            bail!(
+                "{shown}:1:1: error[KLT050]: input limit {}: the input is larger than {} bytes; {}",
+                Limit::InputBytes,
+                limits.max_input_bytes,
+                Limit::InputBytes.help(limits)
+            );
+        }
+        self.remaining -= n;
+        String::from_utf8(bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "{shown}: not UTF-8 text (byte {})",
+                e.utf8_error().valid_up_to()
+            )
+        })
+    }
 }
 
 /// `p` with `.` and `..` removed without touching the filesystem.
@@ -149,18 +230,4 @@ fn is_manifest(name: &str) -> bool {
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| EXTENSIONS.contains(&e))
-}
-
-fn read(path: &Path, shown: &str) -> Result<SourceFile> {
-    let bytes = fs::read(path).with_context(|| format!("{shown}: cannot read"))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "{shown}: not UTF-8 text (byte {})",
-            e.utf8_error().valid_up_to()
-        )
-    })?;
-    Ok(SourceFile {
-        path: shown.to_string(),
-        text,
-    })
 }

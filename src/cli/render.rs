@@ -32,7 +32,7 @@ pub fn command() -> Command {
 pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     let opts = options_from(m)?;
     let paths: Vec<PathBuf> = m.get_many("paths").unwrap().cloned().collect();
-    let mut files = input::gather(&paths, None)?;
+    let mut files = input::gather(&paths, None, &opts.limits)?;
     // A previous render written inside the input tree is not input.
     if let Some(target) = m
         .get_one::<PathBuf>("output")
@@ -92,7 +92,7 @@ fn write_atomically(file: &Path, text: &str) -> anyhow::Result<()> {
 
 pub fn floor(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     let paths: Vec<PathBuf> = m.get_many("paths").unwrap().cloned().collect();
-    let files = input::gather(&paths, None)?;
+    let files = input::gather(&paths, None, &Default::default())?;
     let mut out = String::new();
     for f in &files {
         for chunk in klt_render::yaml::split_stream(&f.text) {

@@ -272,7 +272,7 @@ fn execute(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     let opts = options_from(m)?;
     let args = RunArgs::from(m)?;
     let paths: Vec<PathBuf> = m.get_many("paths").unwrap().cloned().collect();
-    let files = input::gather(&paths, None)?;
+    let files = input::gather(&paths, None, &opts.limits)?;
     let dest = opts.namespace.as_deref();
     let profile = &opts.profile;
 
