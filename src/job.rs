@@ -9,32 +9,10 @@ use serde_json::{Map, Value, json};
 use crate::diag::{Diagnostic, Severity};
 use crate::document::Doc;
 use crate::hash;
-use crate::model::{Lang, Runner, RuntimeSpec, Spanned, TaskContext, TaskDefinition};
+use crate::model::{Lang, Phase, Runner, RuntimeSpec, Spanned, TaskContext, TaskDefinition};
 use crate::options::Options;
+use crate::waves::Placement;
 use crate::yaml::Node;
-
-/// Where a task runs in the deployment of an app version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Phase {
-    AppPre,
-    WorkloadPre,
-    WorkloadPost,
-    AppPost,
-}
-
-impl Phase {
-    pub fn label(self) -> &'static str {
-        match self {
-            Phase::AppPre => "app-pre",
-            Phase::WorkloadPre => "workload-pre",
-            Phase::WorkloadPost => "workload-post",
-            Phase::AppPost => "app-post",
-        }
-    }
-    pub fn is_pre(self) -> bool {
-        matches!(self, Phase::AppPre | Phase::WorkloadPre)
-    }
-}
 
 /// Label keys we put on generated objects.
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -77,7 +55,7 @@ pub struct Index<'a, 'd> {
     pub config_maps: &'a BTreeMap<(String, String), &'d Doc<'d>>,
     pub secrets: &'a BTreeMap<(String, String), &'d Doc<'d>>,
     pub options: &'a Options,
-    pub placement: &'a crate::waves::Placement,
+    pub placement: &'a Placement,
 }
 
 impl<'d> Index<'_, 'd> {

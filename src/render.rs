@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use crate::diag::{Diagnostic, Severity};
 use crate::document::{self, Doc, SourceFile};
-use crate::job::{self, Index, Phase, TaskRun};
-use crate::model::{self, AppContext, HandTask, Spanned, TaskContext, TaskDefinition};
+use crate::job::{self, Index, TaskRun};
+use crate::model::{self, AppContext, HandTask, Phase, Spanned, TaskContext, TaskDefinition};
 use crate::options::{Mode, Options};
 use crate::workload::{self, Workload};
 use crate::yaml;

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::document::{self, Doc};
-use crate::job::Phase;
+use crate::model::Phase;
 use crate::options::{Mode, Options};
 
 pub const ANN_WAVE: &str = "argocd.argoproj.io/sync-wave";
