@@ -97,6 +97,11 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         "unknown kind in the lifecycle.keptn.sh group (a misspelled Keptn kind)",
     ),
     (
+        "KLT008",
+        Severity::Error,
+        "an object's metadata.labels or metadata.annotations is not a map, or one of its values is a list or map",
+    ),
+    (
         "KLT010",
         Severity::Error,
         "a KeptnTaskDefinition defines no runner (deno, python, container or function)",

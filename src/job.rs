@@ -264,14 +264,16 @@ pub fn render_task(
         ));
         return None;
     }
-    let meta = job["metadata"]
-        .as_object_mut()
-        .expect("metadata is an object");
+    // The name goes first in metadata, as in Keptn's Jobs.
     let mut named = Map::new();
     named.insert("name".into(), json!(job_name));
-    named.extend(std::mem::take(meta));
-    named["annotations"]["keptn.sh/task-name"] = json!(job_name);
-    *meta = named;
+    if let Some(Value::Object(meta)) = job.get_mut("metadata").map(Value::take) {
+        named.extend(meta);
+    }
+    if let Some(ann) = named.get_mut("annotations").and_then(Value::as_object_mut) {
+        ann.insert("keptn.sh/task-name".into(), json!(job_name));
+    }
+    job["metadata"] = Value::Object(named);
     index.placement.annotate(&mut job, run.phase, true);
     // The text is all that is kept: a Job's tree is many times its size.
     let job_text = crate::yaml::emit(&job);

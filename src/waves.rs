@@ -1,7 +1,7 @@
 //! Argo CD ordering of generated objects: which sync wave each phase gets (around the waves
 //! of the app's own resources) and, in hooks mode, the hook annotations.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::document::{self, Doc};
 use crate::model::Phase;
@@ -55,26 +55,42 @@ impl Placement {
     /// Sets the ordering annotations of a generated object. In hooks mode every ConfigMap is
     /// a PreSync hook, so it exists before any task.
     pub fn annotate(&self, obj: &mut Value, phase: Phase, is_job: bool) {
-        let ann = obj["metadata"]
-            .as_object_mut()
-            .expect("generated metadata")
-            .entry("annotations")
-            .or_insert_with(|| json!({}));
-        ann[ANN_WAVE] = json!(self.wave(phase).to_string());
+        let Some(ann) = annotations_mut(obj) else {
+            return;
+        };
+        ann.insert(ANN_WAVE.into(), json!(self.wave(phase).to_string()));
         if self.mode == Mode::Hooks {
             let hook = if is_job && !phase.is_pre() {
                 "PostSync"
             } else {
                 "PreSync"
             };
-            ann[ANN_HOOK] = json!(hook);
-            ann[ANN_HOOK_DELETE] = json!(if is_job {
-                self.hook_delete_policy.as_str()
-            } else {
-                "BeforeHookCreation"
-            });
+            ann.insert(ANN_HOOK.into(), json!(hook));
+            ann.insert(
+                ANN_HOOK_DELETE.into(),
+                json!(if is_job {
+                    self.hook_delete_policy.as_str()
+                } else {
+                    "BeforeHookCreation"
+                }),
+            );
         }
     }
+}
+
+/// The annotations of an object, created when absent or null. `None` when metadata or its
+/// annotations are not maps: the renderer reports such input (KLT008) and renders nothing,
+/// so there is nothing to annotate.
+fn annotations_mut(obj: &mut Value) -> Option<&mut Map<String, Value>> {
+    let ann = obj
+        .get_mut("metadata")?
+        .as_object_mut()?
+        .entry("annotations")
+        .or_insert_with(|| json!({}));
+    if ann.is_null() {
+        *ann = json!({});
+    }
+    ann.as_object_mut()
 }
 
 impl Placement {
@@ -83,18 +99,15 @@ impl Placement {
     /// does. In hooks mode it becomes a PreSync hook, since hooks run before the sync phase.
     pub fn ready_before(&self, doc: &Doc<'_>, phase: Phase) -> Option<Value> {
         let mut obj = doc.root.to_json();
-        let ann = obj["metadata"]
-            .as_object_mut()?
-            .entry("annotations")
-            .or_insert_with(|| json!({}));
+        let ann = annotations_mut(&mut obj)?;
         match self.mode {
             Mode::Waves if wave_of(doc).is_some_and(|w| w > self.wave(phase)) => {
-                ann[ANN_WAVE] = json!(self.wave(phase).to_string());
+                ann.insert(ANN_WAVE.into(), json!(self.wave(phase).to_string()));
             }
             Mode::Hooks => {
-                ann[ANN_HOOK] = json!("PreSync");
-                ann[ANN_HOOK_DELETE] = json!("BeforeHookCreation");
-                ann[ANN_WAVE] = json!(self.wave(Phase::AppPre).to_string());
+                ann.insert(ANN_HOOK.into(), json!("PreSync"));
+                ann.insert(ANN_HOOK_DELETE.into(), json!("BeforeHookCreation"));
+                ann.insert(ANN_WAVE.into(), json!(self.wave(Phase::AppPre).to_string()));
             }
             Mode::Waves => return None,
         }
