@@ -188,6 +188,11 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         "a generated name would not be a valid Kubernetes name",
     ),
     (
+        "KLT028",
+        Severity::Error,
+        "a sync wave leaves no room for the task waves around it (Argo CD reads waves as 64-bit integers)",
+    ),
+    (
         "KLT029",
         Severity::Error,
         "a `kind: List` whose items is not a list of objects",

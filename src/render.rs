@@ -148,6 +148,12 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
     }
 
     let placement = Placement::new(&passthrough, opts);
+    placement.check_room(
+        &passthrough,
+        runs.iter().map(|r| r.phase),
+        opts.records,
+        &mut diags,
+    );
     let index = Index {
         definitions: &definitions,
         config_maps: &config_maps,

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::diag::{Diagnostic, Severity};
 use crate::document::{self, Doc};
 use crate::model::Phase;
 use crate::options::{Mode, Options};
@@ -27,7 +28,7 @@ impl Placement {
     pub fn new(passthrough: &[&Doc<'_>], opts: &Options) -> Placement {
         let waves: Vec<i64> = passthrough
             .iter()
-            .filter(|d| !matches!(d.kind.as_str(), "Namespace" | "CustomResourceDefinition"))
+            .filter(|d| counts(d))
             .filter_map(|d| wave_of(d))
             .collect();
         Placement {
@@ -38,18 +39,84 @@ impl Placement {
         }
     }
 
+    /// Saturating, never wrapping: a wave that does not fit is [`Placement::check_room`]'s
+    /// error, and with an error nothing is rendered.
     pub fn wave(&self, phase: Phase) -> i64 {
         match phase {
-            Phase::AppPre => self.min - 2,
-            Phase::WorkloadPre => self.min - 1,
-            Phase::WorkloadPost => self.max + 1,
-            Phase::AppPost => self.max + 2,
+            Phase::AppPre => self.min.saturating_sub(BELOW_APP_PRE),
+            Phase::WorkloadPre => self.min.saturating_sub(BELOW_WORKLOAD_PRE),
+            Phase::WorkloadPost => self.max.saturating_add(ABOVE_WORKLOAD_POST),
+            Phase::AppPost => self.max.saturating_add(ABOVE_APP_POST),
         }
     }
 
     /// The wave of task records: after everything, so that Argo CD never waits for them.
     pub fn record_wave(&self) -> i64 {
-        self.max + 3
+        self.max.saturating_add(ABOVE_RECORDS)
+    }
+
+    /// Reports every object whose wave leaves no room for the waves of the tasks that run
+    /// (`phases`, plus the records when `records`): Argo CD reads a wave as a 64-bit integer
+    /// (`strconv.Atoi`), so a task wave beyond it would wrap or be read as wave 0, and the
+    /// task would run after the workloads it must precede.
+    pub fn check_room(
+        &self,
+        passthrough: &[&Doc<'_>],
+        phases: impl IntoIterator<Item = Phase>,
+        records: bool,
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        let mut below = 0;
+        let mut above = 0;
+        let mut any = false;
+        for phase in phases {
+            any = true;
+            match phase {
+                Phase::AppPre => below = below.max(BELOW_APP_PRE),
+                Phase::WorkloadPre => below = below.max(BELOW_WORKLOAD_PRE),
+                Phase::WorkloadPost => above = above.max(ABOVE_WORKLOAD_POST),
+                Phase::AppPost => above = above.max(ABOVE_APP_POST),
+            }
+        }
+        if !any {
+            return;
+        }
+        // In hooks mode the input objects any task needs become hooks in the app-pre wave.
+        if self.mode == Mode::Hooks {
+            below = BELOW_APP_PRE;
+        }
+        if records {
+            above = ABOVE_RECORDS;
+        }
+        for doc in passthrough.iter().filter(|d| counts(d)) {
+            let Some(w) = wave_of(doc) else { continue };
+            let (needed, limit, side) = if w.checked_sub(below).is_none() {
+                (i128::from(w) - i128::from(below), i64::MIN, "below")
+            } else if w.checked_add(above).is_none() {
+                (i128::from(w) + i128::from(above), i64::MAX, "above")
+            } else {
+                continue;
+            };
+            let pos = doc
+                .root
+                .path(&["metadata", "annotations", ANN_WAVE])
+                .map_or(doc.root.pos, |n| n.pos);
+            diags.push(doc.diag(
+                "KLT028",
+                Severity::Error,
+                pos,
+                Some(format!("metadata.annotations.{ANN_WAVE}")),
+                format!(
+                    "sync wave {w} leaves no room for the task waves {side} it: they would need wave {needed}, and Argo CD reads waves as 64-bit integers ({limit} is the {})",
+                    if side == "below" { "lowest" } else { "highest" }
+                ),
+                Some(format!(
+                    "use waves from {} to {}: tasks take up to {BELOW_APP_PRE} waves below the app's lowest and {ABOVE_RECORDS} above its highest",
+                    i64::MIN + BELOW_APP_PRE,
+                    i64::MAX - ABOVE_RECORDS
+                )),
+            ));
+        }
     }
 
     /// Sets the ordering annotations of a generated object. In hooks mode every ConfigMap is
@@ -113,6 +180,18 @@ impl Placement {
         }
         Some(obj)
     }
+}
+
+/// How far the task phases' waves lie from the app's lowest and highest wave.
+const BELOW_APP_PRE: i64 = 2;
+const BELOW_WORKLOAD_PRE: i64 = 1;
+const ABOVE_WORKLOAD_POST: i64 = 1;
+const ABOVE_APP_POST: i64 = 2;
+const ABOVE_RECORDS: i64 = 3;
+
+/// Whether an input object's wave places the tasks (see [`Placement::new`]).
+fn counts(doc: &Doc<'_>) -> bool {
+    !matches!(doc.kind.as_str(), "Namespace" | "CustomResourceDefinition")
 }
 
 /// The wave of an input object in the sync phase; `None` for hooks.
