@@ -97,6 +97,11 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         "unknown kind in the lifecycle.keptn.sh group (a misspelled Keptn kind)",
     ),
     (
+        "KLT008",
+        Severity::Error,
+        "an object's metadata.labels or metadata.annotations is not a map, or one of its values is a list or map",
+    ),
+    (
         "KLT010",
         Severity::Error,
         "a KeptnTaskDefinition defines no runner (deno, python, container or function)",
@@ -181,6 +186,11 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         "KLT027",
         Severity::Error,
         "a generated name would not be a valid Kubernetes name",
+    ),
+    (
+        "KLT028",
+        Severity::Error,
+        "a sync wave leaves no room for the task waves around it (Argo CD reads waves as 64-bit integers)",
     ),
     (
         "KLT029",

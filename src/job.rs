@@ -9,32 +9,10 @@ use serde_json::{Map, Value, json};
 use crate::diag::{Diagnostic, Severity};
 use crate::document::Doc;
 use crate::hash;
-use crate::model::{Lang, Runner, RuntimeSpec, Spanned, TaskContext, TaskDefinition};
+use crate::model::{Lang, Phase, Runner, RuntimeSpec, Spanned, TaskContext, TaskDefinition};
 use crate::options::Options;
+use crate::waves::Placement;
 use crate::yaml::Node;
-
-/// Where a task runs in the deployment of an app version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Phase {
-    AppPre,
-    WorkloadPre,
-    WorkloadPost,
-    AppPost,
-}
-
-impl Phase {
-    pub fn label(self) -> &'static str {
-        match self {
-            Phase::AppPre => "app-pre",
-            Phase::WorkloadPre => "workload-pre",
-            Phase::WorkloadPost => "workload-post",
-            Phase::AppPost => "app-post",
-        }
-    }
-    pub fn is_pre(self) -> bool {
-        matches!(self, Phase::AppPre | Phase::WorkloadPre)
-    }
-}
 
 /// Label keys we put on generated objects.
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -77,7 +55,7 @@ pub struct Index<'a, 'd> {
     pub config_maps: &'a BTreeMap<(String, String), &'d Doc<'d>>,
     pub secrets: &'a BTreeMap<(String, String), &'d Doc<'d>>,
     pub options: &'a Options,
-    pub placement: &'a crate::waves::Placement,
+    pub placement: &'a Placement,
 }
 
 impl<'d> Index<'_, 'd> {
@@ -286,14 +264,16 @@ pub fn render_task(
         ));
         return None;
     }
-    let meta = job["metadata"]
-        .as_object_mut()
-        .expect("metadata is an object");
+    // The name goes first in metadata, as in Keptn's Jobs.
     let mut named = Map::new();
     named.insert("name".into(), json!(job_name));
-    named.extend(std::mem::take(meta));
-    named["annotations"]["keptn.sh/task-name"] = json!(job_name);
-    *meta = named;
+    if let Some(Value::Object(meta)) = job.get_mut("metadata").map(Value::take) {
+        named.extend(meta);
+    }
+    if let Some(ann) = named.get_mut("annotations").and_then(Value::as_object_mut) {
+        ann.insert("keptn.sh/task-name".into(), json!(job_name));
+    }
+    job["metadata"] = Value::Object(named);
     index.placement.annotate(&mut job, run.phase, true);
     // The text is all that is kept: a Job's tree is many times its size.
     let job_text = crate::yaml::emit(&job);

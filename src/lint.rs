@@ -104,15 +104,25 @@ fn code_origin(pos: Pos, text: Option<&str>) -> (u32, u32) {
         return (pos.line, pos.col);
     };
     let lines: Vec<&str> = text.lines().collect();
-    let here = lines.get(pos.line as usize - 1).copied().unwrap_or("");
-    let after: String = here.chars().skip(pos.col as usize - 1).collect();
+    // Positions count lone CRs as line breaks and `lines` does not, so a position may lie
+    // past the last line: nothing here may index by it.
+    let here = lines
+        .get((pos.line as usize).wrapping_sub(1))
+        .copied()
+        .unwrap_or("");
+    let after: String = here
+        .chars()
+        .skip((pos.col as usize).saturating_sub(1))
+        .collect();
     if after.starts_with('|') || after.starts_with('>') {
-        let next = lines[pos.line as usize..]
+        let next = lines
+            .get(pos.line as usize..)
+            .unwrap_or_default()
             .iter()
             .position(|l| !l.trim().is_empty())
             .map_or(pos.line + 1, |i| pos.line + 1 + i as u32);
         let indent = lines
-            .get(next as usize - 1)
+            .get((next as usize).wrapping_sub(1))
             .map_or(0, |l| l.len() - l.trim_start().len());
         (next, indent as u32 + 1)
     } else if after.starts_with('"') || after.starts_with('\'') {
@@ -257,11 +267,11 @@ fn string_values(doc: &Doc<'_>, prefix: &str, meta: &Node, diags: &mut Vec<Diagn
     for field in ["labels", "annotations"] {
         for e in meta.get(field).and_then(Node::as_map).unwrap_or_default() {
             let kind = match e.value.kind {
-                NodeKind::Str(_) => continue,
+                // The renderer's KLT008 already reports lists and maps, wherever they are.
+                NodeKind::Str(_) | NodeKind::Seq(_) | NodeKind::Map(_) => continue,
                 NodeKind::Null => "null",
                 NodeKind::Bool(_) => "boolean",
                 NodeKind::Int(_) | NodeKind::Float(_) => "number",
-                NodeKind::Seq(_) | NodeKind::Map(_) => "collection",
             };
             let shown = document::scalar_string(&e.value).unwrap_or_default();
             diags.push(doc.diag(

@@ -1,5 +1,6 @@
 //! Typed views of the Keptn kinds we consume, read from positioned YAML in every served
-//! version: KeptnTaskDefinition, KeptnApp, KeptnAppContext and hand-written KeptnTask.
+//! version: KeptnTaskDefinition, KeptnApp, KeptnAppContext and hand-written KeptnTask, and the
+//! Keptn phases a task runs in (shared by the Job builder and the Argo CD ordering).
 //!
 //! Structural problems (unknown fields, wrong types) are the schema check's job; this module
 //! reads what Keptn's operator reads and reports the semantic problems its webhook and
@@ -12,6 +13,31 @@ use crate::document::{Doc, scalar_string, string_map};
 use crate::yaml::{Node, NodeKind, Pos};
 
 pub const GROUP: &str = "lifecycle.keptn.sh";
+
+/// Where a task runs in the deployment of an app version. It lives here, with the other Keptn
+/// concepts, so that `job` (which builds a phase's Jobs) and `waves` (which orders phases) both
+/// depend on it without depending on each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    AppPre,
+    WorkloadPre,
+    WorkloadPost,
+    AppPost,
+}
+
+impl Phase {
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::AppPre => "app-pre",
+            Phase::WorkloadPre => "workload-pre",
+            Phase::WorkloadPost => "workload-post",
+            Phase::AppPost => "app-post",
+        }
+    }
+    pub fn is_pre(self) -> bool {
+        matches!(self, Phase::AppPre | Phase::WorkloadPre)
+    }
+}
 
 /// A value with the position it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]

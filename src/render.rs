@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use crate::diag::{Diagnostic, Severity};
 use crate::document::{self, Doc, SourceFile};
-use crate::job::{self, Index, Phase, TaskRun};
-use crate::model::{self, AppContext, HandTask, Spanned, TaskContext, TaskDefinition};
+use crate::job::{self, Index, TaskRun};
+use crate::model::{self, AppContext, HandTask, Phase, Spanned, TaskContext, TaskDefinition};
 use crate::options::{Mode, Options};
 use crate::workload::{self, Workload};
 use crate::yaml;
@@ -80,6 +80,7 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
     let mut passthrough: Vec<&Doc<'_>> = Vec::new();
 
     for doc in &docs {
+        check_metadata_maps(doc, &mut diags);
         let key = (doc.effective_namespace(dest), doc.name.clone());
         if doc.group() == model::GROUP {
             if !check_keptn_schema(doc, &mut diags) {
@@ -147,6 +148,12 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
     }
 
     let placement = Placement::new(&passthrough, opts);
+    placement.check_room(
+        &passthrough,
+        runs.iter().map(|r| r.phase),
+        opts.records,
+        &mut diags,
+    );
     let index = Index {
         definitions: &definitions,
         config_maps: &config_maps,
@@ -265,6 +272,62 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
         ));
     }
     true
+}
+
+/// `metadata.labels` and `metadata.annotations` must be maps of scalars (or absent): the API
+/// server rejects anything else, and klt-render copies them onto Jobs or adds its own keys to
+/// them. (Unquoted numbers and booleans are `check`'s KLT043: they pass through as written.)
+fn check_metadata_maps(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) {
+    let article = |node: &yaml::Node| {
+        let t = node.type_name();
+        format!(
+            "{} {t}",
+            if t.starts_with(['a', 'i', 'o']) {
+                "an"
+            } else {
+                "a"
+            }
+        )
+    };
+    for field in ["labels", "annotations"] {
+        let Some(node) = doc.root.path(&["metadata", field]) else {
+            continue;
+        };
+        let Some(entries) = node.as_map() else {
+            if !node.is_null() {
+                diags.push(doc.diag(
+                    "KLT008",
+                    Severity::Error,
+                    node.pos,
+                    Some(format!("metadata.{field}")),
+                    format!(
+                        "metadata.{field} is {}, not a map of strings; the API server rejects the object",
+                        article(node)
+                    ),
+                    Some(format!(
+                        "write {field} as `key: \"value\"` entries under metadata.{field}, or remove the field"
+                    )),
+                ));
+            }
+            continue;
+        };
+        for e in entries {
+            if e.value.as_map().is_some() || e.value.as_seq().is_some() {
+                diags.push(doc.diag(
+                    "KLT008",
+                    Severity::Error,
+                    e.value.pos,
+                    Some(format!("metadata.{field}.{}", e.key)),
+                    format!(
+                        "the value of {field} key {:?} is {}, not a string; the API server rejects the object",
+                        e.key,
+                        article(&e.value)
+                    ),
+                    Some("write the value as one quoted string (JSON text for structured data)".into()),
+                ));
+            }
+        }
+    }
 }
 
 fn check_duplicates(docs: &[Doc<'_>], dest: Option<&str>, diags: &mut Vec<Diagnostic>) {
@@ -585,12 +648,14 @@ fn kind_rank(kind: &str) -> usize {
 fn task_records(
     jobs: &BTreeMap<(Option<String>, String), job::Rendered>,
 ) -> BTreeMap<(Option<String>, String), Value> {
-    let mut records: BTreeMap<(Option<String>, String), Value> = BTreeMap::new();
+    // The record object without its tasks, and the tasks in record order.
+    type Draft<'r> = (Value, Vec<(usize, &'r str, Value)>);
+    let mut drafts: BTreeMap<(Option<String>, String), Draft<'_>> = BTreeMap::new();
     for r in jobs.values() {
         let Some(name) = job::record_name(&r.app, &r.app_version) else {
             continue;
         };
-        let record = records
+        let (_, tasks) = drafts
             .entry((r.namespace.clone(), name.clone()))
             .or_insert_with(|| {
                 let mut metadata = serde_json::Map::new();
@@ -609,12 +674,13 @@ fn task_records(
                     }
                 }
                 metadata.insert("labels".into(), json!(labels));
-                json!({
+                let record = json!({
                     "apiVersion": "klt-render.dev/v1alpha1",
                     "kind": "TaskRecord",
                     "metadata": metadata,
-                    "spec": {"app": r.app, "appVersion": r.app_version, "tasks": []},
-                })
+                    "spec": {"app": r.app, "appVersion": r.app_version},
+                });
+                (record, Vec::new())
             });
         let mut task = serde_json::Map::new();
         task.insert("job".into(), json!(r.job_name));
@@ -623,26 +689,24 @@ fn task_records(
         if !r.workload.is_empty() {
             task.insert("workload".into(), json!(r.workload));
         }
-        record["spec"]["tasks"]
-            .as_array_mut()
-            .expect("tasks is a list")
-            .push(Value::Object(task));
+        tasks.push((
+            phase_rank(r.phase.label()),
+            &r.job_name,
+            Value::Object(task),
+        ));
     }
-    for record in records.values_mut() {
-        let tasks = record["spec"]["tasks"]
-            .as_array_mut()
-            .expect("tasks is a list");
-        tasks.sort_by(|a, b| {
-            let key = |t: &Value| {
-                (
-                    phase_rank(t["phase"].as_str().unwrap_or("")),
-                    t["job"].as_str().unwrap_or("").to_string(),
-                )
-            };
-            key(a).cmp(&key(b))
-        });
-    }
-    records
+    drafts
+        .into_iter()
+        .map(|(key, (mut record, mut tasks))| {
+            // A stable sort, as before: equal keys keep the order of `jobs`.
+            tasks.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            let list: Vec<Value> = tasks.into_iter().map(|(_, _, t)| t).collect();
+            if let Some(spec) = record.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("tasks".into(), Value::Array(list));
+            }
+            (key, record)
+        })
+        .collect()
 }
 
 fn phase_rank(label: &str) -> usize {

@@ -1,10 +1,11 @@
 //! Argo CD ordering of generated objects: which sync wave each phase gets (around the waves
 //! of the app's own resources) and, in hooks mode, the hook annotations.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
+use crate::diag::{Diagnostic, Severity};
 use crate::document::{self, Doc};
-use crate::job::Phase;
+use crate::model::Phase;
 use crate::options::{Mode, Options};
 
 pub const ANN_WAVE: &str = "argocd.argoproj.io/sync-wave";
@@ -27,7 +28,7 @@ impl Placement {
     pub fn new(passthrough: &[&Doc<'_>], opts: &Options) -> Placement {
         let waves: Vec<i64> = passthrough
             .iter()
-            .filter(|d| !matches!(d.kind.as_str(), "Namespace" | "CustomResourceDefinition"))
+            .filter(|d| counts(d))
             .filter_map(|d| wave_of(d))
             .collect();
         Placement {
@@ -38,43 +39,125 @@ impl Placement {
         }
     }
 
+    /// Saturating, never wrapping: a wave that does not fit is [`Placement::check_room`]'s
+    /// error, and with an error nothing is rendered.
     pub fn wave(&self, phase: Phase) -> i64 {
         match phase {
-            Phase::AppPre => self.min - 2,
-            Phase::WorkloadPre => self.min - 1,
-            Phase::WorkloadPost => self.max + 1,
-            Phase::AppPost => self.max + 2,
+            Phase::AppPre => self.min.saturating_sub(BELOW_APP_PRE),
+            Phase::WorkloadPre => self.min.saturating_sub(BELOW_WORKLOAD_PRE),
+            Phase::WorkloadPost => self.max.saturating_add(ABOVE_WORKLOAD_POST),
+            Phase::AppPost => self.max.saturating_add(ABOVE_APP_POST),
         }
     }
 
     /// The wave of task records: after everything, so that Argo CD never waits for them.
     pub fn record_wave(&self) -> i64 {
-        self.max + 3
+        self.max.saturating_add(ABOVE_RECORDS)
+    }
+
+    /// Reports every object whose wave leaves no room for the waves of the tasks that run
+    /// (`phases`, plus the records when `records`): Argo CD reads a wave as a 64-bit integer
+    /// (`strconv.Atoi`), so a task wave beyond it would wrap or be read as wave 0, and the
+    /// task would run after the workloads it must precede.
+    pub fn check_room(
+        &self,
+        passthrough: &[&Doc<'_>],
+        phases: impl IntoIterator<Item = Phase>,
+        records: bool,
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        let mut below = 0;
+        let mut above = 0;
+        let mut any = false;
+        for phase in phases {
+            any = true;
+            match phase {
+                Phase::AppPre => below = below.max(BELOW_APP_PRE),
+                Phase::WorkloadPre => below = below.max(BELOW_WORKLOAD_PRE),
+                Phase::WorkloadPost => above = above.max(ABOVE_WORKLOAD_POST),
+                Phase::AppPost => above = above.max(ABOVE_APP_POST),
+            }
+        }
+        if !any {
+            return;
+        }
+        // In hooks mode the input objects any task needs become hooks in the app-pre wave.
+        if self.mode == Mode::Hooks {
+            below = BELOW_APP_PRE;
+        }
+        if records {
+            above = ABOVE_RECORDS;
+        }
+        for doc in passthrough.iter().filter(|d| counts(d)) {
+            let Some(w) = wave_of(doc) else { continue };
+            let (needed, limit, side) = if w.checked_sub(below).is_none() {
+                (i128::from(w) - i128::from(below), i64::MIN, "below")
+            } else if w.checked_add(above).is_none() {
+                (i128::from(w) + i128::from(above), i64::MAX, "above")
+            } else {
+                continue;
+            };
+            let pos = doc
+                .root
+                .path(&["metadata", "annotations", ANN_WAVE])
+                .map_or(doc.root.pos, |n| n.pos);
+            diags.push(doc.diag(
+                "KLT028",
+                Severity::Error,
+                pos,
+                Some(format!("metadata.annotations.{ANN_WAVE}")),
+                format!(
+                    "sync wave {w} leaves no room for the task waves {side} it: they would need wave {needed}, and Argo CD reads waves as 64-bit integers ({limit} is the {})",
+                    if side == "below" { "lowest" } else { "highest" }
+                ),
+                Some(format!(
+                    "use waves from {} to {}: tasks take up to {BELOW_APP_PRE} waves below the app's lowest and {ABOVE_RECORDS} above its highest",
+                    i64::MIN + BELOW_APP_PRE,
+                    i64::MAX - ABOVE_RECORDS
+                )),
+            ));
+        }
     }
 
     /// Sets the ordering annotations of a generated object. In hooks mode every ConfigMap is
     /// a PreSync hook, so it exists before any task.
     pub fn annotate(&self, obj: &mut Value, phase: Phase, is_job: bool) {
-        let ann = obj["metadata"]
-            .as_object_mut()
-            .expect("generated metadata")
-            .entry("annotations")
-            .or_insert_with(|| json!({}));
-        ann[ANN_WAVE] = json!(self.wave(phase).to_string());
+        let Some(ann) = annotations_mut(obj) else {
+            return;
+        };
+        ann.insert(ANN_WAVE.into(), json!(self.wave(phase).to_string()));
         if self.mode == Mode::Hooks {
             let hook = if is_job && !phase.is_pre() {
                 "PostSync"
             } else {
                 "PreSync"
             };
-            ann[ANN_HOOK] = json!(hook);
-            ann[ANN_HOOK_DELETE] = json!(if is_job {
-                self.hook_delete_policy.as_str()
-            } else {
-                "BeforeHookCreation"
-            });
+            ann.insert(ANN_HOOK.into(), json!(hook));
+            ann.insert(
+                ANN_HOOK_DELETE.into(),
+                json!(if is_job {
+                    self.hook_delete_policy.as_str()
+                } else {
+                    "BeforeHookCreation"
+                }),
+            );
         }
     }
+}
+
+/// The annotations of an object, created when absent or null. `None` when metadata or its
+/// annotations are not maps: the renderer reports such input (KLT008) and renders nothing,
+/// so there is nothing to annotate.
+fn annotations_mut(obj: &mut Value) -> Option<&mut Map<String, Value>> {
+    let ann = obj
+        .get_mut("metadata")?
+        .as_object_mut()?
+        .entry("annotations")
+        .or_insert_with(|| json!({}));
+    if ann.is_null() {
+        *ann = json!({});
+    }
+    ann.as_object_mut()
 }
 
 impl Placement {
@@ -83,23 +166,32 @@ impl Placement {
     /// does. In hooks mode it becomes a PreSync hook, since hooks run before the sync phase.
     pub fn ready_before(&self, doc: &Doc<'_>, phase: Phase) -> Option<Value> {
         let mut obj = doc.root.to_json();
-        let ann = obj["metadata"]
-            .as_object_mut()?
-            .entry("annotations")
-            .or_insert_with(|| json!({}));
+        let ann = annotations_mut(&mut obj)?;
         match self.mode {
             Mode::Waves if wave_of(doc).is_some_and(|w| w > self.wave(phase)) => {
-                ann[ANN_WAVE] = json!(self.wave(phase).to_string());
+                ann.insert(ANN_WAVE.into(), json!(self.wave(phase).to_string()));
             }
             Mode::Hooks => {
-                ann[ANN_HOOK] = json!("PreSync");
-                ann[ANN_HOOK_DELETE] = json!("BeforeHookCreation");
-                ann[ANN_WAVE] = json!(self.wave(Phase::AppPre).to_string());
+                ann.insert(ANN_HOOK.into(), json!("PreSync"));
+                ann.insert(ANN_HOOK_DELETE.into(), json!("BeforeHookCreation"));
+                ann.insert(ANN_WAVE.into(), json!(self.wave(Phase::AppPre).to_string()));
             }
             Mode::Waves => return None,
         }
         Some(obj)
     }
+}
+
+/// How far the task phases' waves lie from the app's lowest and highest wave.
+const BELOW_APP_PRE: i64 = 2;
+const BELOW_WORKLOAD_PRE: i64 = 1;
+const ABOVE_WORKLOAD_POST: i64 = 1;
+const ABOVE_APP_POST: i64 = 2;
+const ABOVE_RECORDS: i64 = 3;
+
+/// Whether an input object's wave places the tasks (see [`Placement::new`]).
+fn counts(doc: &Doc<'_>) -> bool {
+    !matches!(doc.kind.as_str(), "Namespace" | "CustomResourceDefinition")
 }
 
 /// The wave of an input object in the sync phase; `None` for hooks.

@@ -1,0 +1,289 @@
+//! Hostile input through every command (render, check in all formats, generate, krm, run):
+//! malformed objects never crash klt-render (exit 101) and become located diagnostics.
+//!
+//! Each case is a small app written into a scratch directory; `klt-render` runs on it as a
+//! user, Argo CD (generate), kustomize (krm) and a developer (run) would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A deno task with a Secret, a code ConfigMap and a service account, run before a workload.
+const DEFINITION: &str = "apiVersion: lifecycle.keptn.sh/v1
+kind: KeptnTaskDefinition
+metadata:
+  name: notify
+  namespace: shop
+spec:
+  deno:
+    configMapRef:
+      name: notify-code
+    secureParameters:
+      secret: webhook
+  serviceAccount:
+    name: task-runner
+";
+
+const WORKLOAD: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+  namespace: shop
+spec:
+  selector:
+    matchLabels: {app: api}
+  template:
+    metadata:
+      labels: {app: api}
+      annotations:
+        keptn.sh/workload: api
+        keptn.sh/version: \"1.0\"
+        keptn.sh/pre-deployment-tasks: notify
+    spec:
+      containers:
+        - name: api
+          image: ghcr.io/example/api:1.0
+";
+
+/// The input objects the task needs, with `{meta}` replaced by extra metadata lines.
+const SECRET: &str = "apiVersion: v1
+kind: Secret
+metadata:
+  name: webhook
+  namespace: shop
+{meta}stringData:
+  SECURE_DATA: s3cr3t-MARKER
+";
+const CODE: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: notify-code
+  namespace: shop
+{meta}data:
+  code: console.log(1)
+";
+const ACCOUNT: &str = "apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: task-runner
+  namespace: shop
+{meta}";
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn scratch(name: &str, files: &[(&str, String)]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("hostile_input")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, text) in files {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    dir
+}
+
+fn klt(dir: &Path, args: &[&str], stdin: Option<&str>) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_klt-render"));
+    cmd.current_dir(dir).args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KLT_") || k.starts_with("ARGOCD_") || k.starts_with("PARAM_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("ARGOCD_APP_NAME", "shop")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run klt-render");
+    {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            let _ = pipe.write_all(text.as_bytes());
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The input files as one kustomize ResourceList (YAML), documents in file-name order.
+fn resource_list(dir: &Path) -> String {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    names.sort();
+    let mut rl = String::from("apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems:\n");
+    for path in names {
+        let text = std::fs::read_to_string(path).unwrap();
+        for doc in text.split("\n---\n").filter(|d| !d.trim().is_empty()) {
+            for (i, line) in doc.lines().enumerate() {
+                rl.push_str(if i == 0 { "- " } else { "  " });
+                rl.push_str(line);
+                rl.push('\n');
+            }
+        }
+    }
+    rl
+}
+
+/// Every command over the app in `dir`, named for messages.
+pub fn every_command(dir: &Path) -> Vec<(&'static str, Run)> {
+    let rl = resource_list(dir);
+    vec![
+        ("render", klt(dir, &["render", "."], None)),
+        ("check", klt(dir, &["check", "."], None)),
+        (
+            "check --format json",
+            klt(dir, &["check", "--format", "json", "."], None),
+        ),
+        (
+            "check --format github",
+            klt(dir, &["check", "--format", "github", "."], None),
+        ),
+        ("generate", klt(dir, &["generate"], None)),
+        (
+            "generate -",
+            klt(dir, &["generate", "-"], Some(&all_text(dir))),
+        ),
+        ("krm", klt(dir, &["krm"], Some(&rl))),
+        ("run", klt(dir, &["run", "notify", ".", "--dry-run"], None)),
+    ]
+}
+
+fn all_text(dir: &Path) -> String {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| format!("---\n{}", std::fs::read_to_string(p).unwrap()))
+        .collect()
+}
+
+fn app(secret_meta: &str, code_meta: &str, account_meta: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("definition.yaml", DEFINITION.to_string()),
+        ("workload.yaml", WORKLOAD.to_string()),
+        ("secret.yaml", SECRET.replace("{meta}", secret_meta)),
+        ("code.yaml", CODE.replace("{meta}", code_meta)),
+        ("account.yaml", ACCOUNT.replace("{meta}", account_meta)),
+    ]
+}
+
+/// Exit status 2 for a refused input (1 for check), never 101; render and generate leave
+/// stdout empty; every command names the finding's code.
+fn assert_refused(case: &str, runs: &[(&str, Run)], code: &str) {
+    for (command, run) in runs {
+        let ctx = format!(
+            "{case}: {command}: exit {}\nstdout:\n{}\nstderr:\n{}",
+            run.code, run.stdout, run.stderr
+        );
+        assert_ne!(run.code, 101, "panicked: {ctx}");
+        let expected = if command.starts_with("check") { 1 } else { 2 };
+        assert_eq!(run.code, expected, "{ctx}");
+        if command.starts_with("render") || command.starts_with("generate") || *command == "run" {
+            assert!(run.stdout.is_empty(), "stdout not empty: {ctx}");
+        }
+        assert!(
+            run.stdout.contains(code) || run.stderr.contains(code),
+            "no {code}: {ctx}"
+        );
+    }
+}
+
+#[test]
+fn the_baseline_app_renders() {
+    let dir = scratch("baseline", &app("", "", ""));
+    for (command, run) in every_command(&dir) {
+        let expected = 0;
+        assert_eq!(
+            run.code, expected,
+            "{command}: stdout:\n{}\nstderr:\n{}",
+            run.stdout, run.stderr
+        );
+    }
+}
+
+#[test]
+fn metadata_maps_that_are_not_maps_are_located_errors() {
+    let shapes = [
+        ("integer", "1"),
+        ("string", "\"x\""),
+        ("list", "[a, b]"),
+        ("block-list", "\n    - a"),
+    ];
+    for field in ["annotations", "labels"] {
+        for (shape, value) in shapes {
+            let meta = format!("  {field}: {value}\n");
+            for (object, files) in [
+                ("secret", app(&meta, "", "")),
+                ("code-configmap", app("", &meta, "")),
+                ("service-account", app("", "", &meta)),
+            ] {
+                let case = format!("{object}-{field}-{shape}");
+                let dir = scratch(&case, &files);
+                let runs = every_command(&dir);
+                assert_refused(&case, &runs, "KLT008");
+                let render = &runs[0].1;
+                let file = match object {
+                    "secret" => "secret.yaml",
+                    "code-configmap" => "code.yaml",
+                    _ => "account.yaml",
+                };
+                // A block list starts at its first item, on the next line.
+                let line = if shape == "block-list" { 7 } else { 6 };
+                assert!(
+                    render.stderr.contains(&format!("{file}:{line}:")),
+                    "{case}: not located at {file}:{line}: {}",
+                    render.stderr
+                );
+                assert!(
+                    render.stderr.contains(&format!("field metadata.{field}]")),
+                    "{case}: {}",
+                    render.stderr
+                );
+                assert!(
+                    render.stderr.contains("help: "),
+                    "{case}: {}",
+                    render.stderr
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn metadata_values_that_are_collections_are_located_errors() {
+    for value in ["{a: [1]}", "{a: {b: c}}"] {
+        let meta = format!("  annotations: {value}\n");
+        let dir = scratch("secret-annotation-value-collection", &app(&meta, "", ""));
+        let runs = every_command(&dir);
+        assert_refused(value, &runs, "KLT008");
+        assert!(
+            runs[0].1.stderr.contains("field metadata.annotations.a]"),
+            "{}",
+            runs[0].1.stderr
+        );
+    }
+}
+
+#[test]
+fn null_metadata_maps_are_fine() {
+    let meta = "  annotations:\n  labels: ~\n";
+    let dir = scratch("null-maps", &app(meta, meta, meta));
+    for (command, run) in every_command(&dir) {
+        assert_eq!(run.code, 0, "{command}: {}", run.stderr);
+    }
+}
