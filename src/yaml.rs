@@ -856,6 +856,8 @@ pub fn emit(value: &Value) -> String {
             out.push('\n');
         }
     }
+    // Generated texts are held until the output order is known: keep no doubling slack.
+    out.shrink_to_fit();
     out
 }
 

@@ -170,7 +170,10 @@ struct Reader<'l> {
 impl Reader<'_> {
     fn open(&mut self, path: &Path, shown: &str) -> Result<SourceFile> {
         let file = fs::File::open(path).with_context(|| format!("{shown}: cannot read"))?;
-        let text = self.read(file, shown)?;
+        // Every input is held for the whole render: read it into a buffer of its exact size
+        // rather than one grown by doubling (`take` hides the size hint from read_to_end).
+        let size = file.metadata().map_or(0, |m| m.len());
+        let text = self.read_sized(file, shown, size)?;
         Ok(SourceFile {
             path: shown.to_string(),
             text,
@@ -178,7 +181,12 @@ impl Reader<'_> {
     }
 
     fn read(&mut self, source: impl Read, shown: &str) -> Result<String> {
-        let mut bytes = Vec::new();
+        self.read_sized(source, shown, 0)
+    }
+
+    fn read_sized(&mut self, source: impl Read, shown: &str, size_hint: u64) -> Result<String> {
+        let capacity = size_hint.min(self.remaining).saturating_add(1);
+        let mut bytes = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
         source
             .take(self.remaining.saturating_add(1))
             .read_to_end(&mut bytes)
