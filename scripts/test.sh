@@ -39,6 +39,18 @@ else
     echo "$want_hash" > "$VENV/.requirements.sha256"
 fi
 
+# ---- Debian tools the tests measure with -----------------------------------------------------
+# GNU time reports the peak RSS of exactly one command (tests/integration/test_hostile_input.py).
+if [[ ! -x /usr/bin/time ]]; then
+    section "apt-get install time"
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null \
+            || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
+    else
+        echo "warning: /usr/bin/time is missing and cannot be installed here; the hostile-input tests will fail" >&2
+    fi
+fi
+
 # ---- Rust ------------------------------------------------------------------------------------
 section "cargo build --locked"
 cargo build --locked
