@@ -15,6 +15,12 @@ const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 /// kustomize's own files are build instructions, not objects.
 const SKIPPED_NAMES: &[&str] = &["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
+/// An error that is already a located diagnostic line (`path:line:col: error[CODE]: ...`), so
+/// adapters print it without a prefix of their own.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Located(pub String);
+
 /// `boundary`: the directory reads are confined to, and how messages call it; default: each
 /// given path is its own boundary. Reading stops at the input-size limit, so `/dev/zero` or a
 /// huge file costs no more than the limit.
@@ -86,13 +92,14 @@ impl Walk<'_, '_> {
     fn dir(&mut self, dir: &Path, shown: &Path, depth: u32) -> Result<()> {
         let limits = self.reader.limits;
         if depth > limits.max_dir_depth {
-            bail!(
-                "{}: error[KLT050]: input limit {}: more than {} directory levels; {}",
+            return Err(Located(format!(
+                "{}: error[KLT050]: input limit {}: more than {} directory levels; help: {}",
                 display(shown),
                 Limit::DirDepth,
                 limits.max_dir_depth,
                 Limit::DirDepth.help(limits)
-            );
+            ))
+            .into());
         }
         // A symlink back to an ancestor would otherwise recurse for ever.
         if !self.visited.insert(fs::canonicalize(dir)?) {
@@ -194,12 +201,13 @@ impl Reader<'_> {
         let n = bytes.len() as u64;
         if n > self.remaining {
             let limits = self.limits;
-            bail!(
-                "{shown}:1:1: error[KLT050]: input limit {}: the input is larger than {} bytes; {}",
+            return Err(Located(format!(
+                "{shown}:1:1: error[KLT050]: input limit {}: the input is larger than {} bytes; help: {}",
                 Limit::InputBytes,
                 limits.max_input_bytes,
                 Limit::InputBytes.help(limits)
-            );
+            ))
+            .into());
         }
         self.remaining -= n;
         String::from_utf8(bytes).map_err(|e| {

@@ -102,6 +102,10 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(e) if e.downcast_ref::<input::Located>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
         Err(e) => {
             eprintln!("klt-render: error: {e:#}");
             ExitCode::from(EXIT_BAD_INPUT)
