@@ -13,7 +13,9 @@ use crate::yaml::{Node, NodeKind, Pos};
 /// Every finding of the renderer plus the lints, sorted and without duplicates.
 pub fn check(files: &[SourceFile], opts: &Options) -> Vec<Diagnostic> {
     let mut diags = crate::render(files, opts).diagnostics;
-    diags.extend(lint(files, opts));
+    let mut lints = lint(files, opts);
+    crate::diag::redact_secrets(&mut lints, crate::render::source_texts(files));
+    diags.extend(lints);
     diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     diags.dedup();
     diags
