@@ -160,6 +160,7 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
         secrets: &secrets,
         options: opts,
         placement: &placement,
+        names: Default::default(),
     };
     let rendered: Vec<job::Rendered> = runs
         .iter()

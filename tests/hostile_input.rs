@@ -436,3 +436,30 @@ fn lines_outside_a_secrets_data_are_shown() {
         check.stderr
     );
 }
+
+#[test]
+fn very_long_names_get_no_suggestion_and_return() {
+    // Two 100,000-character names one edit apart: an unbounded edit distance is 10^10 steps.
+    let name = "a".repeat(100_000);
+    let typo = format!("{}b", "a".repeat(99_999));
+    let definition = DEFINITION.replace("name: notify\n", &format!("name: {name}\n"));
+    let workload = WORKLOAD.replace(
+        "pre-deployment-tasks: notify",
+        &format!("pre-deployment-tasks: {typo}"),
+    );
+    let mut files = app("", "", "");
+    files.retain(|(f, _)| !matches!(*f, "definition.yaml" | "workload.yaml"));
+    files.push(("definition.yaml", definition));
+    files.push(("workload.yaml", workload));
+    let dir = scratch("long-names", &files);
+    for args in [&["render", "."][..], &["check", "--format", "json", "."]] {
+        let run = klt(&dir, args, None);
+        let out = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            out.contains("KLT020"),
+            "{args:?}: {}",
+            &out[..out.len().min(2000)]
+        );
+        assert!(!out.contains("did you mean"), "{args:?}");
+    }
+}

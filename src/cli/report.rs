@@ -239,3 +239,72 @@ pub fn github(d: &Diagnostic) -> String {
         data(&message)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexed_lines_are_the_lines_of_the_text() {
+        for text in [
+            "",
+            "a",
+            "a\n",
+            "a\nb",
+            "a\r\nb\r\n",
+            "a\n\n\nb\n",
+            "a\rb\nc\r",
+            "\u{feff}kind: x\n  ü: ß\n",
+        ] {
+            let files = [SourceFile {
+                path: "f.yaml".into(),
+                text: text.into(),
+            }];
+            let mut sources = Sources::new(&files);
+            for n in 1..8u32 {
+                let expected = text.lines().nth(n as usize - 1);
+                let got = match sources.line("f.yaml", n) {
+                    Some(Snippet::Text { line, .. }) => Some(line),
+                    Some(Snippet::Hidden) => panic!("no Secret here"),
+                    None => None,
+                };
+                assert_eq!(got, expected, "{text:?} line {n}");
+            }
+            assert!(sources.line("f.yaml", 0).is_none());
+            assert!(sources.line("other.yaml", 1).is_none());
+        }
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_column() {
+        let short = "\tkey: value";
+        assert_eq!(window(short, true, 3), (short.into(), "\t ".to_string()));
+        let long = format!("{}X{}", "a".repeat(10_000), "b".repeat(10_000));
+        for ascii in [true, false] {
+            let (shown, caret) = window(&long, ascii, 10_001);
+            assert_eq!(shown.chars().count(), MAX_SHOWN + 2, "two ellipses");
+            assert!(shown.starts_with('…') && shown.ends_with('…'));
+            let at = caret.chars().count();
+            assert_eq!(shown.chars().nth(at), Some('X'), "caret under the column");
+        }
+        let (shown, caret) = window(&long, true, 1);
+        assert!(!shown.starts_with('…') && shown.ends_with('…'));
+        assert_eq!(caret, "");
+    }
+
+    #[test]
+    fn secret_data_lines_are_hidden() {
+        let files = [SourceFile {
+            path: "s.yaml".into(),
+            text: "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  k: v\n"
+                .into(),
+        }];
+        let mut sources = Sources::new(&files);
+        assert!(matches!(
+            sources.line("s.yaml", 4),
+            Some(Snippet::Text { .. })
+        ));
+        assert!(matches!(sources.line("s.yaml", 5), Some(Snippet::Hidden)));
+        assert!(matches!(sources.line("s.yaml", 6), Some(Snippet::Hidden)));
+    }
+}
