@@ -4,7 +4,7 @@
 //! about, the object and field it concerns, and help saying what to do. Rendering them for a
 //! terminal, JSON or CI annotations is the adapters' job.
 
-use crate::yaml::Pos;
+use crate::yaml::{self, Pos};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -55,6 +55,206 @@ impl Diagnostic {
     /// The stable sort key: file, position, code, message.
     pub fn sort_key(&self) -> (&str, Pos, &str, &str) {
         (&self.file, self.pos, self.code, &self.message)
+    }
+}
+
+/// Where a file holds Secret values, found from its text alone, so that it works for documents
+/// that do not parse: in every document that looks like a Secret (`kind: Secret` in any YAML
+/// or JSON spelling, also as an item of a List), everything from the first line with a `data`
+/// or `stringData` key to the end of the document (the whole document when no such key is
+/// found). Diagnostics located there lose their quotes ([`redact_secrets`]) and `check` shows
+/// no source line from there. Erring on the side of hiding is fine: a hidden line only costs
+/// context.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecretSpans {
+    /// Byte ranges of the file text, in order.
+    bytes: Vec<(usize, usize)>,
+    /// The same spans as lines the way positions count them: first line and the highest last
+    /// line (inclusive) of this span and all before it. Lone CRs can make the line spans of
+    /// neighbouring documents overlap; the running maximum keeps lookups a binary search.
+    lines: Vec<(u32, u32)>,
+}
+
+impl SecretSpans {
+    /// `path` decides, as for rendering, whether the text is one JSON document or a YAML stream.
+    pub fn of(path: &str, text: &str) -> SecretSpans {
+        let mut spans = SecretSpans::default();
+        // Cheap exit for the common case: no Secret anywhere in the file.
+        if !text.contains("Secret") {
+            return spans;
+        }
+        let chunks = if path.ends_with(".json") {
+            vec![yaml::Chunk {
+                text,
+                body: text,
+                first_line: 1,
+            }]
+        } else {
+            yaml::split_stream(text)
+        };
+        for chunk in chunks {
+            if !looks_like_secret(chunk.text) {
+                continue;
+            }
+            // Chunks are slices of `text` (after a BOM at most).
+            let offset = chunk.text.as_ptr() as usize - text.as_ptr() as usize;
+            let start = data_key_line(chunk.text).unwrap_or(0);
+            spans
+                .bytes
+                .push((offset + start, offset + chunk.text.len()));
+            let last = chunk.first_line + line_breaks(chunk.text);
+            let reach = spans.lines.last().map_or(last, |(_, r)| last.max(*r));
+            spans
+                .lines
+                .push((chunk.first_line + line_breaks(&chunk.text[..start]), reach));
+        }
+        spans
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Whether a position on `line` may be inside a Secret's data.
+    pub fn covers_line(&self, line: u32) -> bool {
+        let before = self.lines.partition_point(|(first, _)| *first <= line);
+        before > 0 && self.lines[before - 1].1 >= line
+    }
+
+    /// Whether the bytes `start..end` of the text touch a Secret's data.
+    pub fn covers_bytes(&self, start: usize, end: usize) -> bool {
+        let before = self.bytes.partition_point(|(a, _)| *a < end);
+        before > 0 && self.bytes[before - 1].1 > start
+    }
+}
+
+/// Line breaks as YAML counts them (LF, CRLF, and a lone CR).
+fn line_breaks(s: &str) -> u32 {
+    let b = s.as_bytes();
+    let lone_cr = b
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| **c == b'\r' && b.get(i + 1) != Some(&b'\n'))
+        .count();
+    (b.iter().filter(|c| **c == b'\n').count() + lone_cr) as u32
+}
+
+fn is_word(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')
+}
+
+/// A `kind` key whose value is `Secret`: block, flow and JSON style, quoted, tagged, or on
+/// the next line.
+fn looks_like_secret(text: &str) -> bool {
+    text.match_indices("kind").any(|(i, _)| {
+        if text[..i].chars().next_back().is_some_and(is_word) {
+            return false;
+        }
+        let mut rest = &text[i + "kind".len()..];
+        let skip = |r: &mut &str| {
+            *r = r.trim_start_matches([' ', '\t', '\r', '\n', '"', '\'', ':']);
+        };
+        skip(&mut rest);
+        if let Some(tagged) = rest.strip_prefix('!') {
+            rest = tagged.trim_start_matches(|c: char| !c.is_whitespace());
+            skip(&mut rest);
+        }
+        rest.strip_prefix("Secret")
+            .is_some_and(|after| !after.chars().next().is_some_and(is_word))
+    })
+}
+
+/// Byte offset (in `text`) of the start of the first line with a `data` or `stringData` key.
+fn data_key_line(text: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let has_key = ["data", "stringData"].iter().any(|key| {
+            line.match_indices(key).any(|(i, _)| {
+                let before_ok = !line[..i].chars().next_back().is_some_and(is_word);
+                let after = line[i + key.len()..]
+                    .trim_start_matches(['"', '\''])
+                    .trim_start_matches([' ', '\t']);
+                before_ok
+                    && (after.starts_with(':') || after.trim_end_matches(['\r', '\n']).is_empty())
+            })
+        });
+        if has_key {
+            return Some(offset);
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// Empties every quoted part (`"..."` as Rust's `{:?}` writes it, `` `x' `` as the YAML
+/// parser writes a character) of a message about a Secret's data, so that neither a key nor
+/// a character of a value reaches a log.
+pub fn blank_quotes(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        let close = match c {
+            '"' => '"',
+            '`' => '\'',
+            _ => {
+                out.push(c);
+                continue;
+            }
+        };
+        out.push(c);
+        let mut escaped = false;
+        let mut closed = false;
+        for q in chars.by_ref() {
+            if escaped {
+                escaped = false;
+            } else if q == '\\' && close == '"' {
+                escaped = true;
+            } else if q == close {
+                closed = true;
+                break;
+            }
+        }
+        out.push('…');
+        if closed {
+            out.push(close);
+        }
+    }
+    out
+}
+
+/// Codes whose messages quote the input at their position (the YAML parser's messages and
+/// duplicate keys). Every other message quotes only names from metadata and task lists, which
+/// are not Secret values, and keeps them.
+const QUOTES_SOURCE: &[&str] = &["KLT001"];
+
+/// Blanks the quotes of every diagnostic that quotes the input at a position in a Secret's
+/// data. `files` are the input files as `(path, text)`, as the diagnostics name them.
+pub fn redact_secrets<'a>(
+    diags: &mut [Diagnostic],
+    files: impl IntoIterator<Item = (&'a str, &'a str)>,
+) {
+    if !diags.iter().any(|d| QUOTES_SOURCE.contains(&d.code)) {
+        return;
+    }
+    let named: std::collections::BTreeSet<String> = diags
+        .iter()
+        .filter(|d| QUOTES_SOURCE.contains(&d.code))
+        .map(|d| d.file.clone())
+        .collect();
+    let mut spans: std::collections::BTreeMap<&str, SecretSpans> = Default::default();
+    for (path, text) in files {
+        if named.contains(path) && !spans.contains_key(path) {
+            spans.insert(path, SecretSpans::of(path, text));
+        }
+    }
+    for d in diags.iter_mut().filter(|d| QUOTES_SOURCE.contains(&d.code)) {
+        if spans
+            .get(d.file.as_str())
+            .is_some_and(|s| s.covers_line(d.pos.line))
+        {
+            d.message = blank_quotes(&d.message);
+            d.help = d.help.as_deref().map(blank_quotes);
+        }
     }
 }
 
@@ -263,6 +463,52 @@ mod tests {
             })
             .collect();
         assert_eq!(rows, expected, "README's code table must match diag::CODES");
+    }
+
+    #[test]
+    fn secret_spans_start_at_the_data() {
+        let text = "kind: ConfigMap\ndata: {a: b}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  k: v\n";
+        let spans = SecretSpans::of("a.yaml", text);
+        assert_eq!(
+            (1..=10)
+                .filter(|l| spans.covers_line(*l))
+                .collect::<Vec<_>>(),
+            vec![8, 9, 10]
+        );
+        let data = text.find("stringData").unwrap();
+        assert!(spans.covers_bytes(data, data + 3));
+        assert!(!spans.covers_bytes(0, data - 1));
+        // Flow, JSON, quoted, tagged and List spellings; `metadata` is not `data`.
+        for secret in [
+            "{kind: Secret, data: {k: v}}",
+            "{\"kind\": \"Secret\", \"data\": {}}",
+            "kind: 'Secret'\nmetadata: {}\ndata: {}",
+            "kind: !!str Secret\ndata: {}",
+            "kind: List\nitems:\n- kind: Secret\n  data: {}",
+        ] {
+            assert!(!SecretSpans::of("s.yaml", secret).is_empty(), "{secret}");
+        }
+        for other in ["kind: SecretStore\ndata: {}", "kind: ConfigMap\n# Secret\n"] {
+            assert!(SecretSpans::of("o.yaml", other).is_empty(), "{other}");
+        }
+        let no_data = SecretSpans::of("s.yaml", "kind: Secret\nmetadata:\n  name: x\n");
+        assert!(
+            no_data.covers_line(1),
+            "without a data key, the whole document"
+        );
+    }
+
+    #[test]
+    fn quotes_are_blanked() {
+        assert_eq!(
+            blank_quotes(r#"duplicate key "a\"b" (first at line 3)"#),
+            r#"duplicate key "…" (first at line 3)"#
+        );
+        assert_eq!(
+            blank_quotes("unexpected character: `@'"),
+            "unexpected character: `…'"
+        );
+        assert_eq!(blank_quotes("open \"end"), "open \"…");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! Keptn's operator shapes it (`job_utils.go`, `runtime_builder.go`, `container_builder.go`),
 //! with a content-hashed name instead of a random one.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use serde_json::{Map, Value, json};
 
@@ -56,9 +58,12 @@ pub struct Index<'a, 'd> {
     pub secrets: &'a BTreeMap<(String, String), &'d Doc<'d>>,
     pub options: &'a Options,
     pub placement: &'a Placement,
+    /// [`Index::definition_names`] per lookup namespace, listed once: many unknown names in
+    /// one namespace would otherwise list all its definitions again for each of them.
+    pub names: RefCell<BTreeMap<String, Rc<[&'a str]>>>,
 }
 
-impl<'d> Index<'_, 'd> {
+impl<'a, 'd> Index<'a, 'd> {
     /// Task namespace first, then the configured definition namespace (Keptn's fallback).
     pub fn definition(&self, ns: &str, name: &str) -> Option<&TaskDefinition<'d>> {
         self.definitions
@@ -70,13 +75,23 @@ impl<'d> Index<'_, 'd> {
             })
     }
 
-    pub fn definition_names(&self, ns: &str) -> Vec<&str> {
+    /// Names of the definitions in `ns` and the fallback namespace, in key order (ties in
+    /// suggestions go to the first).
+    pub fn definition_names(&self, ns: &str) -> Rc<[&'a str]> {
+        if let Some(names) = self.names.borrow().get(ns) {
+            return Rc::clone(names);
+        }
         let fallback = self.options.definition_namespace.as_deref();
-        self.definitions
+        let names: Rc<[&'a str]> = self
+            .definitions
             .keys()
             .filter(|(n, _)| n == ns || Some(n.as_str()) == fallback)
             .map(|(_, name)| name.as_str())
-            .collect()
+            .collect();
+        self.names
+            .borrow_mut()
+            .insert(ns.to_string(), Rc::clone(&names));
+        names
     }
 }
 

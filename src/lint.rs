@@ -13,7 +13,9 @@ use crate::yaml::{Node, NodeKind, Pos};
 /// Every finding of the renderer plus the lints, sorted and without duplicates.
 pub fn check(files: &[SourceFile], opts: &Options) -> Vec<Diagnostic> {
     let mut diags = crate::render(files, opts).diagnostics;
-    diags.extend(lint(files, opts));
+    let mut lints = lint(files, opts);
+    crate::diag::redact_secrets(&mut lints, crate::render::source_texts(files));
+    diags.extend(lints);
     diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     diags.dedup();
     diags
@@ -26,10 +28,19 @@ pub fn lint(files: &[SourceFile], opts: &Options) -> Vec<Diagnostic> {
         .iter()
         .map(|f| (f.path.as_str(), f.text.as_str()))
         .collect();
+    // Each file's lines, split once: a file with many definitions would otherwise be split
+    // again for every one of them.
+    let mut lines: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut diags = Vec::new();
     for doc in &docs {
         if doc.group() == GROUP && doc.kind == "KeptnTaskDefinition" {
-            definition_lints(doc, texts.get(doc.file).copied(), opts, &mut diags);
+            let file_lines = texts.get(doc.file).map(|text| {
+                lines
+                    .entry(doc.file)
+                    .or_insert_with(|| text.lines().collect())
+                    .as_slice()
+            });
+            definition_lints(doc, file_lines, opts, &mut diags);
         }
         if workload::is_workload_kind(doc) {
             for (prefix, meta) in [
@@ -55,7 +66,7 @@ fn deno_env(opts: &Options) -> [&'static str; 3] {
 
 fn definition_lints(
     doc: &Doc<'_>,
-    text: Option<&str>,
+    text: Option<&[&str]>,
     opts: &Options,
     diags: &mut Vec<Diagnostic>,
 ) {
@@ -99,11 +110,10 @@ fn definition_lints(
 }
 
 /// Where the code's first character is in the file: block scalars start on the next line.
-fn code_origin(pos: Pos, text: Option<&str>) -> (u32, u32) {
-    let Some(text) = text else {
+fn code_origin(pos: Pos, lines: Option<&[&str]>) -> (u32, u32) {
+    let Some(lines) = lines else {
         return (pos.line, pos.col);
     };
-    let lines: Vec<&str> = text.lines().collect();
     // Positions count lone CRs as line breaks and `lines` does not, so a position may lie
     // past the last line: nothing here may index by it.
     let here = lines
@@ -139,7 +149,7 @@ fn env_lints(
     python: bool,
     code: &str,
     pos: Pos,
-    text: Option<&str>,
+    text: Option<&[&str]>,
     opts: &Options,
     diags: &mut Vec<Diagnostic>,
 ) {

@@ -160,12 +160,14 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
         secrets: &secrets,
         options: opts,
         placement: &placement,
+        names: Default::default(),
     };
     let rendered: Vec<job::Rendered> = runs
         .iter()
         .filter_map(|r| job::render_task(r, &index, &mut diags))
         .collect();
 
+    crate::diag::redact_secrets(&mut diags, source_texts(files));
     diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     diags.dedup();
     if diags.iter().any(Diagnostic::is_error) {
@@ -178,6 +180,11 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
         documents: assemble(&passthrough, rendered, &placement, opts),
         diagnostics: diags,
     }
+}
+
+/// The input as `(path, text)`, as diagnostics name it.
+pub fn source_texts(files: &[SourceFile]) -> impl Iterator<Item = (&str, &str)> {
+    files.iter().map(|f| (f.path.as_str(), f.text.as_str()))
 }
 
 const RENDERED_KINDS: &[&str] = &[

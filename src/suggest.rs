@@ -1,5 +1,16 @@
 //! "Did you mean" suggestions for misspelled names and fields.
 
+/// Names longer than this get no suggestion, and longer candidates are never suggested: a
+/// typo is found in names people type, and the limit keeps one comparison at most
+/// `MAX_LEN * (2 * 3 + 1)` steps, however long hostile input makes them.
+pub const MAX_LEN: usize = 256;
+
+/// At most this many candidates of plausible length are compared per name, so that one
+/// suggestion costs at most `O(MAX_COMPARED * MAX_LEN)`. A name with more plausible candidates
+/// than that gets no suggestion: stopping early could suggest a worse candidate than one not
+/// yet compared.
+pub const MAX_COMPARED: usize = 10_000;
+
 /// The candidate closest to `wanted`: a case-insensitive match, else the nearest within two
 /// edits (three for names of twelve characters or more). A candidate that shares no
 /// character position with the name (`ab` vs `cd`) is not a typo of it. Ties go to the
@@ -8,37 +19,97 @@ pub fn closest<'a, S: AsRef<str> + ?Sized + 'a>(
     wanted: &str,
     candidates: impl IntoIterator<Item = &'a S>,
 ) -> Option<&'a str> {
-    let lower = wanted.to_lowercase();
-    let len = lower.chars().count();
-    let max = if len >= 12 { 3 } else { 2 };
-    candidates
-        .into_iter()
-        .map(AsRef::as_ref)
-        .filter(|c| *c != wanted)
-        .filter_map(|c| {
-            let cl = c.to_lowercase();
-            let d = bounded_levenshtein(&lower, &cl, max)?;
-            (d == 0 || d < len.max(cl.chars().count())).then_some((d, c))
-        })
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-/// Levenshtein distance if it is at most `max`. Lengths further apart than `max` are
-/// rejected before any work, which keeps a pathological multi-megabyte key cheap.
-fn bounded_levenshtein(a: &str, b: &str, max: usize) -> Option<usize> {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    if a.len().abs_diff(b.len()) > max {
+    // Bytes bound characters from above: a cheap first cut before anything is counted.
+    if wanted.len() > 4 * MAX_LEN {
         return None;
     }
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
+    let lower: Vec<char> = wanted.to_lowercase().chars().collect();
+    let len = lower.len();
+    if len > MAX_LEN {
+        return None;
+    }
+    // ASCII names (nearly all) are compared as bytes, lowercased on the fly: no allocation
+    // per candidate.
+    let lower_ascii: Option<Vec<u8>> = wanted
+        .is_ascii()
+        .then(|| wanted.bytes().map(|b| b.to_ascii_lowercase()).collect());
+    let max = if len >= 12 { 3 } else { 2 };
+    let mut best: Option<(usize, &str)> = None;
+    let mut compared = 0;
+    for c in candidates.into_iter().map(AsRef::as_ref) {
+        if c == wanted || c.len() > 4 * MAX_LEN {
+            continue;
+        }
+        let (d, c_len) = match &lower_ascii {
+            Some(a) if c.is_ascii() => {
+                if c.len() > MAX_LEN || c.len().abs_diff(len) > max {
+                    continue;
+                }
+                compared += 1;
+                let eq = |x: &u8, y: &u8| *x == y.to_ascii_lowercase();
+                (bounded_levenshtein(a, c.as_bytes(), max, eq), c.len())
+            }
+            _ => {
+                let cl: Vec<char> = c.to_lowercase().chars().collect();
+                if cl.len() > MAX_LEN || cl.len().abs_diff(len) > max {
+                    continue;
+                }
+                compared += 1;
+                (bounded_levenshtein(&lower, &cl, max, char::eq), cl.len())
+            }
+        };
+        if compared > MAX_COMPARED {
+            return None;
+        }
+        let Some(d) = d else { continue };
+        if (d == 0 || d < len.max(c_len)) && best.is_none_or(|(b, _)| d < b) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+/// Levenshtein distance if it is at most `max` (and `b` at most [`MAX_LEN`] long): only the
+/// diagonal band of width `2 * max + 1` is computed, and the comparison stops as soon as a
+/// whole row is beyond `max`.
+fn bounded_levenshtein<A, B>(
+    a: &[A],
+    b: &[B],
+    max: usize,
+    eq: impl Fn(&A, &B) -> bool,
+) -> Option<usize> {
+    if a.len().abs_diff(b.len()) > max || b.len() > MAX_LEN {
+        return None;
+    }
+    // Cells outside the band stand for "more than max".
+    let over = max + 1;
+    let width = b.len() + 1;
+    let mut rows = vec![over; 2 * width];
+    let (row_a, row_b) = rows.split_at_mut(width);
+    let (mut prev, mut cur) = (row_a, row_b);
+    for (j, cell) in prev.iter_mut().enumerate() {
+        *cell = j.min(over);
+    }
     for (i, ca) in a.iter().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let subst = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = subst.min(prev[j + 1] + 1).min(cur[j] + 1);
+        let row = i + 1;
+        let lo = row.saturating_sub(max).max(1);
+        let hi = (row + max).min(b.len());
+        // Only the band is written. Its left neighbour (read for this row's first cell) and
+        // right neighbour (read by the next row) hold a row from two rows ago: reset them.
+        cur[lo - 1] = over;
+        if hi < b.len() {
+            cur[hi + 1] = over;
+        }
+        cur[0] = row.min(over);
+        let mut row_min = cur[0];
+        for j in lo..=hi {
+            let subst = prev[j - 1] + usize::from(!eq(ca, &b[j - 1]));
+            let v = subst.min(prev[j] + 1).min(cur[j - 1] + 1).min(over);
+            cur[j] = v;
+            row_min = row_min.min(v);
+        }
+        if row_min > max {
+            return None;
         }
         std::mem::swap(&mut prev, &mut cur);
     }
@@ -58,5 +129,115 @@ mod tests {
         assert_eq!(closest("something-else", names), None);
         assert_eq!(closest("ab", ["cd"]), None);
         assert_eq!(closest(&"x".repeat(1 << 20), ["x"]), None);
+    }
+
+    #[test]
+    fn the_band_gives_the_full_distance() {
+        let full = |a: &str, b: &str| {
+            let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+            let mut prev: Vec<usize> = (0..=b.len()).collect();
+            for (i, ca) in a.iter().enumerate() {
+                let mut cur = vec![i + 1; b.len() + 1];
+                for (j, cb) in b.iter().enumerate() {
+                    cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                        .min(prev[j + 1] + 1)
+                        .min(cur[j] + 1);
+                }
+                prev = cur;
+            }
+            prev[b.len()]
+        };
+        let words = [
+            "",
+            "a",
+            "ab",
+            "ba",
+            "abc",
+            "acb",
+            "kitten",
+            "sitting",
+            "notify-slack",
+            "notify-slak",
+            "slack-notify",
+            "pre-check",
+            "prec-heck",
+            "ñandú",
+            "nandu",
+        ];
+        // And many short strings over a small alphabet, where edits overlap most.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (seed >> 33) as usize
+        };
+        let mut random: Vec<String> = Vec::new();
+        for _ in 0..300 {
+            let n = next() % 9;
+            random.push((0..n).map(|_| ['a', 'b', 'c', 'ñ'][next() % 4]).collect());
+        }
+        for pair in random.chunks(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            let (ca, cb): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+            for max in 0..5 {
+                let d = full(a, b);
+                assert_eq!(
+                    bounded_levenshtein(&ca, &cb, max, char::eq),
+                    (d <= max).then_some(d),
+                    "{a:?} {b:?} {max}"
+                );
+            }
+        }
+        for a in words {
+            for b in words {
+                for max in 0..4 {
+                    let (ca, cb): (Vec<char>, Vec<char>) =
+                        (a.chars().collect(), b.chars().collect());
+                    let d = full(a, b);
+                    assert_eq!(
+                        bounded_levenshtein(&ca, &cb, max, char::eq),
+                        (d <= max).then_some(d),
+                        "{a:?} {b:?} {max}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn very_long_names_get_no_suggestion_and_return() {
+        // Equal lengths pass the length cut; without a bound this is 10^10 steps.
+        let long = "a".repeat(100_000);
+        let typo = format!("{}b", "a".repeat(99_999));
+        assert_eq!(closest(&long, [typo.as_str()]), None);
+        assert_eq!(closest(&typo, [long.as_str(), "x"]), None);
+        // Long candidates are skipped, short ones still found.
+        let at_limit = "n".repeat(MAX_LEN);
+        let over = "n".repeat(MAX_LEN + 1);
+        assert_eq!(closest(&at_limit, [over.as_str()]), None);
+        let near = format!("{}m", "n".repeat(MAX_LEN - 1));
+        assert_eq!(closest(&at_limit, [near.as_str()]), Some(near.as_str()));
+        assert_eq!(
+            closest("notify-slak", [long.as_str(), "notify-slack"]),
+            Some("notify-slack")
+        );
+    }
+
+    #[test]
+    fn too_many_plausible_candidates_give_no_suggestion() {
+        let many: Vec<String> = (0..MAX_COMPARED).map(|i| format!("zzzz-{i:06}")).collect();
+        let mut names: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(closest("notify-slak", names.iter().copied()), None);
+        names.push("notify-slack");
+        // One more than the cap: not even the first candidates' best is offered.
+        assert_eq!(closest("notify-slak", names.iter().copied()), None);
+        names.remove(0);
+        assert_eq!(
+            closest("notify-slak", names.iter().copied()),
+            Some("notify-slack")
+        );
+        // Implausible lengths do not count.
+        let mut with_short: Vec<&str> = vec!["a"; 2 * MAX_COMPARED];
+        with_short.push("notify-slack");
+        assert_eq!(closest("notify-slak", with_short), Some("notify-slack"));
     }
 }

@@ -45,26 +45,29 @@ pub fn single_line(diags: &[Diagnostic]) -> String {
 ///    |     ^
 ///    = help: did you mean "secureParameters"?
 /// ```
+///
+/// A line inside a Secret's data is never shown (CI logs are not a place for Secret values).
 pub fn with_snippets(diags: &[Diagnostic], files: &[SourceFile]) {
     let stderr = std::io::stderr();
-    let mut err = stderr.lock();
+    let mut err = std::io::BufWriter::new(stderr.lock());
+    let mut sources = Sources::new(files);
     for d in diags {
         let _ = writeln!(err, "{}", d.one_line());
-        let line = files
-            .iter()
-            .find(|f| f.path == d.file)
-            .and_then(|f| f.text.lines().nth((d.pos.line as usize).saturating_sub(1)));
-        if let Some(line) = line.filter(|_| d.pos.line > 0) {
+        let line = sources.line(&d.file, d.pos.line);
+        if let Some(line) = line {
             let num = d.pos.line.to_string();
             let pad = " ".repeat(num.len());
-            let caret_at: String = line
-                .chars()
-                .take((d.pos.col as usize).saturating_sub(1))
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
             let _ = writeln!(err, "{pad} |");
-            let _ = writeln!(err, "{num} | {line}");
-            let _ = writeln!(err, "{pad} | {caret_at}^");
+            match line {
+                Snippet::Hidden => {
+                    let _ = writeln!(err, "{num} | (not shown: inside a Secret's data)");
+                }
+                Snippet::Text { line, ascii } => {
+                    let (shown, caret_at) = window(line, ascii, d.pos.col);
+                    let _ = writeln!(err, "{num} | {shown}");
+                    let _ = writeln!(err, "{pad} | {caret_at}^");
+                }
+            }
             if let Some(help) = &d.help {
                 let _ = writeln!(err, "{pad} = help: {help}");
             }
@@ -72,6 +75,118 @@ pub fn with_snippets(diags: &[Diagnostic], files: &[SourceFile]) {
             let _ = writeln!(err, "  = help: {help}");
         }
     }
+    let _ = err.flush();
+}
+
+enum Snippet<'t> {
+    /// `ascii`: the file is ASCII, so columns are byte offsets.
+    Text {
+        line: &'t str,
+        ascii: bool,
+    },
+    Hidden,
+}
+
+/// The input files with their lines indexed once, on first use, so that each finding's line is
+/// a lookup (many findings in one file would otherwise rescan it for every one).
+struct Sources<'f> {
+    files: &'f [SourceFile],
+    indexed: std::collections::HashMap<&'f str, Indexed<'f>>,
+}
+
+struct Indexed<'f> {
+    text: &'f str,
+    /// Byte offset of each line's start, as `str::lines` splits them.
+    starts: Vec<usize>,
+    ascii: bool,
+    secrets: klt_render::diag::SecretSpans,
+}
+
+impl<'f> Sources<'f> {
+    fn new(files: &'f [SourceFile]) -> Self {
+        Sources {
+            files,
+            indexed: Default::default(),
+        }
+    }
+
+    fn line(&mut self, path: &str, line: u32) -> Option<Snippet<'f>> {
+        if line == 0 {
+            return None;
+        }
+        if !self.indexed.contains_key(path) {
+            let file = self.files.iter().find(|f| f.path == path)?;
+            let text = file.text.as_str();
+            let starts = std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect();
+            let secrets = klt_render::diag::SecretSpans::of(&file.path, text);
+            self.indexed.insert(
+                file.path.as_str(),
+                Indexed {
+                    text,
+                    starts,
+                    ascii: text.is_ascii(),
+                    secrets,
+                },
+            );
+        }
+        let f = self.indexed.get(path)?;
+        let start = *f.starts.get(line as usize - 1)?;
+        let shown = f.text[start..].lines().next()?;
+        if f.secrets.covers_line(line) || f.secrets.covers_bytes(start, start + shown.len()) {
+            return Some(Snippet::Hidden);
+        }
+        Some(Snippet::Text {
+            line: shown,
+            ascii: f.ascii,
+        })
+    }
+}
+
+/// Longest source line shown in full; longer ones (minified JSON) are cut around the column.
+const MAX_SHOWN: usize = 512;
+
+/// The part of `line` to show and the caret's indent (tabs kept, so the caret lines up).
+fn window(line: &str, ascii: bool, col: u32) -> (std::borrow::Cow<'_, str>, String) {
+    let col = (col as usize).saturating_sub(1);
+    let indent = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect()
+    };
+    if line.len() <= MAX_SHOWN {
+        let before: String = line.chars().take(col).collect();
+        return (line.into(), indent(&before));
+    }
+    // Byte offset of the `i`th character; constant time in ASCII files, which is where very
+    // long lines with many findings come from.
+    let count = if ascii {
+        line.len()
+    } else {
+        line.chars().count()
+    };
+    let byte = |i: usize| {
+        if ascii {
+            i.min(line.len())
+        } else {
+            line.char_indices().nth(i).map_or(line.len(), |(b, _)| b)
+        }
+    };
+    let col = col.min(count);
+    let from = col.saturating_sub(MAX_SHOWN / 2);
+    let to = (from + MAX_SHOWN).min(count);
+    let mut shown = String::new();
+    if from > 0 {
+        shown.push('…');
+    }
+    let prefix_len = shown.chars().count();
+    shown.push_str(&line[byte(from)..byte(to)]);
+    if to < count {
+        shown.push('…');
+    }
+    let caret = " ".repeat(prefix_len) + &indent(&line[byte(from)..byte(col)]);
+    (shown.into(), caret)
 }
 
 /// Findings as a JSON list, one object per finding with stable keys.
@@ -123,4 +238,73 @@ pub fn github(d: &Diagnostic) -> String {
         prop(d.code),
         data(&message)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexed_lines_are_the_lines_of_the_text() {
+        for text in [
+            "",
+            "a",
+            "a\n",
+            "a\nb",
+            "a\r\nb\r\n",
+            "a\n\n\nb\n",
+            "a\rb\nc\r",
+            "\u{feff}kind: x\n  ü: ß\n",
+        ] {
+            let files = [SourceFile {
+                path: "f.yaml".into(),
+                text: text.into(),
+            }];
+            let mut sources = Sources::new(&files);
+            for n in 1..8u32 {
+                let expected = text.lines().nth(n as usize - 1);
+                let got = match sources.line("f.yaml", n) {
+                    Some(Snippet::Text { line, .. }) => Some(line),
+                    Some(Snippet::Hidden) => panic!("no Secret here"),
+                    None => None,
+                };
+                assert_eq!(got, expected, "{text:?} line {n}");
+            }
+            assert!(sources.line("f.yaml", 0).is_none());
+            assert!(sources.line("other.yaml", 1).is_none());
+        }
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_column() {
+        let short = "\tkey: value";
+        assert_eq!(window(short, true, 3), (short.into(), "\t ".to_string()));
+        let long = format!("{}X{}", "a".repeat(10_000), "b".repeat(10_000));
+        for ascii in [true, false] {
+            let (shown, caret) = window(&long, ascii, 10_001);
+            assert_eq!(shown.chars().count(), MAX_SHOWN + 2, "two ellipses");
+            assert!(shown.starts_with('…') && shown.ends_with('…'));
+            let at = caret.chars().count();
+            assert_eq!(shown.chars().nth(at), Some('X'), "caret under the column");
+        }
+        let (shown, caret) = window(&long, true, 1);
+        assert!(!shown.starts_with('…') && shown.ends_with('…'));
+        assert_eq!(caret, "");
+    }
+
+    #[test]
+    fn secret_data_lines_are_hidden() {
+        let files = [SourceFile {
+            path: "s.yaml".into(),
+            text: "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  k: v\n"
+                .into(),
+        }];
+        let mut sources = Sources::new(&files);
+        assert!(matches!(
+            sources.line("s.yaml", 4),
+            Some(Snippet::Text { .. })
+        ));
+        assert!(matches!(sources.line("s.yaml", 5), Some(Snippet::Hidden)));
+        assert!(matches!(sources.line("s.yaml", 6), Some(Snippet::Hidden)));
+    }
 }
