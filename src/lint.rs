@@ -23,7 +23,7 @@ pub fn check(files: &[SourceFile], opts: &Options) -> Vec<Diagnostic> {
 
 pub fn lint(files: &[SourceFile], opts: &Options) -> Vec<Diagnostic> {
     let mut ignored = Vec::new();
-    let docs = document::load(files, &mut ignored);
+    let docs = document::load_with(files, &opts.limits, &mut ignored);
     let texts: BTreeMap<&str, &str> = files
         .iter()
         .map(|f| (f.path.as_str(), f.text.as_str()))

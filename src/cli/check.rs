@@ -2,14 +2,14 @@
 //! [`klt_render::lint`], without printing manifests. For Git hooks and CI.
 //!
 //! Exit status: 0 clean or only warnings (unless `--deny-warnings`), 1 errors, 2 usage or
-//! I/O problems.
+//! I/O problems, or input over a limit (KLT050: it was not checked).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
-use super::{input, options_from, paths_arg, report};
+use super::{EXIT_BAD_INPUT, input, options_from, paths_arg, report};
 
 pub fn command() -> Command {
     Command::new("check")
@@ -51,6 +51,10 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
                 files.len()
             );
         }
+    }
+    // Input over a limit was not checked at all: that is bad input, like an unreadable file.
+    if diags.iter().any(|d| d.code == "KLT050") {
+        return Ok(ExitCode::from(EXIT_BAD_INPUT));
     }
     let failed =
         diags.iter().any(|d| d.is_error()) || (m.get_flag("deny-warnings") && !diags.is_empty());

@@ -282,7 +282,7 @@ fn execute(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let mut scratch = Vec::new();
-    let docs = document::load(&files, &mut scratch);
+    let docs = document::load_with(&files, &opts.limits, &mut scratch);
     let is_definition = |d: &&Doc<'_>| d.group() == model::GROUP && d.kind == "KeptnTaskDefinition";
     let definitions: Vec<&Doc<'_>> = docs.iter().filter(is_definition).collect();
     let named: Vec<&Doc<'_>> = definitions

@@ -123,11 +123,12 @@ def write_tree(root: pathlib.Path, files: dict[str, str]) -> None:
 
 
 def entry_points(binary, app: pathlib.Path, files: dict[str, str]):
-    """(name, command, cwd, env, stdin, must exit 2)."""
+    """(name, command, cwd, env, stdin, must exit 2: every command, `check` included, since input
+    over a limit was not checked at all)."""
     stream = "".join("---\n" + t for n, t in sorted(files.items()) if not n.endswith(".json")).encode()
     generate_env = {"ARGOCD_APP_NAME": "hostile", "ARGOCD_APP_NAMESPACE": "default"}
     yield "render", [str(binary), "render", "."], app, {}, b"", True
-    yield "check", [str(binary), "check", "."], app, {}, b"", False
+    yield "check", [str(binary), "check", "."], app, {}, b"", True
     yield "generate", [str(binary), "generate"], app, generate_env, b"", True
     if stream:
         yield "render-stdin", [str(binary), "render", "-"], app, {}, stream, True
