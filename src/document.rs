@@ -17,7 +17,7 @@ pub struct SourceFile {
 #[derive(Debug)]
 pub struct Doc<'a> {
     pub file: &'a str,
-    pub root: Node,
+    pub root: Node<'a>,
     /// The document text for verbatim output; `None` for items of a `kind: List`.
     pub raw: Option<&'a str>,
     pub api_version: String,
@@ -91,7 +91,7 @@ pub fn string_map(node: Option<&Node>) -> BTreeMap<String, String> {
     if let Some(entries) = node.and_then(Node::as_map) {
         for e in entries {
             if let Some(v) = scalar_string(&e.value) {
-                out.insert(e.key.clone(), v);
+                out.insert(e.key.to_string(), v);
             }
         }
     }
@@ -101,7 +101,7 @@ pub fn string_map(node: Option<&Node>) -> BTreeMap<String, String> {
 /// The string a scalar stands for in a string-typed field.
 pub fn scalar_string(node: &Node) -> Option<String> {
     match &node.kind {
-        NodeKind::Str(s) => Some(s.clone()),
+        NodeKind::Str(s) => Some(s.to_string()),
         NodeKind::Bool(b) => Some(b.to_string()),
         NodeKind::Int(i) => Some(i.to_string()),
         NodeKind::Float(f) => Some(f.to_string()),
@@ -219,7 +219,7 @@ pub fn limit_diag(
 
 fn add_object<'a>(
     file: &'a str,
-    root: Node,
+    root: Node<'a>,
     raw: Option<&'a str>,
     docs: &mut Vec<Doc<'a>>,
     diags: &mut Vec<Diagnostic>,

@@ -48,13 +48,13 @@ pub fn resource_name(s: &str) -> String {
 
 /// Labels and annotations of one metadata block, with positions of the values.
 struct Meta<'n> {
-    labels: Option<&'n Node>,
-    annotations: Option<&'n Node>,
+    labels: Option<&'n Node<'n>>,
+    annotations: Option<&'n Node<'n>>,
     field: &'static str,
 }
 
 impl<'n> Meta<'n> {
-    fn new(meta: Option<&'n Node>, field: &'static str) -> Self {
+    fn new(meta: Option<&'n Node<'n>>, field: &'static str) -> Self {
         Meta {
             labels: meta.and_then(|m| m.get("labels")),
             annotations: meta.and_then(|m| m.get("annotations")),
