@@ -169,6 +169,8 @@ pub fn load_with<'a>(
             }
         }
     }
+    // Every document is kept until the render ends: no growth slack.
+    docs.shrink_to_fit();
     docs
 }
 

@@ -104,6 +104,9 @@ pub struct TaskDefinition<'d> {
     pub service_account: Option<String>,
     pub automount_token: Option<bool>,
     pub image_pull_secrets: Option<serde_json::Value>,
+    /// `metadata.labels` and `metadata.annotations`, which every Job of the definition carries.
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -385,6 +388,8 @@ pub fn read_task_definition<'d>(
             .and_then(|s| s.get("imagePullSecrets"))
             .filter(|n| !n.is_null())
             .map(Node::to_json),
+        labels: doc.metadata_map("labels"),
+        annotations: doc.metadata_map("annotations"),
     }
 }
 

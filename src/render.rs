@@ -7,6 +7,7 @@
 //! namespace and name; input objects are sorted by kind rank, kind, group, namespace, name.
 //! Nothing depends on file names or file order.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
@@ -64,13 +65,27 @@ impl Output {
 
 use crate::waves::{ANN_WAVE, Placement};
 
+/// Renders into memory: every document's text at once. For tests and callers that inspect
+/// the documents; commands that only write the stream use [`render_with`].
 pub fn render(files: &[SourceFile], opts: &Options) -> Output {
+    render_with(files, opts, |r| r.into_output())
+}
+
+/// Renders and hands the result to `finish` while the input's documents are still alive:
+/// pass-through documents are borrowed from the input and generated ones are made one at a
+/// time as [`Rendering::write_yaml`] writes them, so that no render holds its whole output.
+/// Every check has run before `finish` is called: on an error there is nothing to write.
+pub fn render_with<R>(
+    files: &[SourceFile],
+    opts: &Options,
+    finish: impl FnOnce(Rendering<'_>) -> R,
+) -> R {
     let mut diags = Vec::new();
     let docs = document::load_with(files, &opts.limits, &mut diags);
     let dest = opts.namespace.as_deref();
     check_duplicates(&docs, dest, &mut diags);
 
-    let mut definitions: BTreeMap<(String, String), TaskDefinition<'_>> = BTreeMap::new();
+    let mut definitions: BTreeMap<(String, String), Box<TaskDefinition<'_>>> = BTreeMap::new();
     let mut config_maps = BTreeMap::new();
     let mut secrets = BTreeMap::new();
     let mut apps = BTreeMap::new();
@@ -88,7 +103,7 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
             }
             match doc.kind.as_str() {
                 "KeptnTaskDefinition" => {
-                    definitions.insert(key, model::read_task_definition(doc, &mut diags));
+                    definitions.insert(key, Box::new(model::read_task_definition(doc, &mut diags)));
                 }
                 "KeptnApp" => {
                     warn_unrendered(doc, &mut diags);
@@ -146,6 +161,7 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
     for t in &hand_tasks {
         runs.push(hand_task_run(t, opts));
     }
+    runs.shrink_to_fit();
 
     let placement = Placement::new(&passthrough, opts);
     placement.check_room(
@@ -161,22 +177,102 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
         options: opts,
         placement: &placement,
     };
-    let rendered: Vec<job::Rendered> = runs
+    let rendered: Vec<(usize, job::Rendered)> = runs
         .iter()
-        .filter_map(|r| job::render_task(r, &index, &mut diags))
+        .enumerate()
+        .filter_map(|(i, r)| job::render_task(r, &index, &mut diags).map(|j| (i, j)))
         .collect();
 
     diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     diags.dedup();
-    if diags.iter().any(Diagnostic::is_error) {
-        return Output {
-            documents: Vec::new(),
-            diagnostics: diags,
-        };
-    }
-    Output {
-        documents: assemble(&passthrough, rendered, &placement, opts),
+    let items = if diags.iter().any(Diagnostic::is_error) {
+        Vec::new()
+    } else {
+        assemble(&passthrough, rendered, &placement, opts)
+    };
+    finish(Rendering {
         diagnostics: diags,
+        items,
+        runs: &runs,
+        index: &index,
+    })
+}
+
+/// A finished render: its diagnostics and, unless they hold an error, its documents in
+/// output order, generated ones still unwritten.
+pub struct Rendering<'r> {
+    pub diagnostics: Vec<Diagnostic>,
+    items: Vec<Placed<'r>>,
+    runs: &'r [TaskRun<'r>],
+    index: &'r Index<'r, 'r>,
+}
+
+impl Rendering<'_> {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// How many documents the stream holds (none when there is an error).
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Writes the stream, making each generated document's text only as it is written.
+    pub fn write_yaml(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        for item in &self.items {
+            let text = self.text(item);
+            if !text.starts_with("---") {
+                w.write_all(b"---\n")?;
+            }
+            w.write_all(text.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The stream as one string.
+    pub fn to_yaml(&self) -> String {
+        let mut out = Vec::new();
+        self.write_yaml(&mut out)
+            .expect("writing to a Vec cannot fail");
+        String::from_utf8(out).expect("documents are UTF-8")
+    }
+
+    pub fn into_output(self) -> Output {
+        let documents = self
+            .items
+            .iter()
+            .map(|p| OutDoc {
+                kind: p.kind.clone(),
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                text: self.text(p).into_owned(),
+                generated: !matches!(p.body, Body::Input(_)),
+            })
+            .collect();
+        Output {
+            documents,
+            diagnostics: self.diagnostics,
+        }
+    }
+
+    fn text<'s>(&'s self, item: &'s Placed<'_>) -> Cow<'s, str> {
+        match &item.body {
+            Body::Input(text) => Cow::Borrowed(text),
+            Body::Object(obj) => Cow::Owned(yaml::emit(obj)),
+            Body::ConfigMap(shared) => {
+                let (phase, cm, labels) = shared.as_ref();
+                let mut obj = job::config_map_object(cm, labels);
+                self.index.placement.annotate(&mut obj, *phase, false);
+                Cow::Owned(yaml::emit(&obj))
+            }
+            Body::Job(run, rendered) => {
+                Cow::Owned(job::job_text(&self.runs[*run], self.index, rendered))
+            }
+        }
     }
 }
 
@@ -645,13 +741,11 @@ fn kind_rank(kind: &str) -> usize {
 /// One TaskRecord (spec only) per app version, keyed by namespace and name; the status is
 /// klt-reconciler's to write. It goes into a wave after everything else: Argo CD does not
 /// wait for the health of the last wave, so the record never holds the sync back.
-fn task_records(
-    jobs: &BTreeMap<(Option<String>, String), job::Rendered>,
-) -> BTreeMap<(Option<String>, String), Value> {
+fn task_records(jobs: &Jobs) -> BTreeMap<(Option<String>, String), Value> {
     // The record object without its tasks, and the tasks in record order.
     type Draft<'r> = (Value, Vec<(usize, &'r str, Value)>);
     let mut drafts: BTreeMap<(Option<String>, String), Draft<'_>> = BTreeMap::new();
-    for r in jobs.values() {
+    for (_, r) in jobs.values() {
         let Some(name) = job::record_name(&r.app, &r.app_version) else {
             continue;
         };
@@ -720,161 +814,210 @@ fn phase_rank(label: &str) -> usize {
 type SharedConfigMap = (Phase, job::GeneratedConfigMap, BTreeMap<String, String>);
 
 /// An output document with what orders it: phase group, kind rank, API group; then kind,
-/// namespace, name and (only for otherwise equal objects) the text.
-struct Placed {
+/// namespace, name and (only for otherwise equal input objects) the text.
+struct Placed<'r> {
     group: usize,
     rank: usize,
     api_group: String,
-    doc: OutDoc,
+    kind: String,
+    namespace: Option<String>,
+    name: String,
+    body: Body<'r>,
 }
 
-impl Placed {
+/// What an output document's text is made from.
+enum Body<'r> {
+    /// An input object: its own text, or re-emitted when it had to change.
+    Input(Cow<'r, str>),
+    Object(Value),
+    /// A generated ConfigMap, made into an object only as it is written.
+    ConfigMap(Box<SharedConfigMap>),
+    /// A Job: the index of its task run, and what its validation found.
+    Job(usize, Box<job::Rendered>),
+}
+
+impl Placed<'_> {
     fn key(&self) -> (usize, usize, &str, &str, &str, &str) {
         (
             self.group,
             self.rank,
-            &self.doc.kind,
+            &self.kind,
             &self.api_group,
-            self.doc.namespace.as_deref().unwrap_or(""),
-            &self.doc.name,
+            self.namespace.as_deref().unwrap_or(""),
+            &self.name,
         )
     }
 
-    fn cmp(&self, other: &Placed) -> std::cmp::Ordering {
+    /// Generated objects never tie: they are keyed by namespace and name within their group.
+    fn cmp(&self, other: &Placed<'_>) -> std::cmp::Ordering {
         self.key()
             .cmp(&other.key())
-            .then_with(|| self.doc.text.cmp(&other.doc.text))
+            .then_with(|| match (&self.body, &other.body) {
+                (Body::Input(a), Body::Input(b)) => a.cmp(b),
+                _ => std::cmp::Ordering::Equal,
+            })
     }
 }
 
-fn assemble(
-    passthrough: &[&Doc<'_>],
-    rendered: Vec<job::Rendered>,
-    placement: &Placement,
-    opts: &Options,
-) -> Vec<OutDoc> {
-    let group = |p: Phase| match p {
+/// Where each group of output documents goes: phase groups around the input objects (2).
+fn phase_group(p: Phase) -> usize {
+    match p {
         Phase::AppPre => 0,
         Phase::WorkloadPre => 1,
         Phase::WorkloadPost => 3,
         Phase::AppPost => 4,
-    };
+    }
+}
 
-    // Input ConfigMaps and Secrets that task Jobs need must exist before those Jobs start.
-    let mut used: BTreeMap<(&str, String, String), Phase> = BTreeMap::new();
-    for r in &rendered {
+fn assemble<'r>(
+    passthrough: &[&'r Doc<'r>],
+    rendered: Vec<(usize, job::Rendered)>,
+    placement: &Placement,
+    opts: &Options,
+) -> Vec<Placed<'r>> {
+    let (cms, jobs) = shared_config_maps(rendered);
+    // Jobs of equal name are equal, so the first of them stands for all.
+    let used = used_inputs(&jobs);
+    let mut out: Vec<Placed<'r>> = Vec::with_capacity(passthrough.len() + cms.len() + jobs.len());
+    out.extend(
+        passthrough
+            .iter()
+            .map(|d| input_document(d, &used, placement, opts)),
+    );
+    for ((ns, name), shared) in cms {
+        // In hooks mode every ConfigMap is a PreSync hook, so it exists before any Job.
+        let group = if opts.mode == Mode::Hooks {
+            0
+        } else {
+            phase_group(shared.0)
+        };
+        let body = Body::ConfigMap(Box::new(shared));
+        out.push(generated(group, 0, "ConfigMap", ns, name, body));
+    }
+    if opts.records {
+        for ((ns, name), mut record) in task_records(&jobs) {
+            record["metadata"]["annotations"] =
+                json!({ANN_WAVE: placement.record_wave().to_string()});
+            out.push(generated(
+                5,
+                0,
+                "TaskRecord",
+                ns,
+                name,
+                Body::Object(record),
+            ));
+        }
+    }
+    for ((ns, name), (run, r)) in jobs {
+        let group = phase_group(r.phase);
+        out.push(generated(
+            group,
+            1,
+            "Job",
+            ns,
+            name,
+            Body::Job(run, Box::new(r)),
+        ));
+    }
+    out.sort_by(Placed::cmp);
+    out
+}
+
+fn generated<'r>(
+    group: usize,
+    rank: usize,
+    kind: &str,
+    namespace: Option<String>,
+    name: String,
+    body: Body<'r>,
+) -> Placed<'r> {
+    Placed {
+        group,
+        rank,
+        api_group: String::new(),
+        kind: kind.into(),
+        namespace,
+        name,
+        body,
+    }
+}
+
+/// Input ConfigMaps and Secrets that task Jobs need, with the earliest phase that needs them:
+/// they must exist before those Jobs start.
+type Used<'a> = BTreeMap<(&'static str, &'a str, &'a str), Phase>;
+
+fn used_inputs(jobs: &Jobs) -> Used<'_> {
+    let mut used = Used::new();
+    for (_, r) in jobs.values() {
         for (kind, ns, name) in &r.uses {
-            let e = used
-                .entry((*kind, ns.clone(), name.clone()))
-                .or_insert(r.phase);
+            let e = used.entry((*kind, ns, name)).or_insert(r.phase);
             *e = (*e).min(r.phase);
         }
     }
+    used
+}
+
+fn input_document<'r>(
+    d: &'r Doc<'r>,
+    used: &Used<'_>,
+    placement: &Placement,
+    opts: &Options,
+) -> Placed<'r> {
     let dest = opts.namespace.as_deref();
-
-    let mut out: Vec<Placed> = Vec::new();
-    for d in passthrough {
-        let needed_by = (d.group() == "")
-            .then(|| used.get(&(d.kind.as_str(), d.effective_namespace(dest), d.name.clone())))
-            .flatten();
-        let moved = needed_by.and_then(|phase| placement.ready_before(d, *phase));
-        let text = match (moved, d.raw) {
-            (Some(obj), _) => yaml::emit(&obj),
-            // Verbatim: even trailing blank lines can be data (a `|+` block scalar).
-            (None, Some(raw)) if !raw.trim().is_empty() => {
-                let mut t = raw.to_string();
-                if !t.ends_with('\n') {
-                    t.push('\n');
-                }
-                t
+    let ns = d.effective_namespace(dest);
+    let needed_by = (d.group() == "")
+        .then(|| used.get(&(d.kind.as_str(), ns.as_str(), d.name.as_str())))
+        .flatten();
+    let moved = needed_by.and_then(|phase| placement.ready_before(d, *phase));
+    let text = match (moved, d.raw) {
+        (Some(obj), _) => Cow::Owned(yaml::emit(&obj)),
+        // Verbatim: even trailing blank lines can be data (a `|+` block scalar).
+        (None, Some(raw)) if !raw.trim().is_empty() => {
+            if raw.ends_with('\n') {
+                Cow::Borrowed(raw)
+            } else {
+                Cow::Owned(format!("{raw}\n"))
             }
-            (None, _) => yaml::emit(&d.root.to_json()),
-        };
-        out.push(Placed {
-            group: 2,
-            rank: kind_rank(&d.kind),
-            api_group: d.group().to_string(),
-            doc: OutDoc {
-                kind: d.kind.clone(),
-                namespace: d.namespace.clone(),
-                name: d.name.clone(),
-                text,
-                generated: false,
-            },
-        });
+        }
+        (None, _) => Cow::Owned(yaml::emit(&d.root.to_json())),
+    };
+    Placed {
+        group: 2,
+        rank: kind_rank(&d.kind),
+        api_group: d.group().to_string(),
+        kind: d.kind.clone(),
+        namespace: d.namespace.clone(),
+        name: d.name.clone(),
+        body: Body::Input(text),
     }
+}
 
-    // ConfigMaps shared by several tasks: earliest phase; labels all users agree on.
+type Jobs = BTreeMap<(Option<String>, String), (usize, job::Rendered)>;
+
+/// ConfigMaps shared by several tasks (earliest phase; labels all users agree on), and the
+/// Jobs keyed by namespace and name.
+fn shared_config_maps(
+    rendered: Vec<(usize, job::Rendered)>,
+) -> (BTreeMap<(Option<String>, String), SharedConfigMap>, Jobs) {
     let mut cms: BTreeMap<(Option<String>, String), SharedConfigMap> = BTreeMap::new();
-    let mut jobs: BTreeMap<(Option<String>, String), job::Rendered> = BTreeMap::new();
-    for r in rendered {
-        if let Some(cm) = &r.config_map {
+    let mut jobs = Jobs::new();
+    for (run, mut r) in rendered {
+        if let Some(cm) = r.config_map.take() {
             let mut labels = r.labels.clone();
             labels.insert(job::LABEL_DEFINITION.into(), cm.definition.clone());
-            let entry = cms
-                .entry((cm.namespace.clone(), cm.name.clone()))
-                .or_insert_with(|| (r.phase, cm.clone(), labels.clone()));
-            entry.0 = entry.0.min(r.phase);
-            entry.2.retain(|k, v| labels.get(k) == Some(v));
+            match cms.entry((cm.namespace.clone(), cm.name.clone())) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert((r.phase, cm, labels));
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    let entry = o.get_mut();
+                    entry.0 = entry.0.min(r.phase);
+                    entry.2.retain(|k, v| labels.get(k) == Some(v));
+                }
+            }
         }
         jobs.entry((r.namespace.clone(), r.job_name.clone()))
-            .or_insert(r);
+            .or_insert((run, r));
     }
-
-    for ((ns, name), (phase, cm, labels)) in cms {
-        let mut obj = job::config_map_object(&cm, &labels);
-        placement.annotate(&mut obj, phase, false);
-        // In hooks mode every ConfigMap is a PreSync hook, so it exists before any Job.
-        let g = if opts.mode == Mode::Hooks {
-            0
-        } else {
-            group(phase)
-        };
-        out.push(Placed {
-            group: g,
-            rank: 0,
-            api_group: String::new(),
-            doc: OutDoc {
-                kind: "ConfigMap".into(),
-                namespace: ns,
-                name,
-                text: yaml::emit(&obj),
-                generated: true,
-            },
-        });
-    }
-    if opts.records {
-        for (key, record) in task_records(&jobs) {
-            let mut obj = record;
-            obj["metadata"]["annotations"] = json!({ANN_WAVE: placement.record_wave().to_string()});
-            out.push(Placed {
-                group: 5,
-                rank: 0,
-                api_group: String::new(),
-                doc: OutDoc {
-                    kind: "TaskRecord".into(),
-                    namespace: key.0,
-                    name: key.1,
-                    text: yaml::emit(&obj),
-                    generated: true,
-                },
-            });
-        }
-    }
-    for ((ns, name), r) in jobs {
-        out.push(Placed {
-            group: group(r.phase),
-            rank: 1,
-            api_group: String::new(),
-            doc: OutDoc {
-                kind: "Job".into(),
-                namespace: ns,
-                name,
-                text: r.job_text,
-                generated: true,
-            },
-        });
-    }
-    out.sort_by(Placed::cmp);
-    out.into_iter().map(|p| p.doc).collect()
+    (cms, jobs)
 }
