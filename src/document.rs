@@ -122,6 +122,17 @@ pub fn load_with<'a>(
     limits: &Limits,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<Doc<'a>> {
+    load_each(files, limits, diags, |_, _, _| {})
+}
+
+/// [`load_with`], calling `each` with every object (and its index) as soon as it is read:
+/// what `each` takes from a tree or drops of it never adds to the peak of a load.
+pub fn load_each<'a>(
+    files: &'a [SourceFile],
+    limits: &Limits,
+    diags: &mut Vec<Diagnostic>,
+    mut each: impl FnMut(usize, &mut Doc<'a>, &mut Vec<Diagnostic>),
+) -> Vec<Doc<'a>> {
     let mut docs = Vec::new();
     let mut budget = yaml::Budget::new(*limits);
     let mut input_bytes = 0u64;
@@ -158,7 +169,13 @@ pub fn load_with<'a>(
             }
             match yaml::parse_document_with(&chunk, &mut budget) {
                 Ok(None) => {}
-                Ok(Some(root)) => add_object(&file.path, root, Some(chunk.body), &mut docs, diags),
+                Ok(Some(root)) => {
+                    let first = docs.len();
+                    add_object(&file.path, root, Some(chunk.body), &mut docs, diags);
+                    for (i, doc) in docs.iter_mut().enumerate().skip(first) {
+                        each(i, doc, diags);
+                    }
+                }
                 Err(e) => match e.limit {
                     Some(limit) => {
                         diags.push(limit_diag(file, e.pos, limit, e.message, limits));

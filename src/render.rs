@@ -8,7 +8,7 @@
 //! Nothing depends on file names or file order.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 
@@ -18,7 +18,7 @@ use crate::job::{self, Index, TaskRun};
 use crate::model::{self, AppContext, HandTask, Phase, Spanned, TaskContext, TaskDefinition};
 use crate::options::{Mode, Options};
 use crate::workload::{self, Workload};
-use crate::yaml;
+use crate::yaml::{self, Entry, Node, NodeKind};
 
 /// One output document.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,7 +63,7 @@ impl Output {
     }
 }
 
-use crate::waves::{ANN_WAVE, Placement};
+use crate::waves::{ANN_HOOK, ANN_WAVE, Placement};
 
 /// Renders into memory: every document's text at once. For tests and callers that inspect
 /// the documents; commands that only write the stream use [`render_with`].
@@ -81,7 +81,20 @@ pub fn render_with<R>(
     finish: impl FnOnce(Rendering<'_>) -> R,
 ) -> R {
     let mut diags = Vec::new();
-    let docs = document::load_with(files, &opts.limits, &mut diags);
+    let mut workload_keys = Vec::new();
+    let docs = document::load_each(files, &opts.limits, &mut diags, |i, doc, diags| {
+        check_metadata_maps(doc, diags);
+        if doc.group() != model::GROUP && workload::is_workload_kind(doc) {
+            if let Some(keys) = workload::derive_keys(doc) {
+                warn_evaluations(doc, &keys, diags);
+                workload_keys.push((i, keys));
+            }
+        }
+        if !keeps_tree(doc) {
+            doc.root = ordering_tree(&doc.root);
+        }
+    });
+    let mut workload_keys = workload_keys.into_iter().peekable();
     let dest = opts.namespace.as_deref();
     check_duplicates(&docs, dest, &mut diags);
 
@@ -94,8 +107,7 @@ pub fn render_with<R>(
     let mut workloads: Vec<Workload<'_>> = Vec::new();
     let mut passthrough: Vec<&Doc<'_>> = Vec::new();
 
-    for doc in &docs {
-        check_metadata_maps(doc, &mut diags);
+    for (i, doc) in docs.iter().enumerate() {
         let key = (doc.effective_namespace(dest), doc.name.clone());
         if doc.group() == model::GROUP {
             if !check_keptn_schema(doc, &mut diags) {
@@ -137,22 +149,11 @@ pub fn render_with<R>(
             ("", "Secret") => {
                 secrets.insert(key, doc);
             }
-            _ if workload::is_workload_kind(doc) => {
-                if let Some(w) = workload::derive(doc) {
-                    for e in &w.evaluations {
-                        diags.push(doc.diag(
-                            "KLT021",
-                            Severity::Warning,
-                            e.pos,
-                            Some(e.field.clone()),
-                            "evaluations are not rendered and will not run".into(),
-                            Some("run the check as a task (a Job) instead, or keep the Keptn metrics operator for it".into()),
-                        ));
-                    }
-                    workloads.push(w);
+            _ => {
+                if let Some((_, keys)) = workload_keys.next_if(|(k, _)| *k == i) {
+                    workloads.push(Workload { doc, keys });
                 }
             }
-            _ => {}
         }
     }
 
@@ -274,6 +275,66 @@ impl Rendering<'_> {
             }
         }
     }
+}
+
+fn warn_evaluations(doc: &Doc<'_>, keys: &workload::Keys, diags: &mut Vec<Diagnostic>) {
+    for e in &keys.evaluations {
+        diags.push(doc.diag(
+            "KLT021",
+            Severity::Warning,
+            e.pos,
+            Some(e.field.clone()),
+            "evaluations are not rendered and will not run".into(),
+            Some("run the check as a task (a Job) instead, or keep the Keptn metrics operator for it".into()),
+        ));
+    }
+}
+
+/// Whether the renderer reads an object's tree after loading it: Keptn objects become
+/// models, ConfigMaps, Secrets and ServiceAccounts may be looked up or moved before a task,
+/// and list items have no text of their own to pass through.
+fn keeps_tree(doc: &Doc<'_>) -> bool {
+    doc.group() == model::GROUP
+        || doc.raw.is_none_or(|raw| raw.trim().is_empty())
+        || (doc.group().is_empty()
+            && matches!(doc.kind.as_str(), "ConfigMap" | "Secret" | "ServiceAccount"))
+}
+
+/// What is read of a pass-through object after loading, at its positions: whether it has a
+/// metadata.name (duplicates) and its Argo CD hook and wave annotations (ordering). Trees of
+/// every input object were the largest part of a render's memory.
+fn ordering_tree<'a>(root: &Node<'a>) -> Node<'a> {
+    let pick = |node: &Node<'a>, keys: &[&str]| -> Vec<Entry<'a>> {
+        node.as_map()
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| keys.contains(&e.key.as_ref()))
+            .cloned()
+            .collect()
+    };
+    let map = |entries: Vec<Entry<'a>>, pos| Node {
+        kind: NodeKind::Map(entries),
+        pos,
+    };
+    let Some(meta) = root.entry("metadata") else {
+        return map(Vec::new(), root.pos);
+    };
+    let mut kept = pick(&meta.value, &["name"]);
+    if let Some(ann) = meta.value.entry("annotations") {
+        kept.push(Entry {
+            key: ann.key.clone(),
+            key_pos: ann.key_pos,
+            value: map(pick(&ann.value, &[ANN_HOOK, ANN_WAVE]), ann.value.pos),
+        });
+    }
+    map(
+        vec![Entry {
+            key: meta.key.clone(),
+            key_pos: meta.key_pos,
+            value: map(kept, meta.value.pos),
+        }],
+        root.pos,
+    )
 }
 
 const RENDERED_KINDS: &[&str] = &[
@@ -427,17 +488,14 @@ fn check_metadata_maps(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) {
 }
 
 fn check_duplicates(docs: &[Doc<'_>], dest: Option<&str>, diags: &mut Vec<Diagnostic>) {
-    let mut seen: BTreeMap<(String, String, String, String), &Doc<'_>> = BTreeMap::new();
+    // Hashed, not ordered: an object is looked up once and the map is never walked.
+    let mut seen: HashMap<(&str, &str, &str, &str), &Doc<'_>> = HashMap::with_capacity(docs.len());
     for doc in docs {
         if doc.root.path(&["metadata", "name"]).is_none() {
             continue; // generateName objects are distinct by design
         }
-        let key = (
-            doc.group().to_string(),
-            doc.kind.clone(),
-            doc.effective_namespace(dest),
-            doc.name.clone(),
-        );
+        let namespace = doc.namespace.as_deref().or(dest).unwrap_or("");
+        let key = (doc.group(), doc.kind.as_str(), namespace, doc.name.as_str());
         if let Some(first) = seen.get(&key) {
             diags.push(doc.diag(
                 "KLT003",
