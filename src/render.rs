@@ -84,11 +84,12 @@ pub fn render_with<R>(
     let mut workload_keys = Vec::new();
     let docs = document::load_each(files, &opts.limits, &mut diags, |i, doc, diags| {
         check_metadata_maps(doc, diags);
-        if doc.group() != model::GROUP && workload::is_workload_kind(doc) {
-            if let Some(keys) = workload::derive_keys(doc) {
-                warn_evaluations(doc, &keys, diags);
-                workload_keys.push((i, keys));
-            }
+        if doc.group() != model::GROUP
+            && workload::is_workload_kind(doc)
+            && let Some(keys) = workload::derive_keys(doc)
+        {
+            warn_evaluations(doc, &keys, diags);
+            workload_keys.push((i, keys));
         }
         if !keeps_tree(doc) {
             doc.root = ordering_tree(&doc.root);
