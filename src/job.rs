@@ -141,8 +141,13 @@ pub fn render_task(
         phase: run.phase,
         namespace: run.namespace.clone(),
         job_name,
+        // Only a ConfigMap reads them again (the labels its users share).
+        labels: if built.config_map.is_some() {
+            built.own_labels
+        } else {
+            BTreeMap::new()
+        },
         config_map: built.config_map,
-        labels: built.own_labels,
         uses: built.uses,
         app: run.context.app_name.clone(),
         app_version: run.app_version.clone(),
