@@ -17,7 +17,7 @@ pub struct SourceFile {
 #[derive(Debug)]
 pub struct Doc<'a> {
     pub file: &'a str,
-    pub root: Node,
+    pub root: Node<'a>,
     /// The document text for verbatim output; `None` for items of a `kind: List`.
     pub raw: Option<&'a str>,
     pub api_version: String,
@@ -91,7 +91,7 @@ pub fn string_map(node: Option<&Node>) -> BTreeMap<String, String> {
     if let Some(entries) = node.and_then(Node::as_map) {
         for e in entries {
             if let Some(v) = scalar_string(&e.value) {
-                out.insert(e.key.clone(), v);
+                out.insert(e.key.to_string(), v);
             }
         }
     }
@@ -101,7 +101,7 @@ pub fn string_map(node: Option<&Node>) -> BTreeMap<String, String> {
 /// The string a scalar stands for in a string-typed field.
 pub fn scalar_string(node: &Node) -> Option<String> {
     match &node.kind {
-        NodeKind::Str(s) => Some(s.clone()),
+        NodeKind::Str(s) => Some(s.to_string()),
         NodeKind::Bool(b) => Some(b.to_string()),
         NodeKind::Int(i) => Some(i.to_string()),
         NodeKind::Float(f) => Some(f.to_string()),
@@ -121,6 +121,17 @@ pub fn load_with<'a>(
     files: &'a [SourceFile],
     limits: &Limits,
     diags: &mut Vec<Diagnostic>,
+) -> Vec<Doc<'a>> {
+    load_each(files, limits, diags, |_, _, _| {})
+}
+
+/// [`load_with`], calling `each` with every object (and its index) as soon as it is read:
+/// what `each` takes from a tree or drops of it never adds to the peak of a load.
+pub fn load_each<'a>(
+    files: &'a [SourceFile],
+    limits: &Limits,
+    diags: &mut Vec<Diagnostic>,
+    mut each: impl FnMut(usize, &mut Doc<'a>, &mut Vec<Diagnostic>),
 ) -> Vec<Doc<'a>> {
     let mut docs = Vec::new();
     let mut budget = yaml::Budget::new(*limits);
@@ -158,7 +169,13 @@ pub fn load_with<'a>(
             }
             match yaml::parse_document_with(&chunk, &mut budget) {
                 Ok(None) => {}
-                Ok(Some(root)) => add_object(&file.path, root, Some(chunk.body), &mut docs, diags),
+                Ok(Some(root)) => {
+                    let first = docs.len();
+                    add_object(&file.path, root, Some(chunk.body), &mut docs, diags);
+                    for (i, doc) in docs.iter_mut().enumerate().skip(first) {
+                        each(i, doc, diags);
+                    }
+                }
                 Err(e) => match e.limit {
                     Some(limit) => {
                         diags.push(limit_diag(file, e.pos, limit, e.message, limits));
@@ -169,6 +186,8 @@ pub fn load_with<'a>(
             }
         }
     }
+    // Every document is kept until the render ends: no growth slack.
+    docs.shrink_to_fit();
     docs
 }
 
@@ -219,7 +238,7 @@ pub fn limit_diag(
 
 fn add_object<'a>(
     file: &'a str,
-    root: Node,
+    root: Node<'a>,
     raw: Option<&'a str>,
     docs: &mut Vec<Doc<'a>>,
     diags: &mut Vec<Diagnostic>,

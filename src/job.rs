@@ -53,7 +53,7 @@ pub struct TaskRun<'d> {
 
 /// What the rest of the input offers for lookups.
 pub struct Index<'a, 'd> {
-    pub definitions: &'a BTreeMap<(String, String), TaskDefinition<'d>>,
+    pub definitions: &'a BTreeMap<(String, String), Box<TaskDefinition<'d>>>,
     pub config_maps: &'a BTreeMap<(String, String), &'d Doc<'d>>,
     pub secrets: &'a BTreeMap<(String, String), &'d Doc<'d>>,
     pub options: &'a Options,
@@ -73,6 +73,7 @@ impl<'a, 'd> Index<'a, 'd> {
                 self.definitions
                     .get(&(fallback.to_string(), name.to_string()))
             })
+            .map(Box::as_ref)
     }
 
     /// Names of the definitions in `ns` and the fallback namespace, in key order (ties in
@@ -101,8 +102,6 @@ pub struct Rendered {
     pub phase: Phase,
     pub namespace: Option<String>,
     pub job_name: String,
-    /// The Job as YAML, with its ordering annotations.
-    pub job_text: String,
     pub config_map: Option<GeneratedConfigMap>,
     pub labels: BTreeMap<String, String>,
     /// Input objects the Job needs at start: `(kind, lookup namespace, name)` of a code
@@ -140,11 +139,57 @@ enum CodeMap {
     Referenced { name: String, code: String },
 }
 
+/// Validates one task run and names its Job; the Job's text is made later by [`job_text`],
+/// so that no render holds every Job text at once.
 pub fn render_task(
     run: &TaskRun<'_>,
     index: &Index<'_, '_>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Rendered> {
+    let built = build(run, index, diags)?;
+    let job_name = job_name(run, &built);
+    if !is_dns_label(&job_name) {
+        diags.push(invalid_name(run, &job_name));
+        return None;
+    }
+    Some(Rendered {
+        phase: run.phase,
+        namespace: run.namespace.clone(),
+        job_name,
+        // Only a ConfigMap reads them again (the labels its users share).
+        labels: if built.config_map.is_some() {
+            built.own_labels
+        } else {
+            BTreeMap::new()
+        },
+        config_map: built.config_map,
+        uses: built.uses,
+        app: run.context.app_name.clone(),
+        app_version: run.app_version.clone(),
+        definition: run.definition.value.clone(),
+        workload: run.context.workload_name.clone(),
+    })
+}
+
+/// The YAML text of a Job [`render_task`] accepted: the same object again, with its name.
+pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered) -> String {
+    let mut ignored = Vec::new();
+    let built = build(run, index, &mut ignored).expect("the run was rendered before");
+    let job = named(built.job, &rendered.job_name, index.placement, run.phase);
+    crate::yaml::emit(&job)
+}
+
+/// A Job object without its name, and what the render keeps of it.
+struct Built {
+    job: Value,
+    /// What the name hashes besides the object: the code of a referenced ConfigMap.
+    hash_extra: String,
+    config_map: Option<GeneratedConfigMap>,
+    own_labels: BTreeMap<String, String>,
+    uses: Vec<(&'static str, String, String)>,
+}
+
+fn build(run: &TaskRun<'_>, index: &Index<'_, '_>, diags: &mut Vec<Diagnostic>) -> Option<Built> {
     let opts = index.options;
     let ns = run.lookup_namespace.as_str();
     let Some(def) = index.definition(ns, &run.definition.value) else {
@@ -165,13 +210,40 @@ pub fn render_task(
             runtime_container(run, &resolved, &context_json, opts)
         }
     };
-
-    let def_labels = def.doc.metadata_map("labels");
-    let def_annotations = def.doc.metadata_map("annotations");
-    let mut labels = def_labels.clone();
     let own = own_labels(run);
+    let mut labels = def.labels.clone();
     labels.extend(own.clone());
+    let pod_spec = pod_spec(def, ns, opts, container, volume, &mut uses);
+    let job_spec = job_spec(run, def, opts, &labels, pod_spec);
+    let mut metadata = Map::new();
+    if let Some(ns) = &run.namespace {
+        metadata.insert("namespace".into(), json!(ns));
+    }
+    metadata.insert("labels".into(), json!(labels));
+    metadata.insert("annotations".into(), json!(job_annotations(run, def)));
+    let job = json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata,
+        "spec": job_spec,
+    });
+    Some(Built {
+        job,
+        hash_extra,
+        config_map,
+        own_labels: own,
+        uses,
+    })
+}
 
+fn pod_spec(
+    def: &TaskDefinition<'_>,
+    ns: &str,
+    opts: &Options,
+    container: Value,
+    volume: Option<Value>,
+    uses: &mut Vec<(&'static str, String, String)>,
+) -> Map<String, Value> {
     let mut pod_spec = Map::new();
     pod_spec.insert("restartPolicy".into(), json!("OnFailure"));
     if opts.profile.pod_settings {
@@ -198,13 +270,21 @@ pub fn render_task(
         pod_spec.insert("volumes".into(), json!([v]));
     }
     pod_spec.insert("containers".into(), json!([container]));
+    pod_spec
+}
 
+fn job_spec(
+    run: &TaskRun<'_>,
+    def: &TaskDefinition<'_>,
+    opts: &Options,
+    labels: &BTreeMap<String, String>,
+    pod_spec: Map<String, Value>,
+) -> Map<String, Value> {
     let mut template_meta = Map::new();
     template_meta.insert("labels".into(), json!(labels));
-    if !def_annotations.is_empty() {
-        template_meta.insert("annotations".into(), json!(def_annotations));
+    if !def.annotations.is_empty() {
+        template_meta.insert("annotations".into(), json!(def.annotations));
     }
-
     let (retries, timeout) = run
         .task_limits
         .unwrap_or((def.retries, def.timeout_seconds));
@@ -218,12 +298,17 @@ pub fn render_task(
         "template".into(),
         json!({"metadata": template_meta, "spec": pod_spec}),
     );
+    job_spec
+}
 
-    // Job annotations: the definition's, minus Argo CD's own keys (ours decide ordering),
-    // overlaid with the keptn.sh keys Keptn sets.
-    let mut annotations: BTreeMap<String, String> = def_annotations
-        .into_iter()
+/// The definition's annotations minus Argo CD's own keys (ours decide ordering), overlaid
+/// with the keptn.sh keys Keptn sets.
+fn job_annotations(run: &TaskRun<'_>, def: &TaskDefinition<'_>) -> BTreeMap<String, String> {
+    let mut annotations: BTreeMap<String, String> = def
+        .annotations
+        .iter()
         .filter(|(k, _)| !k.starts_with("argocd.argoproj.io/"))
+        .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     annotations.insert("keptn.sh/app".into(), run.context.app_name.clone());
     if run.context.workload_name.is_empty() {
@@ -238,48 +323,44 @@ pub fn render_task(
             run.context.workload_version.clone(),
         );
     }
+    annotations
+}
 
-    let mut metadata = Map::new();
-    if let Some(ns) = &run.namespace {
-        metadata.insert("namespace".into(), json!(ns));
-    }
-    metadata.insert("labels".into(), json!(labels));
-    metadata.insert("annotations".into(), json!(annotations));
-    let mut job = json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": metadata,
-        "spec": job_spec,
-    });
-
-    // The name hashes everything that changes what runs, plus the app revision and the code
-    // of a referenced ConfigMap (its name alone would not change with its content).
-    let mut digest_input = crate::gojson::value(&job);
+/// The name hashes everything that changes what runs, plus the app revision and the code of
+/// a referenced ConfigMap (its name alone would not change with its content).
+fn job_name(run: &TaskRun<'_>, built: &Built) -> String {
+    let mut digest_input = crate::gojson::value(&built.job);
     if let Some(spec) = &run.app_spec {
         digest_input.push_str("\napp=");
         digest_input.push_str(spec);
     }
-    digest_input.push_str(&hash_extra);
-    let job_name = format!(
+    digest_input.push_str(&built.hash_extra);
+    format!(
         "{}-{}",
         truncate_name(&run.name_base, 63 - 11),
         hash::short(digest_input.as_bytes())
-    );
-    if !is_dns_label(&job_name) {
-        diags.push(run.source.diag(
-            "KLT027",
-            Severity::Error,
-            run.definition.pos,
-            Some(run.definition.field.clone()),
-            format!(
-                "the Job name {job_name:?} derived from {:?} is not a valid Kubernetes name",
-                run.name_base
-            ),
-            Some("use lowercase letters, digits, '-' and '.' in task definition and KeptnTask names".into()),
-        ));
-        return None;
-    }
-    // The name goes first in metadata, as in Keptn's Jobs.
+    )
+}
+
+fn invalid_name(run: &TaskRun<'_>, job_name: &str) -> Diagnostic {
+    run.source.diag(
+        "KLT027",
+        Severity::Error,
+        run.definition.pos,
+        Some(run.definition.field.clone()),
+        format!(
+            "the Job name {job_name:?} derived from {:?} is not a valid Kubernetes name",
+            run.name_base
+        ),
+        Some(
+            "use lowercase letters, digits, '-' and '.' in task definition and KeptnTask names"
+                .into(),
+        ),
+    )
+}
+
+/// The Job with its name (first in metadata, as in Keptn's Jobs) and ordering annotations.
+fn named(mut job: Value, job_name: &str, placement: &Placement, phase: Phase) -> Value {
     let mut named = Map::new();
     named.insert("name".into(), json!(job_name));
     if let Some(Value::Object(meta)) = job.get_mut("metadata").map(Value::take) {
@@ -289,24 +370,8 @@ pub fn render_task(
         ann.insert("keptn.sh/task-name".into(), json!(job_name));
     }
     job["metadata"] = Value::Object(named);
-    index.placement.annotate(&mut job, run.phase, true);
-    // The text is all that is kept: a Job's tree is many times its size.
-    let job_text = crate::yaml::emit(&job);
-    drop(job);
-
-    Some(Rendered {
-        phase: run.phase,
-        namespace: run.namespace.clone(),
-        job_name,
-        job_text,
-        config_map,
-        labels: own,
-        uses,
-        app: run.context.app_name.clone(),
-        app_version: run.app_version.clone(),
-        definition: run.definition.value.clone(),
-        workload: run.context.workload_name.clone(),
-    })
+    placement.annotate(&mut job, phase, true);
+    job
 }
 
 fn missing_definition(run: &TaskRun<'_>, index: &Index<'_, '_>) -> Diagnostic {

@@ -83,16 +83,16 @@ impl RuntimeSpec {
 }
 
 #[derive(Clone, Debug)]
-pub enum Runner {
+pub enum Runner<'d> {
     Runtime(Lang, Box<RuntimeSpec>),
-    Container(Node),
+    Container(&'d Node<'d>),
 }
 
 #[derive(Debug)]
 pub struct TaskDefinition<'d> {
     pub doc: &'d Doc<'d>,
     /// The runner Keptn picks, `None` when the definition is unusable (a diagnostic says why).
-    pub runner: Option<Runner>,
+    pub runner: Option<Runner<'d>>,
     /// The deno (or legacy function) spec and the python spec as written; a functionRef
     /// parent is read through these (deno first), whatever the child's runner.
     pub deno: Option<RuntimeSpec>,
@@ -104,6 +104,9 @@ pub struct TaskDefinition<'d> {
     pub service_account: Option<String>,
     pub automount_token: Option<bool>,
     pub image_pull_secrets: Option<serde_json::Value>,
+    /// `metadata.labels` and `metadata.annotations`, which every Job of the definition carries.
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -345,7 +348,7 @@ pub fn read_task_definition<'d>(
     }
     if runners.len() == 1 {
         runner = if let Some(c) = container {
-            Some(Runner::Container(c.clone()))
+            Some(Runner::Container(c))
         } else if let Some(d) = &deno_like {
             Some(Runner::Runtime(Lang::Deno, Box::new(d.clone())))
         } else {
@@ -385,6 +388,8 @@ pub fn read_task_definition<'d>(
             .and_then(|s| s.get("imagePullSecrets"))
             .filter(|n| !n.is_null())
             .map(Node::to_json),
+        labels: doc.metadata_map("labels"),
+        annotations: doc.metadata_map("annotations"),
     }
 }
 

@@ -7,7 +7,8 @@
 //! namespace and name; input objects are sorted by kind rank, kind, group, namespace, name.
 //! Nothing depends on file names or file order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 
@@ -17,7 +18,7 @@ use crate::job::{self, Index, TaskRun};
 use crate::model::{self, AppContext, HandTask, Phase, Spanned, TaskContext, TaskDefinition};
 use crate::options::{Mode, Options};
 use crate::workload::{self, Workload};
-use crate::yaml;
+use crate::yaml::{self, Entry, Node, NodeKind};
 
 /// One output document.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,15 +63,43 @@ impl Output {
     }
 }
 
-use crate::waves::{ANN_WAVE, Placement};
+use crate::waves::{ANN_HOOK, ANN_WAVE, Placement};
 
+/// Renders into memory: every document's text at once. For tests and callers that inspect
+/// the documents; commands that only write the stream use [`render_with`].
 pub fn render(files: &[SourceFile], opts: &Options) -> Output {
+    render_with(files, opts, |r| r.into_output())
+}
+
+/// Renders and hands the result to `finish` while the input's documents are still alive:
+/// pass-through documents are borrowed from the input and generated ones are made one at a
+/// time as [`Rendering::write_yaml`] writes them, so that no render holds its whole output.
+/// Every check has run before `finish` is called: on an error there is nothing to write.
+pub fn render_with<R>(
+    files: &[SourceFile],
+    opts: &Options,
+    finish: impl FnOnce(Rendering<'_>) -> R,
+) -> R {
     let mut diags = Vec::new();
-    let docs = document::load_with(files, &opts.limits, &mut diags);
+    let mut workload_keys = Vec::new();
+    let docs = document::load_each(files, &opts.limits, &mut diags, |i, doc, diags| {
+        check_metadata_maps(doc, diags);
+        if doc.group() != model::GROUP
+            && workload::is_workload_kind(doc)
+            && let Some(keys) = workload::derive_keys(doc)
+        {
+            warn_evaluations(doc, &keys, diags);
+            workload_keys.push((i, keys));
+        }
+        if !keeps_tree(doc) {
+            doc.root = ordering_tree(&doc.root);
+        }
+    });
+    let mut workload_keys = workload_keys.into_iter().peekable();
     let dest = opts.namespace.as_deref();
     check_duplicates(&docs, dest, &mut diags);
 
-    let mut definitions: BTreeMap<(String, String), TaskDefinition<'_>> = BTreeMap::new();
+    let mut definitions: BTreeMap<(String, String), Box<TaskDefinition<'_>>> = BTreeMap::new();
     let mut config_maps = BTreeMap::new();
     let mut secrets = BTreeMap::new();
     let mut apps = BTreeMap::new();
@@ -79,8 +108,7 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
     let mut workloads: Vec<Workload<'_>> = Vec::new();
     let mut passthrough: Vec<&Doc<'_>> = Vec::new();
 
-    for doc in &docs {
-        check_metadata_maps(doc, &mut diags);
+    for (i, doc) in docs.iter().enumerate() {
         let key = (doc.effective_namespace(dest), doc.name.clone());
         if doc.group() == model::GROUP {
             if !check_keptn_schema(doc, &mut diags) {
@@ -88,7 +116,7 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
             }
             match doc.kind.as_str() {
                 "KeptnTaskDefinition" => {
-                    definitions.insert(key, model::read_task_definition(doc, &mut diags));
+                    definitions.insert(key, Box::new(model::read_task_definition(doc, &mut diags)));
                 }
                 "KeptnApp" => {
                     warn_unrendered(doc, &mut diags);
@@ -122,22 +150,11 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
             ("", "Secret") => {
                 secrets.insert(key, doc);
             }
-            _ if workload::is_workload_kind(doc) => {
-                if let Some(w) = workload::derive(doc) {
-                    for e in &w.evaluations {
-                        diags.push(doc.diag(
-                            "KLT021",
-                            Severity::Warning,
-                            e.pos,
-                            Some(e.field.clone()),
-                            "evaluations are not rendered and will not run".into(),
-                            Some("run the check as a task (a Job) instead, or keep the Keptn metrics operator for it".into()),
-                        ));
-                    }
-                    workloads.push(w);
+            _ => {
+                if let Some((_, keys)) = workload_keys.next_if(|(k, _)| *k == i) {
+                    workloads.push(Workload { doc, keys });
                 }
             }
-            _ => {}
         }
     }
 
@@ -146,6 +163,7 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
     for t in &hand_tasks {
         runs.push(hand_task_run(t, opts));
     }
+    runs.shrink_to_fit();
 
     let placement = Placement::new(&passthrough, opts);
     placement.check_room(
@@ -162,24 +180,164 @@ pub fn render(files: &[SourceFile], opts: &Options) -> Output {
         placement: &placement,
         names: Default::default(),
     };
-    let rendered: Vec<job::Rendered> = runs
+    let rendered: Vec<(usize, job::Rendered)> = runs
         .iter()
-        .filter_map(|r| job::render_task(r, &index, &mut diags))
+        .enumerate()
+        .filter_map(|(i, r)| job::render_task(r, &index, &mut diags).map(|j| (i, j)))
         .collect();
 
     crate::diag::redact_secrets(&mut diags, source_texts(files));
     diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     diags.dedup();
-    if diags.iter().any(Diagnostic::is_error) {
-        return Output {
-            documents: Vec::new(),
-            diagnostics: diags,
-        };
-    }
-    Output {
-        documents: assemble(&passthrough, rendered, &placement, opts),
+    let items = if diags.iter().any(Diagnostic::is_error) {
+        Vec::new()
+    } else {
+        assemble(&passthrough, rendered, &placement, opts)
+    };
+    finish(Rendering {
         diagnostics: diags,
+        items,
+        runs: &runs,
+        index: &index,
+    })
+}
+
+/// A finished render: its diagnostics and, unless they hold an error, its documents in
+/// output order, generated ones still unwritten.
+pub struct Rendering<'r> {
+    pub diagnostics: Vec<Diagnostic>,
+    items: Vec<Placed<'r>>,
+    runs: &'r [TaskRun<'r>],
+    index: &'r Index<'r, 'r>,
+}
+
+impl Rendering<'_> {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
     }
+
+    /// How many documents the stream holds (none when there is an error).
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Writes the stream, making each generated document's text only as it is written.
+    pub fn write_yaml(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        for item in &self.items {
+            let text = self.text(item);
+            if !text.starts_with("---") {
+                w.write_all(b"---\n")?;
+            }
+            w.write_all(text.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The stream as one string.
+    pub fn to_yaml(&self) -> String {
+        let mut out = Vec::new();
+        self.write_yaml(&mut out)
+            .expect("writing to a Vec cannot fail");
+        String::from_utf8(out).expect("documents are UTF-8")
+    }
+
+    pub fn into_output(self) -> Output {
+        let documents = self
+            .items
+            .iter()
+            .map(|p| OutDoc {
+                kind: p.kind.clone(),
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                text: self.text(p).into_owned(),
+                generated: !matches!(p.body, Body::Input(_)),
+            })
+            .collect();
+        Output {
+            documents,
+            diagnostics: self.diagnostics,
+        }
+    }
+
+    fn text<'s>(&'s self, item: &'s Placed<'_>) -> Cow<'s, str> {
+        match &item.body {
+            Body::Input(text) => Cow::Borrowed(text),
+            Body::Object(obj) => Cow::Owned(yaml::emit(obj)),
+            Body::ConfigMap(shared) => {
+                let (phase, cm, labels) = shared.as_ref();
+                let mut obj = job::config_map_object(cm, labels);
+                self.index.placement.annotate(&mut obj, *phase, false);
+                Cow::Owned(yaml::emit(&obj))
+            }
+            Body::Job(run, rendered) => {
+                Cow::Owned(job::job_text(&self.runs[*run], self.index, rendered))
+            }
+        }
+    }
+}
+
+fn warn_evaluations(doc: &Doc<'_>, keys: &workload::Keys, diags: &mut Vec<Diagnostic>) {
+    for e in &keys.evaluations {
+        diags.push(doc.diag(
+            "KLT021",
+            Severity::Warning,
+            e.pos,
+            Some(e.field.clone()),
+            "evaluations are not rendered and will not run".into(),
+            Some("run the check as a task (a Job) instead, or keep the Keptn metrics operator for it".into()),
+        ));
+    }
+}
+
+/// Whether the renderer reads an object's tree after loading it: Keptn objects become
+/// models, ConfigMaps, Secrets and ServiceAccounts may be looked up or moved before a task,
+/// and list items have no text of their own to pass through.
+fn keeps_tree(doc: &Doc<'_>) -> bool {
+    doc.group() == model::GROUP
+        || doc.raw.is_none_or(|raw| raw.trim().is_empty())
+        || (doc.group().is_empty()
+            && matches!(doc.kind.as_str(), "ConfigMap" | "Secret" | "ServiceAccount"))
+}
+
+/// What is read of a pass-through object after loading, at its positions: whether it has a
+/// metadata.name (duplicates) and its Argo CD hook and wave annotations (ordering). Trees of
+/// every input object were the largest part of a render's memory.
+fn ordering_tree<'a>(root: &Node<'a>) -> Node<'a> {
+    let pick = |node: &Node<'a>, keys: &[&str]| -> Vec<Entry<'a>> {
+        node.as_map()
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| keys.contains(&e.key.as_ref()))
+            .cloned()
+            .collect()
+    };
+    let map = |entries: Vec<Entry<'a>>, pos| Node {
+        kind: NodeKind::Map(entries),
+        pos,
+    };
+    let Some(meta) = root.entry("metadata") else {
+        return map(Vec::new(), root.pos);
+    };
+    let mut kept = pick(&meta.value, &["name"]);
+    if let Some(ann) = meta.value.entry("annotations") {
+        kept.push(Entry {
+            key: ann.key.clone(),
+            key_pos: ann.key_pos,
+            value: map(pick(&ann.value, &[ANN_HOOK, ANN_WAVE]), ann.value.pos),
+        });
+    }
+    map(
+        vec![Entry {
+            key: meta.key.clone(),
+            key_pos: meta.key_pos,
+            value: map(kept, meta.value.pos),
+        }],
+        root.pos,
+    )
 }
 
 /// The input as `(path, text)`, as diagnostics name it.
@@ -338,17 +496,14 @@ fn check_metadata_maps(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) {
 }
 
 fn check_duplicates(docs: &[Doc<'_>], dest: Option<&str>, diags: &mut Vec<Diagnostic>) {
-    let mut seen: BTreeMap<(String, String, String, String), &Doc<'_>> = BTreeMap::new();
+    // Hashed, not ordered: an object is looked up once and the map is never walked.
+    let mut seen: HashMap<(&str, &str, &str, &str), &Doc<'_>> = HashMap::with_capacity(docs.len());
     for doc in docs {
         if doc.root.path(&["metadata", "name"]).is_none() {
             continue; // generateName objects are distinct by design
         }
-        let key = (
-            doc.group().to_string(),
-            doc.kind.clone(),
-            doc.effective_namespace(dest),
-            doc.name.clone(),
-        );
+        let namespace = doc.namespace.as_deref().or(dest).unwrap_or("");
+        let key = (doc.group(), doc.kind.as_str(), namespace, doc.name.as_str());
         if let Some(first) = seen.get(&key) {
             diags.push(doc.diag(
                 "KLT003",
@@ -652,13 +807,11 @@ fn kind_rank(kind: &str) -> usize {
 /// One TaskRecord (spec only) per app version, keyed by namespace and name; the status is
 /// klt-reconciler's to write. It goes into a wave after everything else: Argo CD does not
 /// wait for the health of the last wave, so the record never holds the sync back.
-fn task_records(
-    jobs: &BTreeMap<(Option<String>, String), job::Rendered>,
-) -> BTreeMap<(Option<String>, String), Value> {
+fn task_records(jobs: &Jobs) -> BTreeMap<(Option<String>, String), Value> {
     // The record object without its tasks, and the tasks in record order.
     type Draft<'r> = (Value, Vec<(usize, &'r str, Value)>);
     let mut drafts: BTreeMap<(Option<String>, String), Draft<'_>> = BTreeMap::new();
-    for r in jobs.values() {
+    for (_, r) in jobs.values() {
         let Some(name) = job::record_name(&r.app, &r.app_version) else {
             continue;
         };
@@ -727,161 +880,210 @@ fn phase_rank(label: &str) -> usize {
 type SharedConfigMap = (Phase, job::GeneratedConfigMap, BTreeMap<String, String>);
 
 /// An output document with what orders it: phase group, kind rank, API group; then kind,
-/// namespace, name and (only for otherwise equal objects) the text.
-struct Placed {
+/// namespace, name and (only for otherwise equal input objects) the text.
+struct Placed<'r> {
     group: usize,
     rank: usize,
     api_group: String,
-    doc: OutDoc,
+    kind: String,
+    namespace: Option<String>,
+    name: String,
+    body: Body<'r>,
 }
 
-impl Placed {
+/// What an output document's text is made from.
+enum Body<'r> {
+    /// An input object: its own text, or re-emitted when it had to change.
+    Input(Cow<'r, str>),
+    Object(Value),
+    /// A generated ConfigMap, made into an object only as it is written.
+    ConfigMap(Box<SharedConfigMap>),
+    /// A Job: the index of its task run, and what its validation found.
+    Job(usize, Box<job::Rendered>),
+}
+
+impl Placed<'_> {
     fn key(&self) -> (usize, usize, &str, &str, &str, &str) {
         (
             self.group,
             self.rank,
-            &self.doc.kind,
+            &self.kind,
             &self.api_group,
-            self.doc.namespace.as_deref().unwrap_or(""),
-            &self.doc.name,
+            self.namespace.as_deref().unwrap_or(""),
+            &self.name,
         )
     }
 
-    fn cmp(&self, other: &Placed) -> std::cmp::Ordering {
+    /// Generated objects never tie: they are keyed by namespace and name within their group.
+    fn cmp(&self, other: &Placed<'_>) -> std::cmp::Ordering {
         self.key()
             .cmp(&other.key())
-            .then_with(|| self.doc.text.cmp(&other.doc.text))
+            .then_with(|| match (&self.body, &other.body) {
+                (Body::Input(a), Body::Input(b)) => a.cmp(b),
+                _ => std::cmp::Ordering::Equal,
+            })
     }
 }
 
-fn assemble(
-    passthrough: &[&Doc<'_>],
-    rendered: Vec<job::Rendered>,
-    placement: &Placement,
-    opts: &Options,
-) -> Vec<OutDoc> {
-    let group = |p: Phase| match p {
+/// Where each group of output documents goes: phase groups around the input objects (2).
+fn phase_group(p: Phase) -> usize {
+    match p {
         Phase::AppPre => 0,
         Phase::WorkloadPre => 1,
         Phase::WorkloadPost => 3,
         Phase::AppPost => 4,
-    };
+    }
+}
 
-    // Input ConfigMaps and Secrets that task Jobs need must exist before those Jobs start.
-    let mut used: BTreeMap<(&str, String, String), Phase> = BTreeMap::new();
-    for r in &rendered {
+fn assemble<'r>(
+    passthrough: &[&'r Doc<'r>],
+    rendered: Vec<(usize, job::Rendered)>,
+    placement: &Placement,
+    opts: &Options,
+) -> Vec<Placed<'r>> {
+    let (cms, jobs) = shared_config_maps(rendered);
+    // Jobs of equal name are equal, so the first of them stands for all.
+    let used = used_inputs(&jobs);
+    let mut out: Vec<Placed<'r>> = Vec::with_capacity(passthrough.len() + cms.len() + jobs.len());
+    out.extend(
+        passthrough
+            .iter()
+            .map(|d| input_document(d, &used, placement, opts)),
+    );
+    for ((ns, name), shared) in cms {
+        // In hooks mode every ConfigMap is a PreSync hook, so it exists before any Job.
+        let group = if opts.mode == Mode::Hooks {
+            0
+        } else {
+            phase_group(shared.0)
+        };
+        let body = Body::ConfigMap(Box::new(shared));
+        out.push(generated(group, 0, "ConfigMap", ns, name, body));
+    }
+    if opts.records {
+        for ((ns, name), mut record) in task_records(&jobs) {
+            record["metadata"]["annotations"] =
+                json!({ANN_WAVE: placement.record_wave().to_string()});
+            out.push(generated(
+                5,
+                0,
+                "TaskRecord",
+                ns,
+                name,
+                Body::Object(record),
+            ));
+        }
+    }
+    for ((ns, name), (run, r)) in jobs {
+        let group = phase_group(r.phase);
+        out.push(generated(
+            group,
+            1,
+            "Job",
+            ns,
+            name,
+            Body::Job(run, Box::new(r)),
+        ));
+    }
+    out.sort_by(Placed::cmp);
+    out
+}
+
+fn generated<'r>(
+    group: usize,
+    rank: usize,
+    kind: &str,
+    namespace: Option<String>,
+    name: String,
+    body: Body<'r>,
+) -> Placed<'r> {
+    Placed {
+        group,
+        rank,
+        api_group: String::new(),
+        kind: kind.into(),
+        namespace,
+        name,
+        body,
+    }
+}
+
+/// Input ConfigMaps and Secrets that task Jobs need, with the earliest phase that needs them:
+/// they must exist before those Jobs start.
+type Used<'a> = BTreeMap<(&'static str, &'a str, &'a str), Phase>;
+
+fn used_inputs(jobs: &Jobs) -> Used<'_> {
+    let mut used = Used::new();
+    for (_, r) in jobs.values() {
         for (kind, ns, name) in &r.uses {
-            let e = used
-                .entry((*kind, ns.clone(), name.clone()))
-                .or_insert(r.phase);
+            let e = used.entry((*kind, ns, name)).or_insert(r.phase);
             *e = (*e).min(r.phase);
         }
     }
+    used
+}
+
+fn input_document<'r>(
+    d: &'r Doc<'r>,
+    used: &Used<'_>,
+    placement: &Placement,
+    opts: &Options,
+) -> Placed<'r> {
     let dest = opts.namespace.as_deref();
-
-    let mut out: Vec<Placed> = Vec::new();
-    for d in passthrough {
-        let needed_by = (d.group() == "")
-            .then(|| used.get(&(d.kind.as_str(), d.effective_namespace(dest), d.name.clone())))
-            .flatten();
-        let moved = needed_by.and_then(|phase| placement.ready_before(d, *phase));
-        let text = match (moved, d.raw) {
-            (Some(obj), _) => yaml::emit(&obj),
-            // Verbatim: even trailing blank lines can be data (a `|+` block scalar).
-            (None, Some(raw)) if !raw.trim().is_empty() => {
-                let mut t = raw.to_string();
-                if !t.ends_with('\n') {
-                    t.push('\n');
-                }
-                t
+    let ns = d.effective_namespace(dest);
+    let needed_by = (d.group() == "")
+        .then(|| used.get(&(d.kind.as_str(), ns.as_str(), d.name.as_str())))
+        .flatten();
+    let moved = needed_by.and_then(|phase| placement.ready_before(d, *phase));
+    let text = match (moved, d.raw) {
+        (Some(obj), _) => Cow::Owned(yaml::emit(&obj)),
+        // Verbatim: even trailing blank lines can be data (a `|+` block scalar).
+        (None, Some(raw)) if !raw.trim().is_empty() => {
+            if raw.ends_with('\n') {
+                Cow::Borrowed(raw)
+            } else {
+                Cow::Owned(format!("{raw}\n"))
             }
-            (None, _) => yaml::emit(&d.root.to_json()),
-        };
-        out.push(Placed {
-            group: 2,
-            rank: kind_rank(&d.kind),
-            api_group: d.group().to_string(),
-            doc: OutDoc {
-                kind: d.kind.clone(),
-                namespace: d.namespace.clone(),
-                name: d.name.clone(),
-                text,
-                generated: false,
-            },
-        });
+        }
+        (None, _) => Cow::Owned(yaml::emit(&d.root.to_json())),
+    };
+    Placed {
+        group: 2,
+        rank: kind_rank(&d.kind),
+        api_group: d.group().to_string(),
+        kind: d.kind.clone(),
+        namespace: d.namespace.clone(),
+        name: d.name.clone(),
+        body: Body::Input(text),
     }
+}
 
-    // ConfigMaps shared by several tasks: earliest phase; labels all users agree on.
+type Jobs = BTreeMap<(Option<String>, String), (usize, job::Rendered)>;
+
+/// ConfigMaps shared by several tasks (earliest phase; labels all users agree on), and the
+/// Jobs keyed by namespace and name.
+fn shared_config_maps(
+    rendered: Vec<(usize, job::Rendered)>,
+) -> (BTreeMap<(Option<String>, String), SharedConfigMap>, Jobs) {
     let mut cms: BTreeMap<(Option<String>, String), SharedConfigMap> = BTreeMap::new();
-    let mut jobs: BTreeMap<(Option<String>, String), job::Rendered> = BTreeMap::new();
-    for r in rendered {
-        if let Some(cm) = &r.config_map {
+    let mut jobs = Jobs::new();
+    for (run, mut r) in rendered {
+        if let Some(cm) = r.config_map.take() {
             let mut labels = r.labels.clone();
             labels.insert(job::LABEL_DEFINITION.into(), cm.definition.clone());
-            let entry = cms
-                .entry((cm.namespace.clone(), cm.name.clone()))
-                .or_insert_with(|| (r.phase, cm.clone(), labels.clone()));
-            entry.0 = entry.0.min(r.phase);
-            entry.2.retain(|k, v| labels.get(k) == Some(v));
+            match cms.entry((cm.namespace.clone(), cm.name.clone())) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert((r.phase, cm, labels));
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    let entry = o.get_mut();
+                    entry.0 = entry.0.min(r.phase);
+                    entry.2.retain(|k, v| labels.get(k) == Some(v));
+                }
+            }
         }
         jobs.entry((r.namespace.clone(), r.job_name.clone()))
-            .or_insert(r);
+            .or_insert((run, r));
     }
-
-    for ((ns, name), (phase, cm, labels)) in cms {
-        let mut obj = job::config_map_object(&cm, &labels);
-        placement.annotate(&mut obj, phase, false);
-        // In hooks mode every ConfigMap is a PreSync hook, so it exists before any Job.
-        let g = if opts.mode == Mode::Hooks {
-            0
-        } else {
-            group(phase)
-        };
-        out.push(Placed {
-            group: g,
-            rank: 0,
-            api_group: String::new(),
-            doc: OutDoc {
-                kind: "ConfigMap".into(),
-                namespace: ns,
-                name,
-                text: yaml::emit(&obj),
-                generated: true,
-            },
-        });
-    }
-    if opts.records {
-        for (key, record) in task_records(&jobs) {
-            let mut obj = record;
-            obj["metadata"]["annotations"] = json!({ANN_WAVE: placement.record_wave().to_string()});
-            out.push(Placed {
-                group: 5,
-                rank: 0,
-                api_group: String::new(),
-                doc: OutDoc {
-                    kind: "TaskRecord".into(),
-                    namespace: key.0,
-                    name: key.1,
-                    text: yaml::emit(&obj),
-                    generated: true,
-                },
-            });
-        }
-    }
-    for ((ns, name), r) in jobs {
-        out.push(Placed {
-            group: group(r.phase),
-            rank: 1,
-            api_group: String::new(),
-            doc: OutDoc {
-                kind: "Job".into(),
-                namespace: ns,
-                name,
-                text: r.job_text,
-                generated: true,
-            },
-        });
-    }
-    out.sort_by(Placed::cmp);
-    out.into_iter().map(|p| p.doc).collect()
+    (cms, jobs)
 }

@@ -156,7 +156,7 @@ fn check_document(schema: &Schema, doc: &Node, issues: &mut Vec<SchemaIssue>) {
         return;
     };
     for entry in entries {
-        match entry.key.as_str() {
+        match entry.key.as_ref() {
             "status" => {}
             "metadata" => {
                 if !entry.value.is_null() && entry.value.as_map().is_none() {
@@ -213,15 +213,15 @@ fn check_value(schema: &Schema, node: &Node, path: &str, issues: &mut Vec<Schema
 /// One key of an object whose schema is `parent`, at `parent_path`.
 fn check_entry(parent: &Schema, entry: &Entry, parent_path: &str, issues: &mut Vec<SchemaIssue>) {
     let path = join(parent_path, &entry.key);
-    if let Some(schema) = parent.properties.get(&entry.key) {
+    if let Some(schema) = parent.properties.get(entry.key.as_ref()) {
         if entry.value.is_null() && !schema.nullable {
             // The API server prunes the null before validating, so the key counts as absent.
-            if parent.required.contains(&entry.key) {
+            if parent.required.iter().any(|r| *r == entry.key) {
                 issues.push(SchemaIssue {
                     pos: entry.key_pos,
                     field: parent_path.to_owned(),
                     problem: Problem::MissingRequired {
-                        name: entry.key.clone(),
+                        name: entry.key.to_string(),
                     },
                 });
             }
@@ -346,14 +346,14 @@ mod tests {
         "/../shared/examples/keptn-upstream"
     );
 
-    fn docs(src: &str) -> Vec<Node> {
+    fn docs(src: &str) -> Vec<Node<'_>> {
         split_stream(src)
             .iter()
             .filter_map(|chunk| parse_document(chunk).expect("test YAML parses"))
             .collect()
     }
 
-    fn doc(src: &str) -> Node {
+    fn doc(src: &str) -> Node<'_> {
         let mut all = docs(src);
         assert_eq!(all.len(), 1, "expected one document");
         all.remove(0)
@@ -876,13 +876,13 @@ spec:
             NodeKind::Int(-1),
             NodeKind::Float(f64::NAN),
             NodeKind::Float(1e300),
-            NodeKind::Str(String::new()),
+            NodeKind::Str(String::new().into()),
             NodeKind::Seq(vec![Node {
                 kind: NodeKind::Null,
                 pos: p,
             }]),
             NodeKind::Map(vec![Entry {
-                key: String::new(),
+                key: String::new().into(),
                 key_pos: p,
                 value: Node {
                     kind: NodeKind::Map(Vec::new()),
@@ -901,13 +901,14 @@ spec:
                 })
             })
             .collect();
-        let mut originals = Vec::new();
+        let mut texts = Vec::new();
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "yaml") {
-                originals.extend(docs(&std::fs::read_to_string(path).unwrap()));
+                texts.push(std::fs::read_to_string(path).unwrap());
             }
         }
+        let originals: Vec<Node> = texts.iter().flat_map(|t| docs(t)).collect();
         let mut runs = 0usize;
         for original in &originals {
             let count = count_nodes(original);
@@ -933,7 +934,7 @@ spec:
         }
     }
 
-    fn replace_nth(node: &mut Node, n: &mut usize, with: &NodeKind) -> bool {
+    fn replace_nth<'a>(node: &mut Node<'a>, n: &mut usize, with: &NodeKind<'a>) -> bool {
         if *n == 0 {
             node.kind = with.clone();
             return true;

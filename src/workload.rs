@@ -21,6 +21,13 @@ pub const WORKLOAD_KINDS: &[(&str, &str)] = &[
 #[derive(Debug)]
 pub struct Workload<'d> {
     pub doc: &'d Doc<'d>,
+    pub keys: Keys,
+}
+
+/// What Keptn reads from a workload object. Apart from the object, so that the renderer can
+/// derive it while loading and drop the object's tree.
+#[derive(Debug)]
+pub struct Keys {
     /// Sanitized app name (lowercase, `_` -> `-`).
     pub app: String,
     /// Workload name as listed in a KeptnApp (lowercase, `_` -> `-`).
@@ -34,7 +41,15 @@ pub struct Workload<'d> {
     pub pos: Pos,
 }
 
-impl Workload<'_> {
+impl std::ops::Deref for Workload<'_> {
+    type Target = Keys;
+
+    fn deref(&self) -> &Keys {
+        &self.keys
+    }
+}
+
+impl Keys {
     /// The KeptnWorkload name Keptn puts into the task context: `<app>-<workload>`.
     pub fn keptn_name(&self) -> String {
         resource_name(&format!("{}-{}", self.app, self.name))
@@ -48,13 +63,13 @@ pub fn resource_name(s: &str) -> String {
 
 /// Labels and annotations of one metadata block, with positions of the values.
 struct Meta<'n> {
-    labels: Option<&'n Node>,
-    annotations: Option<&'n Node>,
+    labels: Option<&'n Node<'n>>,
+    annotations: Option<&'n Node<'n>>,
     field: &'static str,
 }
 
 impl<'n> Meta<'n> {
-    fn new(meta: Option<&'n Node>, field: &'static str) -> Self {
+    fn new(meta: Option<&'n Node<'n>>, field: &'static str) -> Self {
         Meta {
             labels: meta.and_then(|m| m.get("labels")),
             annotations: meta.and_then(|m| m.get("annotations")),
@@ -110,6 +125,11 @@ pub fn is_workload_kind(doc: &Doc<'_>) -> bool {
 
 /// The Keptn workload of an object, `None` when it has no workload key.
 pub fn derive<'d>(doc: &'d Doc<'d>) -> Option<Workload<'d>> {
+    derive_keys(doc).map(|keys| Workload { doc, keys })
+}
+
+/// The workload keys of an object, `None` when it has no workload key.
+pub fn derive_keys(doc: &Doc<'_>) -> Option<Keys> {
     let template = doc.root.path(&["spec", "template"]);
     let pod_meta = Meta::new(
         template.and_then(|t| t.get("metadata")),
@@ -140,8 +160,7 @@ pub fn derive<'d>(doc: &'d Doc<'d>) -> Option<Workload<'d>> {
             evaluations.push(v);
         }
     }
-    Some(Workload {
-        doc,
+    Some(Keys {
         app: resource_name(&app),
         name: resource_name(&workload.value),
         version,

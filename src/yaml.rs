@@ -11,6 +11,7 @@
 //! Output side: generated objects are `serde_json::Value`s emitted by serde-saphyr, which
 //! quotes every string a YAML 1.1 reader could mistype.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use granit_parser::{Event, Parser, ScalarStyle, Span};
@@ -25,30 +26,32 @@ pub struct Pos {
     pub col: u32,
 }
 
-/// A parsed YAML node with its position.
+/// A parsed YAML node with its position. Strings borrow from the document text wherever
+/// the parser could (plain and quoted scalars without escapes or folding): every tree of the
+/// input is alive at once, and one allocation per scalar was most of their weight.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Node {
-    pub kind: NodeKind,
+pub struct Node<'a> {
+    pub kind: NodeKind<'a>,
     pub pos: Pos,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum NodeKind {
+pub enum NodeKind<'a> {
     Null,
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(String),
-    Seq(Vec<Node>),
-    Map(Vec<Entry>),
+    Str(Cow<'a, str>),
+    Seq(Vec<Node<'a>>),
+    Map(Vec<Entry<'a>>),
 }
 
 /// One mapping entry; keys are strings, as JSON and Kubernetes see them.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Entry {
-    pub key: String,
+pub struct Entry<'a> {
+    pub key: Cow<'a, str>,
     pub key_pos: Pos,
-    pub value: Node,
+    pub value: Node<'a>,
 }
 
 /// A YAML syntax error, or a limit the document exceeded, at a position inside one document.
@@ -90,22 +93,22 @@ pub struct Chunk<'a> {
     pub first_line: u32,
 }
 
-impl Node {
-    pub fn get(&self, key: &str) -> Option<&Node> {
+impl<'a> Node<'a> {
+    pub fn get(&self, key: &str) -> Option<&Node<'a>> {
         match &self.kind {
             NodeKind::Map(entries) => entries.iter().find(|e| e.key == key).map(|e| &e.value),
             _ => None,
         }
     }
 
-    pub fn entry(&self, key: &str) -> Option<&Entry> {
+    pub fn entry(&self, key: &str) -> Option<&Entry<'a>> {
         match &self.kind {
             NodeKind::Map(entries) => entries.iter().find(|e| e.key == key),
             _ => None,
         }
     }
 
-    pub fn path(&self, keys: &[&str]) -> Option<&Node> {
+    pub fn path(&self, keys: &[&str]) -> Option<&Node<'a>> {
         keys.iter().try_fold(self, |node, key| node.get(key))
     }
 
@@ -116,14 +119,14 @@ impl Node {
         }
     }
 
-    pub fn as_map(&self) -> Option<&[Entry]> {
+    pub fn as_map(&self) -> Option<&[Entry<'a>]> {
         match &self.kind {
             NodeKind::Map(entries) => Some(entries),
             _ => None,
         }
     }
 
-    pub fn as_seq(&self) -> Option<&[Node]> {
+    pub fn as_seq(&self) -> Option<&[Node<'a>]> {
         match &self.kind {
             NodeKind::Seq(items) => Some(items),
             _ => None,
@@ -161,12 +164,12 @@ impl Node {
                     serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
                 }
             }
-            NodeKind::Str(s) => Value::String(s.clone()),
+            NodeKind::Str(s) => Value::String(s.to_string()),
             NodeKind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
             NodeKind::Map(entries) => Value::Object(
                 entries
                     .iter()
-                    .map(|e| (e.key.clone(), e.value.to_json()))
+                    .map(|e| (e.key.to_string(), e.value.to_json()))
                     .collect(),
             ),
         }
@@ -293,15 +296,15 @@ impl Default for Budget {
 
 /// Parses one document chunk with the default limits. Returns `None` for an empty (or
 /// comment-only) document.
-pub fn parse_document(chunk: &Chunk<'_>) -> Result<Option<Node>, YamlError> {
+pub fn parse_document<'a>(chunk: &Chunk<'a>) -> Result<Option<Node<'a>>, YamlError> {
     parse_document_with(chunk, &mut Budget::default())
 }
 
 /// Parses one document chunk, spending from `budget`.
-pub fn parse_document_with(
-    chunk: &Chunk<'_>,
+pub fn parse_document_with<'a>(
+    chunk: &Chunk<'a>,
     budget: &mut Budget,
-) -> Result<Option<Node>, YamlError> {
+) -> Result<Option<Node<'a>>, YamlError> {
     let limits = budget.limits;
     let first = Pos {
         line: chunk.first_line,
@@ -340,16 +343,16 @@ pub fn parse_document_with(
 }
 
 /// A node as the builder returns it: with the size figures an alias to it would cost.
-struct Built {
-    node: Node,
+struct Built<'a> {
+    node: Node<'a>,
     /// Nodes in the subtree, the node itself included.
     nodes: u64,
     /// Collection levels in the subtree (0 for a scalar).
     height: u32,
 }
 
-impl Built {
-    fn leaf(node: Node) -> Self {
+impl<'a> Built<'a> {
+    fn leaf(node: Node<'a>) -> Self {
         Built {
             node,
             nodes: 1,
@@ -363,7 +366,7 @@ struct Builder<'a, 'b> {
     line_offset: u32,
     /// Anchor id -> the anchored node with its figures. The parser gives every definition its
     /// own id, so a redefined name never shadows by search.
-    anchors: HashMap<usize, Built>,
+    anchors: HashMap<usize, Built<'a>>,
     depth: u32,
     max_depth: u32,
     doc_alias_nodes: u64,
@@ -413,7 +416,7 @@ impl<'a> Builder<'a, '_> {
         }
     }
 
-    fn document(&mut self) -> Result<Option<Node>, YamlError> {
+    fn document(&mut self) -> Result<Option<Node<'a>>, YamlError> {
         let mut root = None;
         loop {
             let (ev, span) = self.next_content()?;
@@ -441,12 +444,12 @@ impl<'a> Builder<'a, '_> {
         }
     }
 
-    fn node(&mut self, ev: Event<'a>, span: Span) -> Result<Built, YamlError> {
+    fn node(&mut self, ev: Event<'a>, span: Span) -> Result<Built<'a>, YamlError> {
         let pos = self.pos(&span);
         match ev {
             Event::Scalar(value, style, anchor, tag) => {
                 let tag = tag.map(|t| t.to_string());
-                let kind = resolve_scalar(&value, style, tag.as_deref());
+                let kind = resolve_scalar(value, style, tag.as_deref());
                 Ok(self.remember(anchor, Built::leaf(Node { kind, pos })))
             }
             Event::Alias(id) => self.alias(id, pos),
@@ -464,7 +467,7 @@ impl<'a> Builder<'a, '_> {
 
     /// A copy of the anchored node, paid for before it is made: an alias bomb is refused after
     /// a few of its aliases, not after it has filled memory.
-    fn alias(&mut self, id: usize, pos: Pos) -> Result<Built, YamlError> {
+    fn alias(&mut self, id: usize, pos: Pos) -> Result<Built<'a>, YamlError> {
         let Some(anchored) = self.anchors.get(&id) else {
             return Err(YamlError::syntax(pos, "alias to an unknown anchor".into()));
         };
@@ -522,7 +525,7 @@ impl<'a> Builder<'a, '_> {
         Ok(())
     }
 
-    fn sequence(&mut self, pos: Pos) -> Result<Built, YamlError> {
+    fn sequence(&mut self, pos: Pos) -> Result<Built<'a>, YamlError> {
         self.enter(pos)?;
         let mut items = Vec::new();
         let (mut nodes, mut height) = (1u64, 0u32);
@@ -549,7 +552,7 @@ impl<'a> Builder<'a, '_> {
         })
     }
 
-    fn mapping(&mut self, pos: Pos) -> Result<Built, YamlError> {
+    fn mapping(&mut self, pos: Pos) -> Result<Built<'a>, YamlError> {
         self.enter(pos)?;
         let mut entries = MapBuilder::default();
         let mut merged = MapBuilder::default();
@@ -569,14 +572,15 @@ impl<'a> Builder<'a, '_> {
             let value = self.node(ev, span)?;
             nodes = nodes.saturating_add(key.nodes).saturating_add(value.nodes);
             height = height.max(value.height);
-            let key_text = key_string(&key.node)?;
+            let key_pos = key.node.pos;
+            let key_text = key_string(key.node)?;
             if plain_merge {
                 merge_into(&mut merged, value.node)?;
                 continue;
             }
             if let Some(prev) = entries.find(&key_text) {
                 return Err(YamlError::syntax(
-                    key.node.pos,
+                    key_pos,
                     format!(
                         "duplicate key {key_text:?} (first at line {}); Kubernetes rejects duplicate fields",
                         prev.key_pos.line
@@ -585,7 +589,7 @@ impl<'a> Builder<'a, '_> {
             }
             entries.push(Entry {
                 key: key_text,
-                key_pos: key.node.pos,
+                key_pos,
                 value: value.node,
             });
         }
@@ -605,7 +609,7 @@ impl<'a> Builder<'a, '_> {
         })
     }
 
-    fn remember(&mut self, anchor: usize, built: Built) -> Built {
+    fn remember(&mut self, anchor: usize, built: Built<'a>) -> Built<'a> {
         if anchor != 0 {
             let copy = Built {
                 node: built.node.clone(),
@@ -620,7 +624,7 @@ impl<'a> Builder<'a, '_> {
 
 /// YAML merge keys: explicit keys win, earlier merged maps win. The merged maps are moved, not
 /// copied: what an alias brought in was paid for when it was expanded.
-fn merge_into(merged: &mut MapBuilder, value: Node) -> Result<(), YamlError> {
+fn merge_into<'a>(merged: &mut MapBuilder<'a>, value: Node<'a>) -> Result<(), YamlError> {
     let pos = value.pos;
     let sources = match value.kind {
         NodeKind::Seq(items) => items,
@@ -643,8 +647,8 @@ fn merge_into(merged: &mut MapBuilder, value: Node) -> Result<(), YamlError> {
 /// Mapping entries in order, with a hash index once the map is large, so that a map of many
 /// keys costs linear time to check for duplicates.
 #[derive(Default)]
-struct MapBuilder {
-    entries: Vec<Entry>,
+struct MapBuilder<'a> {
+    entries: Vec<Entry<'a>>,
     /// Key hash -> index of the first entry with that hash.
     index: HashMap<u64, usize>,
 }
@@ -652,13 +656,13 @@ struct MapBuilder {
 /// Below this many entries a scan is cheaper than hashing.
 const INDEX_FROM: usize = 16;
 
-impl MapBuilder {
+impl<'a> MapBuilder<'a> {
     fn hash(key: &str) -> u64 {
         use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
         BuildHasherDefault::<DefaultHasher>::default().hash_one(key)
     }
 
-    fn find(&self, key: &str) -> Option<&Entry> {
+    fn find(&self, key: &str) -> Option<&Entry<'a>> {
         if self.entries.len() < INDEX_FROM {
             return self.entries.iter().find(|e| e.key == key);
         }
@@ -670,7 +674,7 @@ impl MapBuilder {
         self.entries.iter().find(|e| e.key == key)
     }
 
-    fn push(&mut self, entry: Entry) {
+    fn push(&mut self, entry: Entry<'a>) {
         if self.entries.len() + 1 == INDEX_FROM {
             for (i, e) in self.entries.iter().enumerate() {
                 self.index.entry(Self::hash(&e.key)).or_insert(i);
@@ -685,20 +689,20 @@ impl MapBuilder {
     }
 
     /// Adds the entry unless its key is already there.
-    fn push_new(&mut self, entry: Entry) {
+    fn push_new(&mut self, entry: Entry<'a>) {
         if self.find(&entry.key).is_none() {
             self.push(entry);
         }
     }
 }
 
-fn key_string(key: &Node) -> Result<String, YamlError> {
-    Ok(match &key.kind {
-        NodeKind::Str(s) => s.clone(),
+fn key_string(key: Node<'_>) -> Result<Cow<'_, str>, YamlError> {
+    Ok(match key.kind {
+        NodeKind::Str(s) => s,
         NodeKind::Null => "null".into(),
-        NodeKind::Bool(b) => b.to_string(),
-        NodeKind::Int(i) => i.to_string(),
-        NodeKind::Float(f) => f.to_string(),
+        NodeKind::Bool(b) => b.to_string().into(),
+        NodeKind::Int(i) => i.to_string().into(),
+        NodeKind::Float(f) => f.to_string().into(),
         NodeKind::Seq(_) | NodeKind::Map(_) => {
             return Err(YamlError::syntax(
                 key.pos,
@@ -709,15 +713,14 @@ fn key_string(key: &Node) -> Result<String, YamlError> {
 }
 
 /// Types a scalar as go-yaml v2 (the decoder behind sigs.k8s.io/yaml) does.
-fn resolve_scalar(value: &str, style: ScalarStyle, tag: Option<&str>) -> NodeKind {
+fn resolve_scalar<'a>(value: Cow<'a, str>, style: ScalarStyle, tag: Option<&str>) -> NodeKind<'a> {
     if let Some(tag) = tag {
         let suffix = tag.rsplit([':', '!']).next().unwrap_or("");
         match suffix {
-            "str" | "binary" => return NodeKind::Str(value.to_string()),
+            "str" | "binary" => return NodeKind::Str(value),
             "null" => return NodeKind::Null,
             "bool" | "int" | "float" => {
-                let resolved = resolve_plain(value);
-                if !matches!(resolved, NodeKind::Str(_)) {
+                if let Some(resolved) = resolve_plain_typed(&value) {
                     return resolved;
                 }
             }
@@ -725,41 +728,50 @@ fn resolve_scalar(value: &str, style: ScalarStyle, tag: Option<&str>) -> NodeKin
         }
     }
     if style != ScalarStyle::Plain {
-        return NodeKind::Str(value.to_string());
+        return NodeKind::Str(value);
     }
-    resolve_plain(value)
+    resolve_plain_typed(&value).unwrap_or(NodeKind::Str(value))
 }
 
-fn resolve_plain(value: &str) -> NodeKind {
+fn resolve_plain(value: &str) -> NodeKind<'static> {
+    resolve_plain_typed(value).unwrap_or_else(|| NodeKind::Str(Cow::Owned(value.to_string())))
+}
+
+/// The non-string type a plain scalar resolves to, `None` for a string.
+fn resolve_plain_typed(value: &str) -> Option<NodeKind<'static>> {
     match value {
-        "" | "~" | "null" | "Null" | "NULL" => return NodeKind::Null,
+        "" | "~" | "null" | "Null" | "NULL" => return Some(NodeKind::Null),
         "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
-            return NodeKind::Bool(true);
+            return Some(NodeKind::Bool(true));
         }
         "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
-            return NodeKind::Bool(false);
+            return Some(NodeKind::Bool(false));
         }
         ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
-            return NodeKind::Float(f64::INFINITY);
+            return Some(NodeKind::Float(f64::INFINITY));
         }
-        "-.inf" | "-.Inf" | "-.INF" => return NodeKind::Float(f64::NEG_INFINITY),
-        ".nan" | ".NaN" | ".NAN" => return NodeKind::Float(f64::NAN),
+        "-.inf" | "-.Inf" | "-.INF" => return Some(NodeKind::Float(f64::NEG_INFINITY)),
+        ".nan" | ".NaN" | ".NAN" => return Some(NodeKind::Float(f64::NAN)),
         _ => {}
     }
     let first = value.as_bytes()[0];
     if !(first.is_ascii_digit() || matches!(first, b'+' | b'-' | b'.')) {
-        return NodeKind::Str(value.to_string());
+        return None;
     }
-    let cleaned = value.replace('_', "");
+    let cleaned: Cow<'_, str> = if value.contains('_') {
+        value.replace('_', "").into()
+    } else {
+        value.into()
+    };
     if let Some(i) = parse_go_int(&cleaned) {
-        return NodeKind::Int(i);
+        return Some(NodeKind::Int(i));
     }
     if is_yaml_float(&cleaned)
         && let Ok(f) = cleaned.parse::<f64>()
     {
-        return NodeKind::Float(f);
+        return Some(NodeKind::Float(f));
     }
-    NodeKind::Str(value.to_string())
+    None
 }
 
 /// `strconv.ParseInt(s, 0, 64)`: sign, then `0x`, `0o`, `0b` or a leading `0` for octal.
@@ -1060,7 +1072,7 @@ fn emit_double_quoted(out: &mut String, s: &str) {
 mod tests {
     use super::*;
 
-    fn parse(src: &str) -> Node {
+    fn parse(src: &str) -> Node<'_> {
         let chunks = split_stream(src);
         parse_document(&chunks[0]).unwrap().unwrap()
     }
@@ -1102,7 +1114,7 @@ mod tests {
         assert_eq!(m.get("z").unwrap().kind, NodeKind::Int(3));
     }
 
-    fn parse_limited(src: &str, limits: Limits) -> Result<Option<Node>, YamlError> {
+    fn parse_limited(src: &str, limits: Limits) -> Result<Option<Node<'_>>, YamlError> {
         let chunk = split_stream(src).remove(0);
         parse_document_with(&chunk, &mut Budget::new(limits))
     }
@@ -1132,7 +1144,8 @@ mod tests {
             max_alias_nodes: u64::MAX,
             ..Limits::default()
         };
-        let n = parse_limited(&laughs(5), raised).unwrap().unwrap();
+        let text = laughs(5);
+        let n = parse_limited(&text, raised).unwrap().unwrap();
         let a4 = n.get("a4").unwrap().to_json();
         assert_eq!(a4.to_string().matches("lol").count(), 9usize.pow(5));
     }

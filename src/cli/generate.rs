@@ -58,25 +58,26 @@ pub fn generate(from_stdin: bool, env: Env<'_>) -> anyhow::Result<Outcome> {
             &opts.limits,
         )?
     };
-    let out = klt_render::render(&files, &opts);
-    if out.has_errors() {
-        return Ok(Outcome::Failed(report::single_line(&out.diagnostics)));
-    }
-    // Argo CD takes an empty render as "the app has no resources" and prunes them all.
-    if out.documents.is_empty() {
-        return Ok(Outcome::Failed(format!(
-            "no Kubernetes objects in {} ({} file(s) read); refusing an empty render, which would make Argo CD prune the app",
-            if from_stdin {
-                "stdin"
-            } else {
-                "the app directory"
-            },
-            files.len()
-        )));
-    }
-    // Warnings are not shown by Argo CD on success, but they reach the sidecar log.
-    report::human(&out.diagnostics);
-    Ok(Outcome::Rendered(out.to_yaml()))
+    Ok(klt_render::render::render_with(&files, &opts, |out| {
+        if out.has_errors() {
+            return Outcome::Failed(report::single_line(&out.diagnostics));
+        }
+        // Argo CD takes an empty render as "the app has no resources" and prunes them all.
+        if out.is_empty() {
+            return Outcome::Failed(format!(
+                "no Kubernetes objects in {} ({} file(s) read); refusing an empty render, which would make Argo CD prune the app",
+                if from_stdin {
+                    "stdin"
+                } else {
+                    "the app directory"
+                },
+                files.len()
+            ));
+        }
+        // Warnings are not shown by Argo CD on success, but they reach the sidecar log.
+        report::human(&out.diagnostics);
+        Outcome::Rendered(out.to_yaml())
+    }))
 }
 
 /// ` (app NAME in NAMESPACE)` for messages; apps outside Argo CD's namespace arrive as

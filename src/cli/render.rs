@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use klt_render::render::Rendering;
 
 use super::{EXIT_BAD_INPUT, input, options_from, paths_arg, report, write_stdout};
 
@@ -40,32 +41,33 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     {
         files.retain(|f| std::fs::canonicalize(&f.path).ok().as_ref() != Some(&target));
     }
-    let out = klt_render::render(&files, &opts);
-    report::human(&out.diagnostics);
-    if out.has_errors() {
-        let n = out.diagnostics.iter().filter(|d| d.is_error()).count();
-        eprintln!("klt-render: {n} error(s); nothing was rendered");
-        return Ok(ExitCode::from(EXIT_BAD_INPUT));
-    }
-    match m.get_one::<PathBuf>("output") {
-        None => write_stream(&out)?,
-        Some(file) if m.get_flag("check") => {
-            let current = std::fs::read_to_string(file).unwrap_or_default();
-            if current != out.to_yaml() {
-                eprintln!(
-                    "klt-render: {} is stale: it differs from a fresh render; rerun without --check to update it",
-                    file.display()
-                );
-                return Ok(ExitCode::from(1));
-            }
+    klt_render::render::render_with(&files, &opts, |out| {
+        report::human(&out.diagnostics);
+        if out.has_errors() {
+            let n = out.diagnostics.iter().filter(|d| d.is_error()).count();
+            eprintln!("klt-render: {n} error(s); nothing was rendered");
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
-        Some(file) => write_atomically(file, &out.to_yaml())?,
-    }
-    Ok(ExitCode::SUCCESS)
+        match m.get_one::<PathBuf>("output") {
+            None => write_stream(&out)?,
+            Some(file) if m.get_flag("check") => {
+                let current = std::fs::read_to_string(file).unwrap_or_default();
+                if current != out.to_yaml() {
+                    eprintln!(
+                        "klt-render: {} is stale: it differs from a fresh render; rerun without --check to update it",
+                        file.display()
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            Some(file) => write_atomically(file, &out)?,
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// Streams the documents to stdout; a closed pipe (`| head`) is not an error.
-fn write_stream(out: &klt_render::Output) -> anyhow::Result<()> {
+fn write_stream(out: &Rendering<'_>) -> anyhow::Result<()> {
     let mut w = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     match out
         .write_yaml(&mut w)
@@ -78,14 +80,19 @@ fn write_stream(out: &klt_render::Output) -> anyhow::Result<()> {
 
 /// Replaces `file` via a temp file in the same directory and a rename, so that readers never
 /// see a half-written stream.
-fn write_atomically(file: &Path, text: &str) -> anyhow::Result<()> {
+fn write_atomically(file: &Path, out: &Rendering<'_>) -> anyhow::Result<()> {
     let dir = file
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = file.file_name().context("--output needs a file name")?;
     let tmp = dir.join(format!(".{}.klt-render-tmp", name.to_string_lossy()));
-    std::fs::write(&tmp, text).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    let written = std::fs::File::create(&tmp).and_then(|f| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
+        out.write_yaml(&mut w)?;
+        std::io::Write::flush(&mut w)
+    });
+    written.with_context(|| format!("{}: cannot write", tmp.display()))?;
     std::fs::rename(&tmp, file).with_context(|| format!("{}: cannot write", file.display()))?;
     Ok(())
 }
