@@ -12,7 +12,8 @@ use crate::yaml::{Node, NodeKind, Pos};
 
 /// Every finding of the renderer plus the lints, sorted and without duplicates.
 pub fn check(files: &[SourceFile], opts: &Options) -> Vec<Diagnostic> {
-    let mut diags = crate::render(files, opts).diagnostics;
+    // Findings only: the generated texts are never made.
+    let mut diags = crate::render::render_with(files, opts, |r| r.diagnostics);
     let mut lints = lint(files, opts);
     crate::diag::redact_secrets(&mut lints, crate::render::source_texts(files));
     diags.extend(lints);
