@@ -33,11 +33,16 @@ pub const BOUND_BASE: usize = 16 << 20;
 
 /// The memory bound for an input of `len` bytes.
 pub fn bound(len: usize) -> usize {
-    BOUND_PER_BYTE.saturating_mul(len).saturating_add(BOUND_BASE)
+    BOUND_PER_BYTE
+        .saturating_mul(len)
+        .saturating_add(BOUND_BASE)
 }
 
+/// A target's body: panics when an invariant breaks.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the replay driver and the scripts.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("yaml_reader", yaml_reader),
     ("gojson", gojson),
     ("model", model),
@@ -47,7 +52,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 ];
 
 /// Runs `target` on `data` under the memory bound; returns the peak heap use in bytes.
-pub fn measured(data: &[u8], target: fn(&[u8])) -> usize {
+pub fn measured(data: &[u8], target: Target) -> usize {
     warm_up();
     alloc::bounded(data.len(), bound(data.len()), || target(data)).1
 }

@@ -15,8 +15,9 @@ fn text(data: &[u8]) -> String {
     String::from_utf8_lossy(data).into_owned()
 }
 
+/// Lines as YAML counts them: a lone CR breaks a line too (granit-parser's positions do).
 fn lines(s: &str) -> u32 {
-    s.split('\n').count() as u32
+    s.replace("\r\n", "\n").split(['\n', '\r']).count() as u32
 }
 
 // ---- yaml_reader ---------------------------------------------------------------------------
@@ -28,7 +29,10 @@ pub fn yaml_reader(data: &[u8]) {
     let chunks = yaml::split_stream(&text);
     let mut last_line = 0;
     for chunk in &chunks {
-        assert!(chunk.text.ends_with(chunk.body), "body is a suffix of the chunk text");
+        assert!(
+            chunk.text.ends_with(chunk.body),
+            "body is a suffix of the chunk text"
+        );
         assert!(chunk.first_line >= last_line.max(1), "chunks are in order");
         last_line = chunk.first_line;
         let end = chunk.first_line + lines(chunk.text);
@@ -74,8 +78,21 @@ fn round_trip(value: &Value) {
                 .unwrap_or_else(|e| panic!("emitted YAML does not parse: {e:?}\n{emitted}"))
         })
         .collect();
-    assert_eq!(docs.len(), 1, "emitted one value as {} documents:\n{emitted}", docs.len());
-    assert_eq!(&docs[0].to_json(), value, "emit → parse changed the value:\n{emitted}");
+    // A document that is only `null` reads as an empty one, as in every YAML stream reader.
+    if value.is_null() && docs.is_empty() {
+        return;
+    }
+    assert_eq!(
+        docs.len(),
+        1,
+        "emitted one value as {} documents:\n{emitted}",
+        docs.len()
+    );
+    assert_eq!(
+        &docs[0].to_json(),
+        value,
+        "emit → parse changed the value:\n{emitted}"
+    );
 }
 
 // ---- gojson ---------------------------------------------------------------------------------
@@ -116,7 +133,32 @@ pub fn gojson(data: &[u8]) {
             "HTML characters escaped: {go}"
         );
         let back: Value = serde_json::from_str(&go).unwrap();
-        assert_eq!(back, v);
+        assert!(
+            same_json(&back, &v),
+            "gojson value reads back as {back}, not {v}"
+        );
+    }
+}
+
+/// JSON equality up to the last bit of a float: serde_json's default float parser (without
+/// its `float_roundtrip` feature, which klt-render does not enable) may read a long literal
+/// one ulp away from the value that was written, so an exact comparison would blame the
+/// writer for the reader's rounding.
+pub fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            x == y || ((x - y) / x.abs().max(y.abs())).abs() < 1e-15
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
     }
 }
 
@@ -188,7 +230,10 @@ pub fn model(data: &[u8]) {
     }
     for d in &diags {
         assert_eq!(d.file, files[0].path);
-        assert!(d.pos.line <= end, "diagnostic past the end of the file: {d:?}");
+        assert!(
+            d.pos.line <= end,
+            "diagnostic past the end of the file: {d:?}"
+        );
     }
     // Go durations come from user text (spec.timeout).
     for l in files[0].text.lines().take(16) {
@@ -202,7 +247,11 @@ pub fn model(data: &[u8]) {
 /// forbids NUL, so no input is lost to the split).
 pub fn decode_render_input(data: &[u8]) -> (Options, Vec<SourceFile>) {
     let (flags, rest) = data.split_first().map_or((0, &[][..]), |(f, r)| (*f, r));
-    let mode = if flags & 1 != 0 { Mode::Hooks } else { Mode::Waves };
+    let mode = if flags & 1 != 0 {
+        Mode::Hooks
+    } else {
+        Mode::Waves
+    };
     let opts = Options {
         mode,
         profile: match (flags >> 1) & 3 {
@@ -279,13 +328,20 @@ pub fn render(data: &[u8]) {
 
     let again = klt_render::render(&files, &opts);
     assert_eq!(again.to_yaml(), stream, "render is not deterministic");
-    assert_eq!(again.diagnostics, out.diagnostics, "diagnostics are not deterministic");
+    assert_eq!(
+        again.diagnostics, out.diagnostics,
+        "diagnostics are not deterministic"
+    );
     drop(again);
 
     let mut reversed = files.clone();
     reversed.reverse();
     let rev = klt_render::render(&reversed, &opts);
-    assert_eq!(rev.has_errors(), out.has_errors(), "file order changes errors");
+    assert_eq!(
+        rev.has_errors(),
+        out.has_errors(),
+        "file order changes errors"
+    );
     assert_eq!(rev.to_yaml(), stream, "file order changes the output");
     drop(rev);
 
@@ -455,14 +511,26 @@ fn check_resource_list_run(rl: &wire::ResourceList, run: &(Option<String>, Strin
             "a non-empty input came back empty"
         );
     } else {
-        assert_eq!(back.items, rl.items, "an error run returns the input items");
+        assert!(
+            back.items.len() == rl.items.len()
+                && back
+                    .items
+                    .iter()
+                    .zip(&rl.items)
+                    .all(|(a, b)| same_json(a, b)),
+            "an error run returns the input items"
+        );
         assert!(!stderr.is_empty(), "an error run says why");
     }
 }
 
 fn legacy(config: &str, stdin: &str) {
     let run = krm::legacy(config, stdin);
-    assert_eq!(krm::legacy(config, stdin), run, "legacy is not deterministic");
+    assert_eq!(
+        krm::legacy(config, stdin),
+        run,
+        "legacy is not deterministic"
+    );
     let (out, stderr, ok) = &run;
     if *ok {
         let out = out.as_ref().expect("a legacy success writes stdout");
@@ -507,7 +575,10 @@ pub fn krm_config(data: &[u8]) {
         Err(e) => {
             assert!(!e.message.is_empty());
             if let Some(field) = &e.field {
-                assert!(field_exists(&value, field), "error names a missing field {field:?}: {e:?}");
+                assert!(
+                    field_exists(&value, field),
+                    "error names a missing field {field:?}: {e:?}"
+                );
             }
         }
     }
@@ -518,7 +589,10 @@ pub fn krm_config(data: &[u8]) {
         stripped,
         "strip_bookkeeping is idempotent"
     );
-    if let Some(ann) = stripped.pointer("/metadata/annotations").and_then(Value::as_object) {
+    if let Some(ann) = stripped
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
         assert!(ann.keys().all(|k| !transform::is_bookkeeping(k)));
     }
     let _ = transform::needs_hash_suffix(&value);
