@@ -19,8 +19,8 @@ shift || true
 fuzz_setup || { echo "fuzz: cargo-fuzz is not available" >&2; exit 1; }
 python3 "$FUZZ/seed.py" "$FUZZ/corpus" >/dev/null
 echo "fuzz: building ${TARGETS[*]} with cargo +$TOOLCHAIN fuzz (no sanitizer, debug assertions)"
-fuzz_build >/dev/null 2>"$FUZZ/build.log" || { cat "$FUZZ/build.log" >&2; exit 1; }
 mkdir -p "$FUZZ/logs"
+fuzz_build >/dev/null 2>"$FUZZ/logs/build.log" || { cat "$FUZZ/logs/build.log" >&2; exit 1; }
 
 summary=()
 for t in "${TARGETS[@]}"; do
