@@ -49,14 +49,20 @@ fuzz_failure_summary() {
         | tr '\n' ' ' | cut -c1-400
 }
 
-# Whether a failure log matches a signature in fuzz/known-open.txt (for target $2).
+# Whether a failure log matches an entry of fuzz/known-open.txt for target $2: every
+# tab-separated text after the target must occur in the log. Prints the entry.
 fuzz_known_open() {
-    local log="$1" target="$2" t sig
-    while IFS=$'\t' read -r t sig; do
+    local log="$1" target="$2" t rest sig ok
+    while IFS=$'\t' read -r t rest; do
         [[ -z "$t" || "$t" == \#* ]] && continue
         [[ "$t" == "$target" || "$t" == "*" ]] || continue
-        if grep -qF -- "$sig" "$log"; then
-            echo "$sig"
+        ok=1
+        IFS=$'\t' read -r -a sigs <<<"$rest"
+        for sig in "${sigs[@]}"; do
+            grep -qF -- "$sig" "$log" || { ok=0; break; }
+        done
+        if ((ok)); then
+            echo "${sigs[*]}"
             return 0
         fi
     done < "$FUZZ/known-open.txt"

@@ -20,8 +20,8 @@ pub use targets::{gojson, krm_config, krm_wire, model, render, yaml_reader};
 
 /// Bytes of heap per input byte a target may use on top of [`BOUND_BASE`].
 ///
-/// Measured with `klt-fuzz-replay --peaks`: the fixture seeds peak at 5-50 bytes per input
-/// byte (krm_wire the most: parse, JSON copy, render, emit, parse back, twice); the densest
+/// Measured with `klt-fuzz-replay --peaks`: seeds and campaign corpora of 1 KiB or more peak
+/// at 20-90 bytes per input byte (parse, JSON copy, render, emit, parse back, twice); the densest
 /// synthetic inputs, one-character scalars in a flow sequence, at 150 (a 48-byte `Node` plus a
 /// 32-byte JSON value per two input bytes, in vectors that grow by doubling, then emitted and
 /// read back). 512 is three times that: no linear input comes near it, while anything
