@@ -4,9 +4,10 @@
 #
 #   ./scripts/test.sh [PYTEST-ARGS...]     # works from any directory
 #
-# Needs: cargo, python3 (>= 3.9, with venv or pip), kubectl (its built-in kustomize), and PyPI for
-# the first run. The venv lives in $REPO/.venv and is reused while tests/requirements.txt (and the
-# Python version) are unchanged. shared/ is found at $REPO/../shared unless KLT_SHARED is set.
+# Needs: cargo (and rustup: the fuzz smoke installs cargo-fuzz itself), python3 (>= 3.9, with venv
+# or pip), kubectl (its built-in kustomize), and PyPI for the first run. The venv lives in
+# $REPO/.venv and is reused while tests/requirements.txt (and the Python version) are unchanged.
+# shared/ is found at $REPO/../shared unless KLT_SHARED is set.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -60,6 +61,16 @@ cargo test --locked
 
 section "cargo test --locked -p klt-reconciler"
 cargo test --locked -p klt-reconciler
+
+# ---- Fuzz smoke ------------------------------------------------------------------------------
+# Every regression seed, then each fuzz target briefly (about 2.5 min in all; see fuzz/smoke.sh).
+# KLT_FUZZ_SMOKE_SECONDS sets the seconds per target; KLT_SKIP_FUZZ=1 skips it locally.
+if [[ "${KLT_SKIP_FUZZ:-}" == 1 ]]; then
+    section "fuzz smoke: skipped (KLT_SKIP_FUZZ=1)"
+else
+    section "fuzz smoke (fuzz/smoke.sh)"
+    "$REPO/fuzz/smoke.sh"
+fi
 
 # ---- Python integration tests --------------------------------------------------------------
 section "pytest tests/integration"

@@ -9,6 +9,7 @@ pub mod document;
 pub mod gojson;
 pub mod hash;
 pub mod job;
+pub mod krm;
 pub mod limits;
 pub mod lint;
 pub mod model;

@@ -1,7 +1,7 @@
 //! The KRM wire format: `config.kubernetes.io/v1` ResourceLists (YAML or JSON) and their
 //! `results`, plus the plain YAML streams of kustomize's legacy exec plugins.
 
-use klt_render::yaml;
+use crate::yaml;
 use serde_json::{Map, Value};
 
 /// How the input was written; the output is written the same way (the KRM spec's "should").

@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use klt_render::{Diagnostic, Options, SourceFile, gojson, hash, yaml};
+use crate::{Diagnostic, Options, SourceFile, gojson, hash, yaml};
 use serde_json::{Map, Value};
 
 use super::config::{self, ConfigError};
@@ -125,7 +125,7 @@ pub fn transform(items: &[Value], function_config: Option<&Value>, source: &str)
         })
         .collect();
 
-    let out = klt_render::render(&files, &opts);
+    let out = crate::render(&files, &opts);
     let mut findings: Vec<Finding> = out
         .diagnostics
         .iter()
@@ -247,7 +247,7 @@ pub fn transform(items: &[Value], function_config: Option<&Value>, source: &str)
 
 /// kustomize hands a generator its own config as the only item (marked local-config); it is
 /// not a resource to render or return.
-fn is_own_config(item: &Value, config: Option<&Value>) -> bool {
+pub fn is_own_config(item: &Value, config: Option<&Value>) -> bool {
     let Some(config) = config else { return false };
     let local = item
         .pointer("/metadata/annotations/config.kubernetes.io~1local-config")

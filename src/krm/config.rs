@@ -13,8 +13,8 @@
 //! A ConfigMap with the same keys under `data` is accepted too. Unknown keys are refused
 //! (with a suggestion), never ignored: a misspelled `mdoe: hooks` would otherwise render waves.
 
-use klt_render::Options;
-use klt_render::options::SPECS;
+use crate::Options;
+use crate::options::SPECS;
 use serde_json::Value;
 
 pub const API_VERSION: &str = "klt-render.dev/v1alpha1";
@@ -138,7 +138,7 @@ fn settings_of(
     for (key, value) in map {
         let field = Some(format!("{section}.{key}"));
         if !names.contains(&key.as_str()) {
-            let hint = match klt_render::suggest::closest(key, names.iter().copied()) {
+            let hint = match crate::suggest::closest(key, names.iter().copied()) {
                 Some(s) => format!("; did you mean {s:?}?"),
                 None => format!("; known options: {}", names.join(", ")),
             };
@@ -178,7 +178,7 @@ fn type_name(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use klt_render::Mode;
+    use crate::Mode;
     use serde_json::json;
 
     #[test]

@@ -1,0 +1,7 @@
+//! libFuzzer entry point of the `render` target; the body and its invariants are in
+//! [`klt_fuzz_harness::render`] so that the stable replay driver runs exactly the same checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    klt_fuzz_harness::measured(data, klt_fuzz_harness::render);
+});
