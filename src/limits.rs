@@ -87,7 +87,7 @@ impl Limit {
         let name = self.option();
         let env = format!("KLT_{}", name.to_ascii_uppercase().replace('-', "_"));
         format!(
-            "limits keep hostile input from taking down the Argo CD repo server; if an honest manifest needs more, raise the limit ({name} = {}) with --{name}, {env}, or the plugin parameter {name}",
+            "limits keep hostile input from taking down the Argo CD repo server; if an honest manifest needs more, raise the limit ({name} = {}) with --{name}, {env}, or the plugin parameter or KRM field {name}",
             self.value(limits)
         )
     }

@@ -2,11 +2,11 @@
 //! plugin's config file and the exit status. The wire formats and the transformation are in
 //! the library, where tests and fuzz targets reach them.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{EXIT_BAD_INPUT, write_stdout};
+use super::{EXIT_BAD_INPUT, input, write_stdout};
 use anyhow::Context;
 use clap::{Arg, ArgMatches, Command};
 use klt_render::krm::{legacy, resource_list};
@@ -44,10 +44,12 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(EXIT_BAD_INPUT));
     }
-    let mut stdin = String::new();
-    std::io::stdin()
-        .read_to_string(&mut stdin)
-        .context("reading stdin (it must be UTF-8)")?;
+    // Read under the wire's limits: the list must be read before its functionConfig is known.
+    let limits = klt_render::krm::wire::wire_limits();
+    let stdin = input::gather(&[PathBuf::from("-")], None, &limits)?
+        .pop()
+        .map(|f| f.text)
+        .unwrap_or_default();
     let (stdout, stderr, ok) = match m.get_one::<PathBuf>("legacy-config") {
         Some(path) => {
             let config = std::fs::read_to_string(path)

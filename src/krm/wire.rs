@@ -1,6 +1,7 @@
 //! The KRM wire format: `config.kubernetes.io/v1` ResourceLists (YAML or JSON) and their
 //! `results`, plus the plain YAML streams of kustomize's legacy exec plugins.
 
+use crate::limits::{Limit, Limits};
 use crate::yaml;
 use serde_json::{Map, Value};
 
@@ -74,22 +75,67 @@ pub fn parse_resource_list(text: &str) -> Result<ResourceList, String> {
     })
 }
 
-/// Every non-empty document of a YAML stream, as JSON (Kubernetes' YAML 1.1 typing).
+/// The limits of the wire. A ResourceList is one document that holds the whole input, so the
+/// document-size limit is the input-size limit; the functionConfig's limits apply to the items
+/// when they are rendered, since the list must be read before its functionConfig is known.
+pub fn wire_limits() -> Limits {
+    let d = Limits::default();
+    Limits {
+        max_document_bytes: d.max_input_bytes,
+        ..d
+    }
+}
+
+/// Every non-empty document of a YAML stream, as JSON (Kubernetes' YAML 1.1 typing), read
+/// under [`wire_limits`].
 pub fn parse_stream(text: &str) -> Result<Vec<Value>, String> {
+    let limits = wire_limits();
+    if text.len() as u64 > limits.max_input_bytes {
+        return Err(format!(
+            "stdin:1:1: input limit {}: the input is larger than {} bytes",
+            Limit::InputBytes,
+            limits.max_input_bytes
+        ));
+    }
+    let mut budget = yaml::Budget::new(limits);
     let mut out = Vec::new();
-    for chunk in yaml::split_stream(text) {
-        match yaml::parse_document(&chunk) {
+    for (n, chunk) in yaml::chunks(text).enumerate() {
+        if n as u64 >= limits.max_documents {
+            return Err(format!(
+                "stdin:{}:1: input limit {}: more than {} YAML documents",
+                chunk.first_line,
+                Limit::Documents,
+                limits.max_documents
+            ));
+        }
+        match yaml::parse_document_with(&chunk, &mut budget) {
             Ok(Some(node)) => out.push(node.to_json()),
             Ok(None) => {}
-            Err(e) => {
-                return Err(format!(
-                    "stdin:{}:{}: YAML: {}",
-                    e.pos.line, e.pos.col, e.message
-                ));
-            }
+            Err(e) => return Err(wire_error(text, e, &limits)),
         }
     }
     Ok(out)
+}
+
+/// A parse error of the wire as one line. Inside a Secret's data the parser's message may
+/// quote the value (a duplicate key, an unexpected character): such quotes are emptied.
+fn wire_error(text: &str, e: yaml::YamlError, limits: &Limits) -> String {
+    let (line, col) = (e.pos.line, e.pos.col);
+    match e.limit {
+        Some(limit) => format!(
+            "stdin:{line}:{col}: input limit {limit}: {} (limit {limit} = {}); limits keep hostile input from taking down the build; the ResourceList itself is read under the default limits, which no honest kustomization reaches",
+            e.message,
+            limit.value(limits)
+        ),
+        None => {
+            let message = if crate::diag::SecretSpans::of("stdin", text).covers_line(line) {
+                crate::diag::blank_quotes(&e.message)
+            } else {
+                e.message
+            };
+            format!("stdin:{line}:{col}: YAML: {message}")
+        }
+    }
 }
 
 /// The output ResourceList: `items` always present (an empty list is a real answer), `results`

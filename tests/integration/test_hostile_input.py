@@ -227,3 +227,63 @@ def test_many_bombs_under_the_document_budget_stop_at_the_input_budget(binary, t
     assert code == 2 and out == "", err
     assert "input limit max-alias-nodes: aliases expand the input by more than 1000000 nodes" in err, err
     assert rss < 192 * 1024, f"peak RSS {rss} KB"
+
+
+def resource_list(items_yaml: str, function_config: str = "") -> str:
+    text = "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems:\n" + items_yaml
+    if function_config:
+        text += "functionConfig:\n" + function_config
+    return text
+
+
+def indent(text: str, by: str) -> str:
+    return "".join(by + line + "\n" for line in text.splitlines())
+
+
+KRM_CONFIG = "apiVersion: klt-render.dev/v1alpha1\nkind: KltRender\nmetadata: {name: c}\n"
+BOMB_CONFIG = KRM_CONFIG + "spec:\n  x:\n" + laughs(indent="    ")
+
+# name -> (ResourceList on stdin, (legacy plugin config, legacy stdin stream) or None, expected)
+KRM_ATTACKS = {
+    "alias bomb in an item": (
+        resource_list("  - " + indent(CONFIG_MAP + laughs(), "    ").lstrip()),
+        (KRM_CONFIG, CONFIG_MAP + laughs()),
+        "input limit alias-nodes-per-byte",
+    ),
+    "alias bomb in functionConfig": (
+        resource_list("  []\n", indent(BOMB_CONFIG, "  ")),
+        (BOMB_CONFIG, ""),
+        "input limit alias-nodes-per-byte",
+    ),
+    "merge-key bomb in an item": (
+        resource_list("  - " + indent(CONFIG_MAP.replace("data:\n", "x:\n") + merge_bomb(), "    ").lstrip()),
+        (KRM_CONFIG, CONFIG_MAP.replace("data:\n", "x:\n") + merge_bomb()),
+        "input limit alias-nodes-per-byte",
+    ),
+    "deep YAML nesting": (
+        resource_list("  - a: " + "[" * 100_000 + "\n"),
+        (KRM_CONFIG, "a: " + "[" * 100_000 + "\n"),
+        "input limit max-depth",
+    ),
+    "deep JSON nesting": (
+        '{"apiVersion":"config.kubernetes.io/v1","kind":"ResourceList","items":[' + "[" * 100_000 + "]" * 100_000 + "]}",
+        None,
+        "recursion limit exceeded",
+    ),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(KRM_ATTACKS))
+def test_krm_refuses_hostile_resource_lists(binary, tmp_path, attack):
+    text, legacy, expected = KRM_ATTACKS[attack]
+    runs = [(["krm"], text)]
+    if legacy:
+        config, stream = legacy
+        (tmp_path / "config.yaml").write_text(config)
+        runs.append((["krm", "--legacy-config", "config.yaml"], stream))
+    for args, stdin in runs:
+        code, out, err, rss = rss_run([str(binary), *args], tmp_path, {}, stdin.encode())
+        where = f"{attack} via {' '.join(args)}"
+        assert code == 2 and out == "", f"{where}: exit {code}\n{err}"
+        assert expected in err, f"{where}: {err}"
+        assert rss < RSS_BOUND_KB, f"{where}: peak RSS {rss} KB"
