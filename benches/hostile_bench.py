@@ -47,9 +47,8 @@ def laughs(i: int) -> str:
 def small_bomb(i: int) -> str:
     """A bomb just under the per-document budget: only the input-wide budget stops many."""
     lines = [f"  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
-    for lvl in range(1, 3):
-        lines.append(f"  a{lvl}: &a{lvl} [" + ", ".join([f"*a{lvl - 1}"] * 9) + "]")
-    lines.append("  b: [*a2]")
+    lines.append("  a1: &a1 [" + ", ".join(["*a0"] * 9) + "]")
+    lines.append("  b: [*a1, *a1, *a1, *a1, *a1]")
     return "---\n" + CM.format(name=f"bomb{i}") + "\n".join(lines) + "\n"
 
 

@@ -33,7 +33,7 @@ impl Default for Limits {
             max_document_bytes: 8 << 20,
             max_documents: 1_000_000,
             max_depth: 256,
-            alias_nodes_per_byte: 10,
+            alias_nodes_per_byte: 4,
             max_alias_nodes: 1_000_000,
             max_dir_depth: 64,
         }

@@ -212,7 +212,7 @@ pub const SPECS: &[OptionSpec] = &[
     OptionSpec {
         name: "alias-nodes-per-byte",
         env: "KLT_ALIAS_NODES_PER_BYTE",
-        default: "10",
+        default: "4",
         flag: false,
         help: "Limit: nodes YAML aliases and merge keys may add to a document, per byte of it",
     },

@@ -1135,8 +1135,8 @@ mod tests {
     fn alias_expansion_is_refused_before_it_is_built() {
         let err = parse_limited(&laughs(9), Limits::default()).unwrap_err();
         assert_eq!(err.limit, Some(Limit::AliasNodesPerByte), "{err:?}");
-        // Refused on level 3 (line 4), before level 4 exists: 10 per byte of a 486-byte
-        // document is 4,860 nodes; levels 1 and 2 add 90 + 819, level 3 would add 7,380.
+        // Refused on level 3 (line 4), before level 4 exists: 4 per byte of a 486-byte
+        // document is 1,944 nodes; levels 1 and 2 add 90 + 819, level 3 would add 7,380.
         assert_eq!(err.pos.line, 4, "{err:?}");
         // The same document is fine when the limit is raised, and expands to 9^8 laughs.
         let raised = Limits {
