@@ -58,8 +58,8 @@ pub fn secret_objects(targets: &BTreeSet<(Option<String>, String)>) -> Vec<Value
 /// Secret names an input refers to (any `secret: NAME` entry, as in
 /// `secureParameters.secret`), with the namespace of the object that names them, minus those
 /// the input defines itself (a duplicate would only stop the render).
-pub fn names_from_nodes<'a>(
-    objects: impl Iterator<Item = (&'a Node, Option<String>)>,
+pub fn names_from_nodes<'a, 't: 'a>(
+    objects: impl Iterator<Item = (&'a Node<'t>, Option<String>)>,
     defined: &BTreeSet<(Option<String>, String)>,
 ) -> BTreeSet<(Option<String>, String)> {
     let mut out = BTreeSet::new();
@@ -78,7 +78,7 @@ fn collect(node: &Node, ns: &Option<String>, out: &mut BTreeSet<(Option<String>,
                     && !s.is_empty()
                     && s.len() <= 253
                 {
-                    out.insert((ns.clone(), s.clone()));
+                    out.insert((ns.clone(), s.to_string()));
                 }
                 collect(&e.value, ns, out);
             }
@@ -102,7 +102,7 @@ pub fn names_from_values<'a>(
                         && !s.is_empty()
                         && s.len() <= 253
                     {
-                        out.insert((ns.clone(), s.clone()));
+                        out.insert((ns.clone(), s.to_string()));
                     }
                     walk(v, ns, out);
                 }
