@@ -80,9 +80,22 @@ pub fn render_with<R>(
     opts: &Options,
     finish: impl FnOnce(Rendering<'_>) -> R,
 ) -> R {
+    render_inspecting(files, opts, |_| {}, finish)
+}
+
+/// [`render_with`], showing `inspect` every input object with its whole tree as it is
+/// loaded: `check`'s lints read trees the render cuts, and a second load of the input would
+/// cost as much time and memory as the render itself.
+pub fn render_inspecting<R>(
+    files: &[SourceFile],
+    opts: &Options,
+    mut inspect: impl FnMut(&Doc<'_>),
+    finish: impl FnOnce(Rendering<'_>) -> R,
+) -> R {
     let mut diags = Vec::new();
     let mut workload_keys = Vec::new();
     let docs = document::load_each(files, &opts.limits, &mut diags, |i, doc, diags| {
+        inspect(doc);
         check_metadata_maps(doc, diags);
         if doc.group() != model::GROUP
             && workload::is_workload_kind(doc)
