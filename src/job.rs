@@ -96,56 +96,53 @@ impl<'a, 'd> Index<'a, 'd> {
     }
 }
 
-/// A rendered task: its Job and, for inline code, the ConfigMap holding the code.
+/// A rendered task: its Job and, for inline code, the ConfigMap holding the code. What else
+/// a record needs of it (app, versions, definition, workload) is read from its [`TaskRun`].
 #[derive(Debug)]
-pub struct Rendered {
+pub struct Rendered<'d> {
     pub phase: Phase,
     pub namespace: Option<String>,
     pub job_name: String,
-    pub config_map: Option<GeneratedConfigMap>,
+    pub config_map: Option<GeneratedConfigMap<'d>>,
     pub labels: BTreeMap<String, String>,
     /// Input objects the Job needs at start: `(kind, lookup namespace, name)` of a code
     /// ConfigMap, a SECURE_DATA or image pull Secret, or a ServiceAccount.
     pub uses: Vec<(&'static str, String, String)>,
-    pub app: String,
-    pub app_version: String,
-    pub definition: String,
-    /// Keptn's workload name (`<app>-<workload>`), empty for app-level tasks.
-    pub workload: String,
 }
 
+/// The code is borrowed from the input's tree: it is held once, however many Jobs mount it.
 #[derive(Debug, Clone)]
-pub struct GeneratedConfigMap {
+pub struct GeneratedConfigMap<'d> {
     pub name: String,
     pub namespace: Option<String>,
-    pub code: String,
-    pub definition: String,
+    pub code: &'d str,
+    pub definition: &'d str,
 }
 
 /// The code and settings a runtime Job ends up with after functionRef and task merging.
-struct Resolved {
+struct Resolved<'d> {
     lang: Lang,
     params: BTreeMap<String, String>,
     secret: Option<Spanned<String>>,
     cmd: String,
     /// Mounted ConfigMap: generated (inline code) or referenced by name.
-    config_map: Option<CodeMap>,
+    config_map: Option<CodeMap<'d>>,
     url: Option<String>,
     uses: Vec<(&'static str, String, String)>,
 }
 
-enum CodeMap {
-    Inline { definition: String, code: String },
-    Referenced { name: String, code: String },
+enum CodeMap<'d> {
+    Inline { definition: &'d str, code: &'d str },
+    Referenced { name: String, code: &'d str },
 }
 
 /// Validates one task run and names its Job; the Job's text is made later by [`job_text`],
 /// so that no render holds every Job text at once.
-pub fn render_task(
+pub fn render_task<'d>(
     run: &TaskRun<'_>,
-    index: &Index<'_, '_>,
+    index: &Index<'_, 'd>,
     diags: &mut Vec<Diagnostic>,
-) -> Option<Rendered> {
+) -> Option<Rendered<'d>> {
     let built = build(run, index, diags)?;
     let job_name = job_name(run, &built);
     if !is_dns_label(&job_name) {
@@ -164,15 +161,11 @@ pub fn render_task(
         },
         config_map: built.config_map,
         uses: built.uses,
-        app: run.context.app_name.clone(),
-        app_version: run.app_version.clone(),
-        definition: run.definition.value.clone(),
-        workload: run.context.workload_name.clone(),
     })
 }
 
 /// The YAML text of a Job [`render_task`] accepted: the same object again, with its name.
-pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered) -> String {
+pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered<'_>) -> String {
     let mut ignored = Vec::new();
     let built = build(run, index, &mut ignored).expect("the run was rendered before");
     let job = named(built.job, &rendered.job_name, index.placement, run.phase);
@@ -180,16 +173,20 @@ pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered) -
 }
 
 /// A Job object without its name, and what the render keeps of it.
-struct Built {
+struct Built<'d> {
     job: Value,
     /// What the name hashes besides the object: the code of a referenced ConfigMap.
     hash_extra: String,
-    config_map: Option<GeneratedConfigMap>,
+    config_map: Option<GeneratedConfigMap<'d>>,
     own_labels: BTreeMap<String, String>,
     uses: Vec<(&'static str, String, String)>,
 }
 
-fn build(run: &TaskRun<'_>, index: &Index<'_, '_>, diags: &mut Vec<Diagnostic>) -> Option<Built> {
+fn build<'d>(
+    run: &TaskRun<'_>,
+    index: &Index<'_, 'd>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Built<'d>> {
     let opts = index.options;
     let ns = run.lookup_namespace.as_str();
     let Some(def) = index.definition(ns, &run.definition.value) else {
@@ -204,7 +201,8 @@ fn build(run: &TaskRun<'_>, index: &Index<'_, '_>, diags: &mut Vec<Diagnostic>) 
             let (c, v) = container_runner(node, &context_json, def, opts, diags)?;
             (c, v, None, String::new())
         }
-        Runner::Runtime(lang, spec) => {
+        Runner::Runtime(lang) => {
+            let spec = def.runtime(*lang)?;
             let resolved = resolve_runtime(run, def, *lang, spec, index, diags)?;
             uses.clone_from(&resolved.uses);
             runtime_container(run, &resolved, &context_json, opts)
@@ -499,14 +497,14 @@ pub fn truncate_name(s: &str, max: usize) -> String {
     cut.trim_end_matches(['-', '.']).to_string()
 }
 
-fn resolve_runtime(
+fn resolve_runtime<'d>(
     run: &TaskRun<'_>,
-    def: &TaskDefinition<'_>,
+    def: &TaskDefinition<'d>,
     lang: Lang,
-    spec: &RuntimeSpec,
-    index: &Index<'_, '_>,
+    spec: &RuntimeSpec<'d>,
+    index: &Index<'_, 'd>,
     diags: &mut Vec<Diagnostic>,
-) -> Option<Resolved> {
+) -> Option<Resolved<'d>> {
     let ns = run.lookup_namespace.as_str();
     let mut r = Resolved {
         lang,
@@ -519,7 +517,7 @@ fn resolve_runtime(
     };
     // The definition each resolved value came from, for messages about it.
     let mut secret_owner: &Doc<'_> = def.doc;
-    let code_owner: (&TaskDefinition<'_>, &RuntimeSpec);
+    let code_owner: (&TaskDefinition<'d>, &RuntimeSpec<'d>);
     if let Some(fref) = &spec.function_ref {
         let Some(parent) = index.definition(ns, &fref.value) else {
             let names = index.definition_names(ns);
@@ -596,19 +594,17 @@ fn resolve_runtime(
         code_owner = (def, spec);
     }
     let (owner, ospec) = code_owner;
-    if let Some(code) = &ospec.inline {
+    if let Some(code) = ospec.inline {
         r.config_map = Some(CodeMap::Inline {
-            definition: owner.doc.name.clone(),
-            code: code.clone(),
+            definition: &owner.doc.name,
+            code,
         });
     } else if let Some(cm) = &ospec.config_map {
         let key = (ns.to_string(), cm.value.clone());
-        let code = index.config_maps.get(&key).and_then(|doc| {
-            doc.root
-                .path(&["data", "code"])
-                .and_then(Node::as_str)
-                .map(str::to_string)
-        });
+        let code = index
+            .config_maps
+            .get(&key)
+            .and_then(|doc| doc.root.path(&["data", "code"]).and_then(Node::as_str));
         match code {
             Some(code) => {
                 r.uses.push(("ConfigMap", ns.to_string(), cm.value.clone()));
@@ -711,9 +707,14 @@ fn check_secret(
     }
 }
 
-type Parts = (Value, Option<Value>, Option<GeneratedConfigMap>, String);
+type Parts<'d> = (Value, Option<Value>, Option<GeneratedConfigMap<'d>>, String);
 
-fn runtime_container(run: &TaskRun<'_>, r: &Resolved, context_json: &str, opts: &Options) -> Parts {
+fn runtime_container<'d>(
+    run: &TaskRun<'_>,
+    r: &Resolved<'d>,
+    context_json: &str,
+    opts: &Options,
+) -> Parts<'d> {
     let (image, mount_path) = match r.lang {
         Lang::Deno => (opts.deno_image(), "/var/data/function.ts"),
         Lang::Python => (opts.python_image(), "/var/data/function.py"),
@@ -735,7 +736,7 @@ fn runtime_container(run: &TaskRun<'_>, r: &Resolved, context_json: &str, opts: 
     let mut generated = None;
     let cm_name = match &r.config_map {
         Some(CodeMap::Inline { definition, code }) => {
-            let data: BTreeMap<String, String> = [("code".to_string(), code.clone())].into();
+            let data: BTreeMap<String, String> = [("code".to_string(), code.to_string())].into();
             let name = format!(
                 "keptnfn-{}-{}",
                 truncate_name(definition, 253 - 19),
@@ -744,8 +745,8 @@ fn runtime_container(run: &TaskRun<'_>, r: &Resolved, context_json: &str, opts: 
             generated = Some(GeneratedConfigMap {
                 name: name.clone(),
                 namespace: run.namespace.clone(),
-                code: code.clone(),
-                definition: definition.clone(),
+                code,
+                definition,
             });
             Some(name)
         }
@@ -840,7 +841,7 @@ fn container_runner(
 }
 
 /// The ConfigMap object for inline code.
-pub fn config_map_object(cm: &GeneratedConfigMap, labels: &BTreeMap<String, String>) -> Value {
+pub fn config_map_object(cm: &GeneratedConfigMap<'_>, labels: &BTreeMap<String, String>) -> Value {
     let mut metadata = Map::new();
     metadata.insert("name".into(), json!(cm.name));
     if let Some(ns) = &cm.namespace {

@@ -56,8 +56,10 @@ pub enum Lang {
 
 /// The object under `deno`, `python` or legacy `function`.
 #[derive(Clone, Debug, Default)]
-pub struct RuntimeSpec {
-    pub inline: Option<String>,
+pub struct RuntimeSpec<'d> {
+    /// Borrowed from the definition's tree, which lives as long as the render: inline code is
+    /// the largest text a definition holds.
+    pub inline: Option<&'d str>,
     pub http_url: Option<Spanned<String>>,
     pub config_map: Option<Spanned<String>>,
     pub function_ref: Option<Spanned<String>>,
@@ -69,7 +71,7 @@ pub struct RuntimeSpec {
     pub pos: Pos,
 }
 
-impl RuntimeSpec {
+impl RuntimeSpec<'_> {
     /// Keptn's "spec exists": something other than the zero value is set.
     pub fn is_empty(&self) -> bool {
         self.inline.is_none()
@@ -82,9 +84,10 @@ impl RuntimeSpec {
     }
 }
 
+/// A runtime runner's spec is [`TaskDefinition::runtime`]: a copy here would double it.
 #[derive(Clone, Debug)]
 pub enum Runner<'d> {
-    Runtime(Lang, Box<RuntimeSpec>),
+    Runtime(Lang),
     Container(&'d Node<'d>),
 }
 
@@ -95,8 +98,8 @@ pub struct TaskDefinition<'d> {
     pub runner: Option<Runner<'d>>,
     /// The deno (or legacy function) spec and the python spec as written; a functionRef
     /// parent is read through these (deno first), whatever the child's runner.
-    pub deno: Option<RuntimeSpec>,
-    pub python: Option<RuntimeSpec>,
+    pub deno: Option<RuntimeSpec<'d>>,
+    pub python: Option<RuntimeSpec<'d>>,
     pub has_function_ref: bool,
     pub retries: i64,
     pub timeout_seconds: i64,
@@ -107,6 +110,16 @@ pub struct TaskDefinition<'d> {
     /// `metadata.labels` and `metadata.annotations`, which every Job of the definition carries.
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+}
+
+impl<'d> TaskDefinition<'d> {
+    /// The spec a runtime runner of `lang` runs: deno (or legacy function) or python.
+    pub fn runtime(&self, lang: Lang) -> Option<&RuntimeSpec<'d>> {
+        match lang {
+            Lang::Deno => self.deno.as_ref(),
+            Lang::Python => self.python.as_ref(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -209,14 +222,13 @@ fn int_field(node: Option<&Node>, default: i64) -> i64 {
     }
 }
 
-fn read_runtime(node: &Node, field: &'static str) -> RuntimeSpec {
+fn read_runtime<'d>(node: &'d Node<'d>, field: &'static str) -> RuntimeSpec<'d> {
     let f = |rest: &str| format!("spec.{field}.{rest}");
     RuntimeSpec {
         inline: node
             .path(&["inline", "code"])
             .and_then(Node::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
+            .filter(|s| !s.is_empty()),
         http_url: spanned_str(node.path(&["httpRef", "url"]), f("httpRef.url")),
         config_map: spanned_str(node.path(&["configMapRef", "name"]), f("configMapRef.name")),
         function_ref: spanned_str(node.path(&["functionRef", "name"]), f("functionRef.name")),
@@ -349,15 +361,18 @@ pub fn read_task_definition<'d>(
     if runners.len() == 1 {
         runner = if let Some(c) = container {
             Some(Runner::Container(c))
-        } else if let Some(d) = &deno_like {
-            Some(Runner::Runtime(Lang::Deno, Box::new(d.clone())))
+        } else if deno_like.is_some() {
+            Some(Runner::Runtime(Lang::Deno))
         } else {
-            python
-                .clone()
-                .map(|p| Runner::Runtime(Lang::Python, Box::new(p)))
+            python.as_ref().map(|_| Runner::Runtime(Lang::Python))
         };
     }
-    if let Some(Runner::Runtime(_, rt)) = &runner {
+    let runtime = match runner {
+        Some(Runner::Runtime(Lang::Deno)) => deno_like.as_ref(),
+        Some(Runner::Runtime(Lang::Python)) => python.as_ref(),
+        _ => None,
+    };
+    if let Some(rt) = runtime {
         check_code_sources(doc, rt, diags);
     }
     let has_function_ref = deno_like
@@ -393,7 +408,7 @@ pub fn read_task_definition<'d>(
     }
 }
 
-fn check_code_sources(doc: &Doc<'_>, rt: &RuntimeSpec, diags: &mut Vec<Diagnostic>) {
+fn check_code_sources(doc: &Doc<'_>, rt: &RuntimeSpec<'_>, diags: &mut Vec<Diagnostic>) {
     let mut sources = Vec::new();
     if rt.function_ref.is_some() {
         sources.push("functionRef");

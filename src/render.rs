@@ -193,7 +193,7 @@ pub fn render_inspecting<R>(
         placement: &placement,
         names: Default::default(),
     };
-    let rendered: Vec<(usize, job::Rendered)> = runs
+    let rendered: Vec<(usize, job::Rendered<'_>)> = runs
         .iter()
         .enumerate()
         .filter_map(|(i, r)| job::render_task(r, &index, &mut diags).map(|j| (i, j)))
@@ -205,7 +205,7 @@ pub fn render_inspecting<R>(
     let items = if diags.iter().any(Diagnostic::is_error) {
         Vec::new()
     } else {
-        assemble(&passthrough, rendered, &placement, opts)
+        assemble(&passthrough, &runs, rendered, &placement, opts)
     };
     finish(Rendering {
         diagnostics: diags,
@@ -820,12 +820,17 @@ fn kind_rank(kind: &str) -> usize {
 /// One TaskRecord (spec only) per app version, keyed by namespace and name; the status is
 /// klt-reconciler's to write. It goes into a wave after everything else: Argo CD does not
 /// wait for the health of the last wave, so the record never holds the sync back.
-fn task_records(jobs: &Jobs) -> BTreeMap<(Option<String>, String), Value> {
+fn task_records(
+    jobs: &Jobs<'_>,
+    runs: &[TaskRun<'_>],
+) -> BTreeMap<(Option<String>, String), Value> {
     // The record object without its tasks, and the tasks in record order.
     type Draft<'r> = (Value, Vec<(usize, &'r str, Value)>);
     let mut drafts: BTreeMap<(Option<String>, String), Draft<'_>> = BTreeMap::new();
-    for (_, r) in jobs.values() {
-        let Some(name) = job::record_name(&r.app, &r.app_version) else {
+    for (run, r) in jobs.values() {
+        let run = &runs[*run];
+        let (app, app_version) = (&run.context.app_name, &run.app_version);
+        let Some(name) = job::record_name(app, app_version) else {
             continue;
         };
         let (_, tasks) = drafts
@@ -838,10 +843,7 @@ fn task_records(jobs: &Jobs) -> BTreeMap<(Option<String>, String), Value> {
                 }
                 let mut labels = BTreeMap::new();
                 labels.insert(job::LABEL_MANAGED_BY, job::MANAGED_BY.to_string());
-                for (k, v) in [
-                    (job::LABEL_APP, &r.app),
-                    (job::LABEL_APP_VERSION, &r.app_version),
-                ] {
+                for (k, v) in [(job::LABEL_APP, app), (job::LABEL_APP_VERSION, app_version)] {
                     if let Some(v) = job::label_value(v) {
                         labels.insert(k, v);
                     }
@@ -851,16 +853,16 @@ fn task_records(jobs: &Jobs) -> BTreeMap<(Option<String>, String), Value> {
                     "apiVersion": "klt-render.dev/v1alpha1",
                     "kind": "TaskRecord",
                     "metadata": metadata,
-                    "spec": {"app": r.app, "appVersion": r.app_version},
+                    "spec": {"app": app, "appVersion": app_version},
                 });
                 (record, Vec::new())
             });
         let mut task = serde_json::Map::new();
         task.insert("job".into(), json!(r.job_name));
-        task.insert("definition".into(), json!(r.definition));
+        task.insert("definition".into(), json!(run.definition.value));
         task.insert("phase".into(), json!(r.phase.label()));
-        if !r.workload.is_empty() {
-            task.insert("workload".into(), json!(r.workload));
+        if !run.context.workload_name.is_empty() {
+            task.insert("workload".into(), json!(run.context.workload_name));
         }
         tasks.push((
             phase_rank(r.phase.label()),
@@ -890,7 +892,7 @@ fn phase_rank(label: &str) -> usize {
 }
 
 /// A generated ConfigMap, the earliest phase that mounts it and the labels all users share.
-type SharedConfigMap = (Phase, job::GeneratedConfigMap, BTreeMap<String, String>);
+type SharedConfigMap<'r> = (Phase, job::GeneratedConfigMap<'r>, BTreeMap<String, String>);
 
 /// An output document with what orders it: phase group, kind rank, API group; then kind,
 /// namespace, name and (only for otherwise equal input objects) the text.
@@ -910,9 +912,9 @@ enum Body<'r> {
     Input(Cow<'r, str>),
     Object(Value),
     /// A generated ConfigMap, made into an object only as it is written.
-    ConfigMap(Box<SharedConfigMap>),
+    ConfigMap(Box<SharedConfigMap<'r>>),
     /// A Job: the index of its task run, and what its validation found.
-    Job(usize, Box<job::Rendered>),
+    Job(usize, Box<job::Rendered<'r>>),
 }
 
 impl Placed<'_> {
@@ -950,7 +952,8 @@ fn phase_group(p: Phase) -> usize {
 
 fn assemble<'r>(
     passthrough: &[&'r Doc<'r>],
-    rendered: Vec<(usize, job::Rendered)>,
+    runs: &[TaskRun<'_>],
+    rendered: Vec<(usize, job::Rendered<'r>)>,
     placement: &Placement,
     opts: &Options,
 ) -> Vec<Placed<'r>> {
@@ -974,7 +977,7 @@ fn assemble<'r>(
         out.push(generated(group, 0, "ConfigMap", ns, name, body));
     }
     if opts.records {
-        for ((ns, name), mut record) in task_records(&jobs) {
+        for ((ns, name), mut record) in task_records(&jobs, runs) {
             record["metadata"]["annotations"] =
                 json!({ANN_WAVE: placement.record_wave().to_string()});
             out.push(generated(
@@ -1025,7 +1028,7 @@ fn generated<'r>(
 /// they must exist before those Jobs start.
 type Used<'a> = BTreeMap<(&'static str, &'a str, &'a str), Phase>;
 
-fn used_inputs(jobs: &Jobs) -> Used<'_> {
+fn used_inputs<'a>(jobs: &'a Jobs<'_>) -> Used<'a> {
     let mut used = Used::new();
     for (_, r) in jobs.values() {
         for (kind, ns, name) in &r.uses {
@@ -1071,19 +1074,21 @@ fn input_document<'r>(
     }
 }
 
-type Jobs = BTreeMap<(Option<String>, String), (usize, job::Rendered)>;
+type Jobs<'r> = BTreeMap<(Option<String>, String), (usize, job::Rendered<'r>)>;
 
 /// ConfigMaps shared by several tasks (earliest phase; labels all users agree on), and the
 /// Jobs keyed by namespace and name.
+type SharedConfigMaps<'r> = BTreeMap<(Option<String>, String), SharedConfigMap<'r>>;
+
 fn shared_config_maps(
-    rendered: Vec<(usize, job::Rendered)>,
-) -> (BTreeMap<(Option<String>, String), SharedConfigMap>, Jobs) {
-    let mut cms: BTreeMap<(Option<String>, String), SharedConfigMap> = BTreeMap::new();
+    rendered: Vec<(usize, job::Rendered<'_>)>,
+) -> (SharedConfigMaps<'_>, Jobs<'_>) {
+    let mut cms = SharedConfigMaps::new();
     let mut jobs = Jobs::new();
     for (run, mut r) in rendered {
         if let Some(cm) = r.config_map.take() {
             let mut labels = r.labels.clone();
-            labels.insert(job::LABEL_DEFINITION.into(), cm.definition.clone());
+            labels.insert(job::LABEL_DEFINITION.into(), cm.definition.to_string());
             match cms.entry((cm.namespace.clone(), cm.name.clone())) {
                 std::collections::btree_map::Entry::Vacant(v) => {
                     v.insert((r.phase, cm, labels));

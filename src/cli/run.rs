@@ -386,19 +386,21 @@ fn execute(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     let def = model::read_task_definition(definition, &mut diags);
     let lang = match &def.runner {
         Some(Runner::Container(_)) => None,
-        Some(Runner::Runtime(lang, spec)) => Some(match &spec.function_ref {
-            Some(parent) => {
-                let pdoc = find_definition(&definitions, &lookup_ns, &parent.value, &opts)
-                    .context("functionRef target vanished")?;
-                let p = model::read_task_definition(pdoc, &mut diags);
-                if p.deno.as_ref().is_some_and(|d| !d.is_empty()) {
-                    Lang::Deno
-                } else {
-                    Lang::Python
+        Some(Runner::Runtime(lang)) => Some(
+            match def.runtime(*lang).and_then(|s| s.function_ref.as_ref()) {
+                Some(parent) => {
+                    let pdoc = find_definition(&definitions, &lookup_ns, &parent.value, &opts)
+                        .context("functionRef target vanished")?;
+                    let p = model::read_task_definition(pdoc, &mut diags);
+                    if p.deno.as_ref().is_some_and(|d| !d.is_empty()) {
+                        Lang::Deno
+                    } else {
+                        Lang::Python
+                    }
                 }
-            }
-            None => *lang,
-        }),
+                None => *lang,
+            },
+        ),
         None => bail!("{} has no usable runner", args.task),
     };
     let container = job.container().clone();
