@@ -263,9 +263,9 @@ impl Rendering<'_> {
             .items
             .iter()
             .map(|p| OutDoc {
-                kind: p.kind.clone(),
-                namespace: p.namespace.clone(),
-                name: p.name.clone(),
+                kind: p.kind.to_string(),
+                namespace: p.namespace.as_deref().map(str::to_string),
+                name: p.name.to_string(),
                 text: self.text(p).into_owned(),
                 generated: !matches!(p.body, Body::Input(_)),
             })
@@ -827,7 +827,7 @@ fn task_records(
     // The record object without its tasks, and the tasks in record order.
     type Draft<'r> = (Value, Vec<(usize, &'r str, Value)>);
     let mut drafts: BTreeMap<(Option<String>, String), Draft<'_>> = BTreeMap::new();
-    for (run, r) in jobs.values() {
+    for (run, r) in jobs {
         let run = &runs[*run];
         let (app, app_version) = (&run.context.app_name, &run.app_version);
         let Some(name) = job::record_name(app, app_version) else {
@@ -896,13 +896,15 @@ type SharedConfigMap<'r> = (Phase, job::GeneratedConfigMap<'r>, BTreeMap<String,
 
 /// An output document with what orders it: phase group, kind rank, API group; then kind,
 /// namespace, name and (only for otherwise equal input objects) the text.
+/// Input objects' names are borrowed: copies of them for every object of a large input
+/// added up to megabytes.
 struct Placed<'r> {
     group: usize,
     rank: usize,
-    api_group: String,
-    kind: String,
-    namespace: Option<String>,
-    name: String,
+    api_group: &'r str,
+    kind: &'r str,
+    namespace: Option<Cow<'r, str>>,
+    name: Cow<'r, str>,
     body: Body<'r>,
 }
 
@@ -922,8 +924,8 @@ impl Placed<'_> {
         (
             self.group,
             self.rank,
-            &self.kind,
-            &self.api_group,
+            self.kind,
+            self.api_group,
             self.namespace.as_deref().unwrap_or(""),
             &self.name,
         )
@@ -990,8 +992,9 @@ fn assemble<'r>(
             ));
         }
     }
-    for ((ns, name), (run, r)) in jobs {
+    for (run, r) in jobs {
         let group = phase_group(r.phase);
+        let (ns, name) = (r.namespace.clone(), r.job_name.clone());
         out.push(generated(
             group,
             1,
@@ -1008,7 +1011,7 @@ fn assemble<'r>(
 fn generated<'r>(
     group: usize,
     rank: usize,
-    kind: &str,
+    kind: &'static str,
     namespace: Option<String>,
     name: String,
     body: Body<'r>,
@@ -1016,10 +1019,10 @@ fn generated<'r>(
     Placed {
         group,
         rank,
-        api_group: String::new(),
-        kind: kind.into(),
-        namespace,
-        name,
+        api_group: "",
+        kind,
+        namespace: namespace.map(Cow::Owned),
+        name: Cow::Owned(name),
         body,
     }
 }
@@ -1030,7 +1033,7 @@ type Used<'a> = BTreeMap<(&'static str, &'a str, &'a str), Phase>;
 
 fn used_inputs<'a>(jobs: &'a Jobs<'_>) -> Used<'a> {
     let mut used = Used::new();
-    for (_, r) in jobs.values() {
+    for (_, r) in jobs {
         for (kind, ns, name) in &r.uses {
             let e = used.entry((*kind, ns, name)).or_insert(r.phase);
             *e = (*e).min(r.phase);
@@ -1066,15 +1069,17 @@ fn input_document<'r>(
     Placed {
         group: 2,
         rank: kind_rank(&d.kind),
-        api_group: d.group().to_string(),
-        kind: d.kind.clone(),
-        namespace: d.namespace.clone(),
-        name: d.name.clone(),
+        api_group: d.group(),
+        kind: &d.kind,
+        namespace: d.namespace.as_deref().map(Cow::Borrowed),
+        name: Cow::Borrowed(&d.name),
         body: Body::Input(text),
     }
 }
 
-type Jobs<'r> = BTreeMap<(Option<String>, String), (usize, job::Rendered<'r>)>;
+/// The Jobs in namespace and name order, each once: a sorted list, not a map, so that their
+/// names are not copied into keys.
+type Jobs<'r> = Vec<(usize, job::Rendered<'r>)>;
 
 /// ConfigMaps shared by several tasks (earliest phase; labels all users agree on), and the
 /// Jobs keyed by namespace and name.
@@ -1084,10 +1089,10 @@ fn shared_config_maps(
     rendered: Vec<(usize, job::Rendered<'_>)>,
 ) -> (SharedConfigMaps<'_>, Jobs<'_>) {
     let mut cms = SharedConfigMaps::new();
-    let mut jobs = Jobs::new();
-    for (run, mut r) in rendered {
+    let mut jobs = rendered;
+    for (_, r) in &mut jobs {
         if let Some(cm) = r.config_map.take() {
-            let mut labels = r.labels.clone();
+            let mut labels = std::mem::take(&mut r.labels);
             labels.insert(job::LABEL_DEFINITION.into(), cm.definition.to_string());
             match cms.entry((cm.namespace.clone(), cm.name.clone())) {
                 std::collections::btree_map::Entry::Vacant(v) => {
@@ -1100,8 +1105,9 @@ fn shared_config_maps(
                 }
             }
         }
-        jobs.entry((r.namespace.clone(), r.job_name.clone()))
-            .or_insert((run, r));
     }
+    // Stable, so that of Jobs of equal name the first stays, as a map's first insert did.
+    jobs.sort_by(|(_, a), (_, b)| (&a.namespace, &a.job_name).cmp(&(&b.namespace, &b.job_name)));
+    jobs.dedup_by(|(_, b), (_, a)| (&a.namespace, &a.job_name) == (&b.namespace, &b.job_name));
     (cms, jobs)
 }
