@@ -33,7 +33,8 @@ pub struct TaskRun<'d> {
     pub phase: Phase,
     /// The object whose task list (or KeptnTask) asked for this run.
     pub source: &'d Doc<'d>,
-    pub definition: Spanned<String>,
+    /// Borrowed from the task list that names it.
+    pub definition: &'d Spanned<String>,
     /// Namespace written on generated objects (`None`: the destination namespace).
     pub namespace: Option<String>,
     /// Namespace used for lookups.
@@ -42,7 +43,7 @@ pub struct TaskRun<'d> {
     pub app_version: String,
     /// For app-level tasks, the KeptnApp spec (Go JSON). Keptn creates a new app version,
     /// and so runs the app tasks again, whenever that spec changes (a `revision` bump).
-    pub app_spec: Option<String>,
+    pub app_spec: Option<Rc<str>>,
     /// Name prefix before the hash: `pre-<definition>`, `post-<definition>` or a KeptnTask's name.
     pub name_base: String,
     pub task_parameters: BTreeMap<String, String>,

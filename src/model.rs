@@ -7,6 +7,7 @@
 //! controllers would trip over.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use crate::diag::{Diagnostic, Severity};
 use crate::document::{Doc, scalar_string, string_map};
@@ -162,7 +163,8 @@ pub struct TaskContext {
     pub workload_version: String,
     pub task_type: String,
     pub object_type: String,
-    pub metadata: BTreeMap<String, String>,
+    /// Shared: every task run of an app or workload carries the same map.
+    pub metadata: Rc<BTreeMap<String, String>>,
 }
 
 impl TaskContext {
@@ -541,7 +543,7 @@ pub fn read_hand_task<'d>(doc: &'d Doc<'d>, diags: &mut Vec<Diagnostic>) -> Opti
         workload_version: or(c("workloadVersion"), top("workloadVersion")),
         task_type: c("taskType"),
         object_type: c("objectType"),
-        metadata: string_map(ctx.and_then(|c| c.get("metadata"))),
+        metadata: Rc::new(string_map(ctx.and_then(|c| c.get("metadata")))),
     };
     Some(HandTask {
         doc,
@@ -582,7 +584,7 @@ mod tests {
             app_name: "podtato-head".into(),
             app_version: "1.0.0".into(),
             workload_version: "0.1.0".into(),
-            metadata: [("commit-id".to_string(), "1234".to_string())].into(),
+            metadata: Rc::new([("commit-id".to_string(), "1234".to_string())].into()),
             ..Default::default()
         };
         assert_eq!(

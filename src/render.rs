@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 
 use serde_json::{Value, json};
 
@@ -202,14 +203,15 @@ pub fn render_inspecting<R>(
     crate::diag::redact_secrets(&mut diags, source_texts(files));
     diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     diags.dedup();
-    let items = if diags.iter().any(Diagnostic::is_error) {
-        Vec::new()
+    let (items, generated) = if diags.iter().any(Diagnostic::is_error) {
+        Default::default()
     } else {
         assemble(&passthrough, &runs, rendered, &placement, opts)
     };
     finish(Rendering {
         diagnostics: diags,
         items,
+        generated,
         runs: &runs,
         index: &index,
     })
@@ -220,6 +222,7 @@ pub fn render_inspecting<R>(
 pub struct Rendering<'r> {
     pub diagnostics: Vec<Diagnostic>,
     items: Vec<Placed<'r>>,
+    generated: Generated<'r>,
     runs: &'r [TaskRun<'r>],
     index: &'r Index<'r, 'r>,
 }
@@ -280,13 +283,14 @@ impl Rendering<'_> {
         match &item.body {
             Body::Input(text) => Cow::Borrowed(text),
             Body::Object(obj) => Cow::Owned(yaml::emit(obj)),
-            Body::ConfigMap(shared) => {
-                let (phase, cm, labels) = shared.as_ref();
+            Body::ConfigMap(i) => {
+                let (phase, cm, labels) = &self.generated.config_maps[*i];
                 let mut obj = job::config_map_object(cm, labels);
                 self.index.placement.annotate(&mut obj, *phase, false);
                 Cow::Owned(yaml::emit(&obj))
             }
-            Body::Job(run, rendered) => {
+            Body::Job(i) => {
+                let (run, rendered) = &self.generated.jobs[*i];
                 Cow::Owned(job::job_text(&self.runs[*run], self.index, rendered))
             }
         }
@@ -571,8 +575,8 @@ fn auto_app_version(wls: &[&Workload<'_>]) -> String {
 }
 
 fn plan_apps<'d>(
-    apps: &BTreeMap<(String, String), model::App<'d>>,
-    contexts: &BTreeMap<(String, String), AppContext<'d>>,
+    apps: &'d BTreeMap<(String, String), model::App<'d>>,
+    contexts: &'d BTreeMap<(String, String), AppContext<'d>>,
     workloads: &'d [Workload<'d>],
     opts: &Options,
     runs: &mut Vec<TaskRun<'d>>,
@@ -622,11 +626,15 @@ fn plan_apps<'d>(
         if let Some(a) = app {
             check_app_workloads(a, wls, diags);
         }
-        let app_spec = app.map(|a| {
-            a.doc.root.get("spec").map_or_else(
-                || "null".to_string(),
-                |s| crate::gojson::value(&s.to_json()),
-            )
+        let app_spec: Option<Rc<str>> = app.map(|a| {
+            a.doc
+                .root
+                .get("spec")
+                .map_or_else(
+                    || "null".to_string(),
+                    |s| crate::gojson::value(&s.to_json()),
+                )
+                .into()
         });
         let namespace = app
             .and_then(|a| a.doc.namespace.clone())
@@ -651,25 +659,25 @@ fn plan_apps<'d>(
                 continue;
             }
             (Some(a), _) => (
-                a.pre_tasks.clone().unwrap_or_default(),
-                a.post_tasks.clone().unwrap_or_default(),
+                a.pre_tasks.as_deref().unwrap_or_default(),
+                a.post_tasks.as_deref().unwrap_or_default(),
                 Some(a.doc),
             ),
-            (None, Some(c)) => (c.pre_tasks.clone(), c.post_tasks.clone(), Some(c.doc)),
-            (None, None) => (Vec::new(), Vec::new(), None),
+            (None, Some(c)) => (&c.pre_tasks[..], &c.post_tasks[..], Some(c.doc)),
+            (None, None) => (&[][..], &[][..], None),
         };
-        let app_metadata = ctx.map(|c| c.metadata.clone()).unwrap_or_default();
+        let app_metadata = Rc::new(ctx.map(|c| c.metadata.clone()).unwrap_or_default());
 
         let mk = |phase: Phase,
                   source: &'d Doc<'d>,
-                  def: &Spanned<String>,
+                  def: &'d Spanned<String>,
                   context: TaskContext,
-                  app_spec: Option<String>| {
+                  app_spec: Option<Rc<str>>| {
             let check = if phase.is_pre() { "pre" } else { "post" };
             TaskRun {
                 phase,
                 source,
-                definition: def.clone(),
+                definition: def,
                 namespace: namespace.clone(),
                 lookup_namespace: lookup_ns.clone(),
                 context,
@@ -686,17 +694,22 @@ fn plan_apps<'d>(
             app_version: version.clone(),
             task_type: task_type.into(),
             object_type: opts.profile.app_object_type.into(),
-            metadata: app_metadata.clone(),
+            metadata: Rc::clone(&app_metadata),
             ..Default::default()
         };
         if let Some(src) = list_doc {
-            for d in &pre {
+            for d in pre {
                 runs.push(mk(Phase::AppPre, src, d, app_ctx("pre"), app_spec.clone()));
             }
         }
         for w in wls {
-            let mut metadata = app_metadata.clone();
-            metadata.extend(w.metadata.clone());
+            let metadata = if w.metadata.is_empty() {
+                Rc::clone(&app_metadata)
+            } else {
+                let mut merged = (*app_metadata).clone();
+                merged.extend(w.metadata.clone());
+                Rc::new(merged)
+            };
             let wctx = |task_type: &str| TaskContext {
                 workload_name: w.keptn_name(),
                 app_name: app_name.clone(),
@@ -704,7 +717,7 @@ fn plan_apps<'d>(
                 workload_version: w.version.clone(),
                 task_type: task_type.into(),
                 object_type: "Workload".into(),
-                metadata: metadata.clone(),
+                metadata: Rc::clone(&metadata),
             };
             for d in &w.pre_tasks {
                 runs.push(mk(Phase::WorkloadPre, w.doc, d, wctx("pre"), None));
@@ -714,7 +727,7 @@ fn plan_apps<'d>(
             }
         }
         if let Some(src) = list_doc {
-            for d in &post {
+            for d in post {
                 runs.push(mk(
                     Phase::AppPost,
                     src,
@@ -777,7 +790,7 @@ fn check_app_workloads(app: &model::App<'_>, wls: &[&Workload<'_>], diags: &mut 
     }
 }
 
-fn hand_task_run<'d>(t: &HandTask<'d>, opts: &Options) -> TaskRun<'d> {
+fn hand_task_run<'d>(t: &'d HandTask<'d>, opts: &Options) -> TaskRun<'d> {
     let dest = opts.namespace.as_deref();
     let phase = if t.check_type == "post" {
         Phase::AppPost
@@ -787,7 +800,7 @@ fn hand_task_run<'d>(t: &HandTask<'d>, opts: &Options) -> TaskRun<'d> {
     TaskRun {
         phase,
         source: t.doc,
-        definition: t.definition.clone(),
+        definition: &t.definition,
         namespace: t.doc.namespace.clone(),
         lookup_namespace: t.doc.effective_namespace(dest),
         context: t.context.clone(),
@@ -913,10 +926,11 @@ enum Body<'r> {
     /// An input object: its own text, or re-emitted when it had to change.
     Input(Cow<'r, str>),
     Object(Value),
-    /// A generated ConfigMap, made into an object only as it is written.
-    ConfigMap(Box<SharedConfigMap<'r>>),
-    /// A Job: the index of its task run, and what its validation found.
-    Job(usize, Box<job::Rendered<'r>>),
+    /// A generated ConfigMap (its index in [`Generated::config_maps`]), made into an object
+    /// only as it is written.
+    ConfigMap(usize),
+    /// A Job: its index in [`Generated::jobs`].
+    Job(usize),
 }
 
 impl Placed<'_> {
@@ -952,13 +966,22 @@ fn phase_group(p: Phase) -> usize {
     }
 }
 
+/// What generated documents are written from, held in lists that the output refers to by
+/// index: a box per document cost an allocation each, and freeing the list they were moved
+/// out of left a hole in the heap that slowed every allocation while writing.
+#[derive(Default)]
+struct Generated<'r> {
+    jobs: Jobs<'r>,
+    config_maps: Vec<SharedConfigMap<'r>>,
+}
+
 fn assemble<'r>(
     passthrough: &[&'r Doc<'r>],
     runs: &[TaskRun<'_>],
     rendered: Vec<(usize, job::Rendered<'r>)>,
     placement: &Placement,
     opts: &Options,
-) -> Vec<Placed<'r>> {
+) -> (Vec<Placed<'r>>, Generated<'r>) {
     let (cms, jobs) = shared_config_maps(rendered);
     // Jobs of equal name are equal, so the first of them stands for all.
     let used = used_inputs(&jobs);
@@ -968,6 +991,7 @@ fn assemble<'r>(
             .iter()
             .map(|d| input_document(d, &used, placement, opts)),
     );
+    let mut config_maps = Vec::with_capacity(cms.len());
     for ((ns, name), shared) in cms {
         // In hooks mode every ConfigMap is a PreSync hook, so it exists before any Job.
         let group = if opts.mode == Mode::Hooks {
@@ -975,7 +999,8 @@ fn assemble<'r>(
         } else {
             phase_group(shared.0)
         };
-        let body = Body::ConfigMap(Box::new(shared));
+        let body = Body::ConfigMap(config_maps.len());
+        config_maps.push(shared);
         out.push(generated(group, 0, "ConfigMap", ns, name, body));
     }
     if opts.records {
@@ -992,20 +1017,13 @@ fn assemble<'r>(
             ));
         }
     }
-    for (run, r) in jobs {
+    for (i, (_, r)) in jobs.iter().enumerate() {
         let group = phase_group(r.phase);
         let (ns, name) = (r.namespace.clone(), r.job_name.clone());
-        out.push(generated(
-            group,
-            1,
-            "Job",
-            ns,
-            name,
-            Body::Job(run, Box::new(r)),
-        ));
+        out.push(generated(group, 1, "Job", ns, name, Body::Job(i)));
     }
     out.sort_by(Placed::cmp);
-    out
+    (out, Generated { jobs, config_maps })
 }
 
 fn generated<'r>(

@@ -666,7 +666,7 @@ fn synthetic_task(
         "objectType": ctx.object_type,
     });
     if !ctx.metadata.is_empty() {
-        context["metadata"] = json!(ctx.metadata);
+        context["metadata"] = json!(*ctx.metadata);
     }
     let mut spec = json!({"taskDefinition": task, "context": context, "checkType": ctx.task_type});
     // Keptn copies the definition's timeout into the tasks it creates.
@@ -1031,7 +1031,7 @@ mod tests {
             app_name: "shop".into(),
             task_type: "pre".into(),
             object_type: "App".into(),
-            metadata: [("k".to_string(), "v".to_string())].into(),
+            metadata: std::rc::Rc::new([("k".to_string(), "v".to_string())].into()),
             ..Default::default()
         };
         let f = synthetic_task("t", Some("ns"), &ctx, &docs[0]);
