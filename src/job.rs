@@ -3,7 +3,7 @@
 //! with a content-hashed name instead of a random one.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use serde_json::{Map, Value, json};
@@ -52,11 +52,49 @@ pub struct TaskRun<'d> {
     pub task_limits: Option<(i64, i64)>,
 }
 
+/// Objects by namespace and name. Every Job looks up definitions, ConfigMaps and Secrets
+/// (twice: validated, then written); hashed per part, a lookup builds no key and compares no
+/// long shared name prefixes.
+pub struct ByName<V> {
+    map: HashMap<String, HashMap<String, V>>,
+}
+
+impl<V> Default for ByName<V> {
+    fn default() -> Self {
+        ByName {
+            map: HashMap::new(),
+        }
+    }
+}
+
+impl<V> ByName<V> {
+    /// A later object of the same namespace and name replaces the earlier one.
+    pub fn insert(&mut self, namespace: String, name: String, value: V) {
+        self.map.entry(namespace).or_default().insert(name, value);
+    }
+
+    pub fn get(&self, namespace: &str, name: &str) -> Option<&V> {
+        self.map.get(namespace)?.get(name)
+    }
+
+    /// The names in `namespace`, sorted.
+    pub fn names_in(&self, namespace: &str) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .map
+            .get(namespace)
+            .into_iter()
+            .flat_map(|m| m.keys().map(String::as_str))
+            .collect();
+        names.sort_unstable();
+        names
+    }
+}
+
 /// What the rest of the input offers for lookups.
 pub struct Index<'a, 'd> {
-    pub definitions: &'a BTreeMap<(String, String), Box<TaskDefinition<'d>>>,
-    pub config_maps: &'a BTreeMap<(String, String), &'d Doc<'d>>,
-    pub secrets: &'a BTreeMap<(String, String), &'d Doc<'d>>,
+    pub definitions: &'a ByName<Box<TaskDefinition<'d>>>,
+    pub config_maps: &'a ByName<&'d Doc<'d>>,
+    pub secrets: &'a ByName<&'d Doc<'d>>,
     pub options: &'a Options,
     pub placement: &'a Placement,
     /// [`Index::definition_names`] per lookup namespace, listed once: many unknown names in
@@ -68,11 +106,10 @@ impl<'a, 'd> Index<'a, 'd> {
     /// Task namespace first, then the configured definition namespace (Keptn's fallback).
     pub fn definition(&self, ns: &str, name: &str) -> Option<&TaskDefinition<'d>> {
         self.definitions
-            .get(&(ns.to_string(), name.to_string()))
+            .get(ns, name)
             .or_else(|| {
                 let fallback = self.options.definition_namespace.as_deref()?;
-                self.definitions
-                    .get(&(fallback.to_string(), name.to_string()))
+                self.definitions.get(fallback, name)
             })
             .map(Box::as_ref)
     }
@@ -83,12 +120,17 @@ impl<'a, 'd> Index<'a, 'd> {
         if let Some(names) = self.names.borrow().get(ns) {
             return Rc::clone(names);
         }
-        let fallback = self.options.definition_namespace.as_deref();
-        let names: Rc<[&'a str]> = self
-            .definitions
-            .keys()
-            .filter(|(n, _)| n == ns || Some(n.as_str()) == fallback)
-            .map(|(_, name)| name.as_str())
+        // In (namespace, name) order, as the suggestions always were.
+        let mut spaces = vec![ns];
+        if let Some(fallback) = self.options.definition_namespace.as_deref()
+            && fallback != ns
+        {
+            spaces.push(fallback);
+        }
+        spaces.sort_unstable();
+        let names: Rc<[&'a str]> = spaces
+            .into_iter()
+            .flat_map(|space| self.definitions.names_in(space))
             .collect();
         self.names
             .borrow_mut()
@@ -105,7 +147,6 @@ pub struct Rendered<'d> {
     pub namespace: Option<String>,
     pub job_name: String,
     pub config_map: Option<GeneratedConfigMap<'d>>,
-    pub labels: BTreeMap<String, String>,
     /// Input objects the Job needs at start: `(kind, lookup namespace, name)` of a code
     /// ConfigMap, a SECURE_DATA or image pull Secret, or a ServiceAccount.
     pub uses: Vec<(&'static str, String, String)>,
@@ -154,12 +195,6 @@ pub fn render_task<'d>(
         phase: run.phase,
         namespace: run.namespace.clone(),
         job_name,
-        // Only a ConfigMap reads them again (the labels its users share).
-        labels: if built.config_map.is_some() {
-            built.own_labels
-        } else {
-            BTreeMap::new()
-        },
         config_map: built.config_map,
         uses: built.uses,
     })
@@ -179,7 +214,6 @@ struct Built<'d> {
     /// What the name hashes besides the object: the code of a referenced ConfigMap.
     hash_extra: String,
     config_map: Option<GeneratedConfigMap<'d>>,
-    own_labels: BTreeMap<String, String>,
     uses: Vec<(&'static str, String, String)>,
 }
 
@@ -209,9 +243,8 @@ fn build<'d>(
             runtime_container(run, &resolved, &context_json, opts)
         }
     };
-    let own = own_labels(run);
     let mut labels = def.labels.clone();
-    labels.extend(own.clone());
+    labels.extend(own_labels(run));
     let pod_spec = pod_spec(def, ns, opts, container, volume, &mut uses);
     let job_spec = job_spec(run, def, opts, &labels, pod_spec);
     let mut metadata = Map::new();
@@ -230,7 +263,6 @@ fn build<'d>(
         job,
         hash_extra,
         config_map,
-        own_labels: own,
         uses,
     })
 }
@@ -408,7 +440,10 @@ fn namespace_phrase(ns: &str) -> String {
     }
 }
 
-fn own_labels(run: &TaskRun<'_>) -> BTreeMap<String, String> {
+/// The labels klt-render puts on a task's objects. A ConfigMap's are made again from its
+/// users' runs rather than kept from validation: labels kept for every Job, and freed when
+/// ConfigMaps merge, left the heap so fragmented that writing the stream slowed by a sixth.
+pub fn own_labels(run: &TaskRun<'_>) -> BTreeMap<String, String> {
     let mut l = BTreeMap::new();
     l.insert(LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string());
     let ctx = &run.context;
@@ -601,10 +636,9 @@ fn resolve_runtime<'d>(
             code,
         });
     } else if let Some(cm) = &ospec.config_map {
-        let key = (ns.to_string(), cm.value.clone());
         let code = index
             .config_maps
-            .get(&key)
+            .get(ns, &cm.value)
             .and_then(|doc| doc.root.path(&["data", "code"]).and_then(Node::as_str));
         match code {
             Some(code) => {
@@ -615,7 +649,7 @@ fn resolve_runtime<'d>(
                 })
             }
             None => {
-                let present = index.config_maps.contains_key(&key);
+                let present = index.config_maps.get(ns, &cm.value).is_some();
                 diags.push(owner.doc.diag(
                     "KLT016",
                     Severity::Error,
@@ -670,8 +704,7 @@ fn check_secret(
     index: &Index<'_, '_>,
     diags: &mut Vec<Diagnostic>,
 ) -> bool {
-    let key = (run.lookup_namespace.clone(), secret.value.clone());
-    match index.secrets.get(&key) {
+    match index.secrets.get(&run.lookup_namespace, &secret.value) {
         Some(doc) => {
             let has = ["data", "stringData"]
                 .iter()

@@ -113,9 +113,9 @@ pub fn render_inspecting<R>(
     let dest = opts.namespace.as_deref();
     check_duplicates(&docs, dest, &mut diags);
 
-    let mut definitions: BTreeMap<(String, String), Box<TaskDefinition<'_>>> = BTreeMap::new();
-    let mut config_maps = BTreeMap::new();
-    let mut secrets = BTreeMap::new();
+    let mut definitions: job::ByName<Box<TaskDefinition<'_>>> = Default::default();
+    let mut config_maps = job::ByName::default();
+    let mut secrets = job::ByName::default();
     let mut apps = BTreeMap::new();
     let mut contexts: BTreeMap<(String, String), AppContext<'_>> = BTreeMap::new();
     let mut hand_tasks: Vec<HandTask<'_>> = Vec::new();
@@ -130,7 +130,8 @@ pub fn render_inspecting<R>(
             }
             match doc.kind.as_str() {
                 "KeptnTaskDefinition" => {
-                    definitions.insert(key, Box::new(model::read_task_definition(doc, &mut diags)));
+                    let def = Box::new(model::read_task_definition(doc, &mut diags));
+                    definitions.insert(key.0, key.1, def);
                 }
                 "KeptnApp" => {
                     warn_unrendered(doc, &mut diags);
@@ -159,10 +160,10 @@ pub fn render_inspecting<R>(
         passthrough.push(doc);
         match (doc.group(), doc.kind.as_str()) {
             ("", "ConfigMap") => {
-                config_maps.insert(key, doc);
+                config_maps.insert(key.0, key.1, doc);
             }
             ("", "Secret") => {
-                secrets.insert(key, doc);
+                secrets.insert(key.0, key.1, doc);
             }
             _ => {
                 if let Some((_, keys)) = workload_keys.next_if(|(k, _)| *k == i) {
@@ -982,7 +983,7 @@ fn assemble<'r>(
     placement: &Placement,
     opts: &Options,
 ) -> (Vec<Placed<'r>>, Generated<'r>) {
-    let (cms, jobs) = shared_config_maps(rendered);
+    let (cms, jobs) = shared_config_maps(runs, rendered);
     // Jobs of equal name are equal, so the first of them stands for all.
     let used = used_inputs(&jobs);
     let mut out: Vec<Placed<'r>> = Vec::with_capacity(passthrough.len() + cms.len() + jobs.len());
@@ -1103,14 +1104,15 @@ type Jobs<'r> = Vec<(usize, job::Rendered<'r>)>;
 /// Jobs keyed by namespace and name.
 type SharedConfigMaps<'r> = BTreeMap<(Option<String>, String), SharedConfigMap<'r>>;
 
-fn shared_config_maps(
-    rendered: Vec<(usize, job::Rendered<'_>)>,
-) -> (SharedConfigMaps<'_>, Jobs<'_>) {
+fn shared_config_maps<'r>(
+    runs: &[TaskRun<'_>],
+    rendered: Vec<(usize, job::Rendered<'r>)>,
+) -> (SharedConfigMaps<'r>, Jobs<'r>) {
     let mut cms = SharedConfigMaps::new();
     let mut jobs = rendered;
-    for (_, r) in &mut jobs {
+    for (run, r) in &mut jobs {
         if let Some(cm) = r.config_map.take() {
-            let mut labels = std::mem::take(&mut r.labels);
+            let mut labels = job::own_labels(&runs[*run]);
             labels.insert(job::LABEL_DEFINITION.into(), cm.definition.to_string());
             match cms.entry((cm.namespace.clone(), cm.name.clone())) {
                 std::collections::btree_map::Entry::Vacant(v) => {
