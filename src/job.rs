@@ -575,13 +575,13 @@ fn resolve_runtime<'d>(
         // Keptn reads the parent's runtime spec deno first, whatever the child's runner.
         let Some((plang, pspec)) = parent
             .deno
-            .as_ref()
+            .as_deref()
             .filter(|d| !d.is_empty())
             .map(|d| (Lang::Deno, d))
             .or_else(|| {
                 parent
                     .python
-                    .as_ref()
+                    .as_deref()
                     .filter(|p| !p.is_empty())
                     .map(|p| (Lang::Python, p))
             })

@@ -99,8 +99,9 @@ pub struct TaskDefinition<'d> {
     pub runner: Option<Runner<'d>>,
     /// The deno (or legacy function) spec and the python spec as written; a functionRef
     /// parent is read through these (deno first), whatever the child's runner.
-    pub deno: Option<RuntimeSpec<'d>>,
-    pub python: Option<RuntimeSpec<'d>>,
+    /// Boxed: a definition has at most one of them, and each is hundreds of bytes.
+    pub deno: Option<Box<RuntimeSpec<'d>>>,
+    pub python: Option<Box<RuntimeSpec<'d>>>,
     pub has_function_ref: bool,
     pub retries: i64,
     pub timeout_seconds: i64,
@@ -117,8 +118,8 @@ impl<'d> TaskDefinition<'d> {
     /// The spec a runtime runner of `lang` runs: deno (or legacy function) or python.
     pub fn runtime(&self, lang: Lang) -> Option<&RuntimeSpec<'d>> {
         match lang {
-            Lang::Deno => self.deno.as_ref(),
-            Lang::Python => self.python.as_ref(),
+            Lang::Deno => self.deno.as_deref(),
+            Lang::Python => self.python.as_deref(),
         }
     }
 }
@@ -321,9 +322,9 @@ pub fn read_task_definition<'d>(
 ) -> TaskDefinition<'d> {
     let spec = doc.root.get("spec");
     let present = |key: &str| spec.and_then(|s| s.get(key)).filter(|n| !n.is_null());
-    let function = present("function").map(|n| read_runtime(n, "function"));
-    let deno = present("deno").map(|n| read_runtime(n, "deno"));
-    let python = present("python").map(|n| read_runtime(n, "python"));
+    let function = present("function").map(|n| Box::new(read_runtime(n, "function")));
+    let deno = present("deno").map(|n| Box::new(read_runtime(n, "deno")));
+    let python = present("python").map(|n| Box::new(read_runtime(n, "python")));
     let container = present("container");
 
     let mut runners: Vec<&str> = Vec::new();
@@ -370,8 +371,8 @@ pub fn read_task_definition<'d>(
         };
     }
     let runtime = match runner {
-        Some(Runner::Runtime(Lang::Deno)) => deno_like.as_ref(),
-        Some(Runner::Runtime(Lang::Python)) => python.as_ref(),
+        Some(Runner::Runtime(Lang::Deno)) => deno_like.as_deref(),
+        Some(Runner::Runtime(Lang::Python)) => python.as_deref(),
         _ => None,
     };
     if let Some(rt) = runtime {
