@@ -1,5 +1,6 @@
 //! Input documents: files split into objects, `kind: List` unpacked, objects identified.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::diag::{Diagnostic, Severity};
@@ -92,6 +93,23 @@ pub fn string_map(node: Option<&Node>) -> BTreeMap<String, String> {
         for e in entries {
             if let Some(v) = scalar_string(&e.value) {
                 out.insert(e.key.to_string(), v);
+            }
+        }
+    }
+    out
+}
+
+/// [`string_map`] borrowing from the tree what it can: for maps read again for every Job.
+pub fn borrowed_map<'a>(node: Option<&Node<'a>>) -> BTreeMap<Cow<'a, str>, Cow<'a, str>> {
+    let mut out = BTreeMap::new();
+    if let Some(entries) = node.and_then(Node::as_map) {
+        for e in entries {
+            let value = match &e.value.kind {
+                NodeKind::Str(s) => Some(s.clone()),
+                _ => scalar_string(&e.value).map(Cow::Owned),
+            };
+            if let Some(v) = value {
+                out.insert(e.key.clone(), v);
             }
         }
     }

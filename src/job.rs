@@ -2,6 +2,7 @@
 //! Keptn's operator shapes it (`job_utils.go`, `runtime_builder.go`, `container_builder.go`),
 //! with a content-hashed name instead of a random one.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -164,7 +165,7 @@ pub struct GeneratedConfigMap<'d> {
 /// The code and settings a runtime Job ends up with after functionRef and task merging.
 struct Resolved<'d> {
     lang: Lang,
-    params: BTreeMap<String, String>,
+    params: BTreeMap<Cow<'d, str>, Cow<'d, str>>,
     secret: Option<Spanned<String>>,
     cmd: String,
     /// Mounted ConfigMap: generated (inline code) or referenced by name.
@@ -674,9 +675,9 @@ fn resolve_runtime<'d>(
 
     // Task-level values: parameters only fill gaps, a secret replaces the definition's.
     for (k, v) in &run.task_parameters {
-        let slot = r.params.entry(k.clone()).or_default();
+        let slot = r.params.entry(Cow::Owned(k.clone())).or_default();
         if slot.is_empty() {
-            *slot = v.clone();
+            *slot = Cow::Owned(v.clone());
         }
     }
     if let Some(s) = &run.task_secret {

@@ -6,11 +6,12 @@
 //! reads what Keptn's operator reads and reports the semantic problems its webhook and
 //! controllers would trip over.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use crate::diag::{Diagnostic, Severity};
-use crate::document::{Doc, scalar_string, string_map};
+use crate::document::{Doc, borrowed_map, scalar_string, string_map};
 use crate::yaml::{Node, NodeKind, Pos};
 
 pub const GROUP: &str = "lifecycle.keptn.sh";
@@ -64,7 +65,7 @@ pub struct RuntimeSpec<'d> {
     pub http_url: Option<Spanned<String>>,
     pub config_map: Option<Spanned<String>>,
     pub function_ref: Option<Spanned<String>>,
-    pub parameters: BTreeMap<String, String>,
+    pub parameters: BTreeMap<Cow<'d, str>, Cow<'d, str>>,
     pub secret: Option<Spanned<String>>,
     pub cmd_parameters: String,
     /// `spec.deno`, `spec.python` or `spec.function`.
@@ -235,7 +236,7 @@ fn read_runtime<'d>(node: &'d Node<'d>, field: &'static str) -> RuntimeSpec<'d> 
         http_url: spanned_str(node.path(&["httpRef", "url"]), f("httpRef.url")),
         config_map: spanned_str(node.path(&["configMapRef", "name"]), f("configMapRef.name")),
         function_ref: spanned_str(node.path(&["functionRef", "name"]), f("functionRef.name")),
-        parameters: string_map(node.path(&["parameters", "map"])),
+        parameters: borrowed_map(node.path(&["parameters", "map"])),
         secret: spanned_str(
             node.path(&["secureParameters", "secret"]),
             f("secureParameters.secret"),
