@@ -123,12 +123,12 @@ pub fn render_inspecting<R>(
     let mut passthrough: Vec<&Doc<'_>> = Vec::new();
 
     for (i, doc) in docs.iter().enumerate() {
-        let key = (doc.effective_namespace(dest), doc.name.clone());
+        let key = (doc.effective_namespace(dest), doc.name.to_string());
         if doc.group() == model::GROUP {
             if !check_keptn_schema(doc, &mut diags) {
                 continue;
             }
-            match doc.kind.as_str() {
+            match &*doc.kind {
                 "KeptnTaskDefinition" => {
                     let def = Box::new(model::read_task_definition(doc, &mut diags));
                     definitions.insert(key.0, key.1, def);
@@ -158,7 +158,7 @@ pub fn render_inspecting<R>(
             continue;
         }
         passthrough.push(doc);
-        match (doc.group(), doc.kind.as_str()) {
+        match (doc.group(), &*doc.kind) {
             ("", "ConfigMap") => {
                 config_maps.insert(key.0, key.1, doc);
             }
@@ -318,7 +318,7 @@ fn keeps_tree(doc: &Doc<'_>) -> bool {
     doc.group() == model::GROUP
         || doc.raw.is_none_or(|raw| raw.trim().is_empty())
         || (doc.group().is_empty()
-            && matches!(doc.kind.as_str(), "ConfigMap" | "Secret" | "ServiceAccount"))
+            && matches!(&*doc.kind, "ConfigMap" | "Secret" | "ServiceAccount"))
 }
 
 /// What is read of a pass-through object after loading, at its positions: whether it has a
@@ -386,7 +386,7 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
     let Some(issues) = crate::schema::check(&doc.api_version, &doc.kind, &doc.root) else {
         let versions = crate::schema::known_versions(&doc.kind);
         if versions.is_empty() {
-            if NOT_RENDERED_KINDS.contains(&doc.kind.as_str()) {
+            if NOT_RENDERED_KINDS.contains(&&*doc.kind) {
                 return true; // a Keptn kind we do not render; the caller says so
             }
             let known = RENDERED_KINDS.iter().chain(NOT_RENDERED_KINDS).copied();
@@ -521,7 +521,7 @@ fn check_duplicates(docs: &[Doc<'_>], dest: Option<&str>, diags: &mut Vec<Diagno
             continue; // generateName objects are distinct by design
         }
         let namespace = doc.namespace.as_deref().or(dest).unwrap_or("");
-        let key = (doc.group(), doc.kind.as_str(), namespace, doc.name.as_str());
+        let key = (doc.group(), &*doc.kind, namespace, &*doc.name);
         if let Some(first) = seen.get(&key) {
             diags.push(doc.diag(
                 "KLT003",
@@ -638,9 +638,10 @@ fn plan_apps<'d>(
                 .into()
         });
         let namespace = app
-            .and_then(|a| a.doc.namespace.clone())
-            .or_else(|| ctx.and_then(|c| c.doc.namespace.clone()))
-            .or_else(|| wls.iter().find_map(|w| w.doc.namespace.clone()));
+            .and_then(|a| a.doc.namespace.as_deref())
+            .or_else(|| ctx.and_then(|c| c.doc.namespace.as_deref()))
+            .or_else(|| wls.iter().find_map(|w| w.doc.namespace.as_deref()))
+            .map(str::to_string);
 
         // App task lists: a v1alpha KeptnApp's own lists, else the KeptnAppContext's.
         let legacy = app.filter(|a| {
@@ -802,12 +803,12 @@ fn hand_task_run<'d>(t: &'d HandTask<'d>, opts: &Options) -> TaskRun<'d> {
         phase,
         source: t.doc,
         definition: &t.definition,
-        namespace: t.doc.namespace.clone(),
+        namespace: t.doc.namespace.as_deref().map(str::to_string),
         lookup_namespace: t.doc.effective_namespace(dest),
         context: t.context.clone(),
         app_version: t.context.app_version.clone(),
         app_spec: None,
-        name_base: t.doc.name.clone(),
+        name_base: t.doc.name.to_string(),
         task_parameters: t.parameters.clone(),
         task_secret: t.secret.clone(),
         task_limits: Some((t.retries, t.timeout_seconds)),
@@ -1070,7 +1071,7 @@ fn input_document<'r>(
     let dest = opts.namespace.as_deref();
     let ns = d.effective_namespace(dest);
     let needed_by = (d.group() == "")
-        .then(|| used.get(&(d.kind.as_str(), ns.as_str(), d.name.as_str())))
+        .then(|| used.get(&(&*d.kind, ns.as_str(), &*d.name)))
         .flatten();
     let moved = needed_by.and_then(|phase| placement.ready_before(d, *phase));
     let text = match (moved, d.raw) {

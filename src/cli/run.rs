@@ -291,10 +291,9 @@ fn execute(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         .filter(|d| d.name == args.task)
         .collect();
     if named.is_empty() {
-        let hint =
-            klt_render::suggest::closest(&args.task, definitions.iter().map(|d| d.name.as_str()))
-                .map(|s| format!("; did you mean {s:?}?"))
-                .unwrap_or_default();
+        let hint = klt_render::suggest::closest(&args.task, definitions.iter().map(|d| &*d.name))
+            .map(|s| format!("; did you mean {s:?}?"))
+            .unwrap_or_default();
         bail!(
             "no KeptnTaskDefinition {:?} in {}{hint}",
             args.task,
@@ -608,7 +607,7 @@ fn choose_definition_namespace(
     dest: Option<&str>,
 ) -> anyhow::Result<Option<String>> {
     if let [only] = named {
-        return Ok(only.namespace.clone());
+        return Ok(only.namespace.as_deref().map(str::to_string));
     }
     let wanted = dest.unwrap_or_default();
     let here: Vec<&&Doc<'_>> = named
@@ -616,7 +615,7 @@ fn choose_definition_namespace(
         .filter(|d| d.effective_namespace(dest) == wanted)
         .collect();
     if let [only] = here.as_slice() {
-        return Ok(only.namespace.clone());
+        return Ok(only.namespace.as_deref().map(str::to_string));
     }
     let spaces: Vec<String> = named
         .iter()
