@@ -1,5 +1,6 @@
 //! Input documents: files split into objects, `kind: List` unpacked, objects identified.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::diag::{Diagnostic, Severity};
@@ -20,11 +21,13 @@ pub struct Doc<'a> {
     pub root: Node<'a>,
     /// The document text for verbatim output; `None` for items of a `kind: List`.
     pub raw: Option<&'a str>,
-    pub api_version: String,
-    pub kind: String,
-    pub name: String,
+    /// Borrowed from the input where the tree is (plain or simply quoted scalars): copies of
+    /// them for every object added up to megabytes.
+    pub api_version: Cow<'a, str>,
+    pub kind: Cow<'a, str>,
+    pub name: Cow<'a, str>,
     /// `metadata.namespace` as written.
-    pub namespace: Option<String>,
+    pub namespace: Option<Cow<'a, str>>,
 }
 
 impl Doc<'_> {
@@ -54,9 +57,10 @@ impl Doc<'_> {
     /// The namespace the object lands in: its own, else the destination (`""` = unknown).
     pub fn effective_namespace(&self, destination: Option<&str>) -> String {
         self.namespace
-            .clone()
-            .or_else(|| destination.map(str::to_string))
+            .as_deref()
+            .or(destination)
             .unwrap_or_default()
+            .to_string()
     }
 
     pub fn metadata_map(&self, field: &str) -> BTreeMap<String, String> {
@@ -92,6 +96,23 @@ pub fn string_map(node: Option<&Node>) -> BTreeMap<String, String> {
         for e in entries {
             if let Some(v) = scalar_string(&e.value) {
                 out.insert(e.key.to_string(), v);
+            }
+        }
+    }
+    out
+}
+
+/// [`string_map`] borrowing from the tree what it can: for maps read again for every Job.
+pub fn borrowed_map<'a>(node: Option<&Node<'a>>) -> BTreeMap<Cow<'a, str>, Cow<'a, str>> {
+    let mut out = BTreeMap::new();
+    if let Some(entries) = node.and_then(Node::as_map) {
+        for e in entries {
+            let value = match &e.value.kind {
+                NodeKind::Str(s) => Some(s.clone()),
+                _ => scalar_string(&e.value).map(Cow::Owned),
+            };
+            if let Some(v) = value {
+                out.insert(e.key.clone(), v);
             }
         }
     }
@@ -236,6 +257,14 @@ pub fn limit_diag(
     }
 }
 
+/// A string scalar as the tree holds it: borrowed from the input when it can be.
+fn cow_str<'a>(node: &Node<'a>) -> Option<Cow<'a, str>> {
+    match &node.kind {
+        NodeKind::Str(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
 fn add_object<'a>(
     file: &'a str,
     root: Node<'a>,
@@ -259,16 +288,19 @@ fn add_object<'a>(
         diags.push(missing("apiVersion", root.pos));
         return;
     }
-    let api_version = root.get("apiVersion").and_then(Node::as_str);
-    let kind = root.get("kind").and_then(Node::as_str);
-    let (Some(api_version), Some(kind)) = (api_version, kind) else {
-        let what = if api_version.is_none() {
-            "apiVersion"
-        } else {
-            "kind"
-        };
-        diags.push(missing(what, root.pos));
-        return;
+    let api_version = root.get("apiVersion").and_then(cow_str);
+    let kind = root.get("kind").and_then(cow_str);
+    let (api_version, kind) = match (api_version, kind) {
+        (Some(api_version), Some(kind)) => (api_version, kind),
+        (api_version, _) => {
+            let what = if api_version.is_none() {
+                "apiVersion"
+            } else {
+                "kind"
+            };
+            diags.push(missing(what, root.pos));
+            return;
+        }
     };
     if kind == "List" || kind.ends_with("List") && api_version == "v1" {
         let items = root.get("items");
@@ -295,25 +327,21 @@ fn add_object<'a>(
     let meta = root.get("metadata");
     let name = meta
         .and_then(|m| m.get("name"))
-        .and_then(Node::as_str)
-        .or_else(|| {
-            meta.and_then(|m| m.get("generateName"))
-                .and_then(Node::as_str)
-        });
+        .and_then(cow_str)
+        .or_else(|| meta.and_then(|m| m.get("generateName")).and_then(cow_str));
     let Some(name) = name else {
         diags.push(missing("metadata.name", meta.map_or(root.pos, |m| m.pos)));
         return;
     };
     let namespace = meta
         .and_then(|m| m.get("namespace"))
-        .and_then(Node::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string);
+        .and_then(cow_str)
+        .filter(|s| !s.is_empty());
     docs.push(Doc {
         file,
-        api_version: api_version.to_string(),
-        kind: kind.to_string(),
-        name: name.to_string(),
+        api_version,
+        kind,
+        name,
         namespace,
         raw,
         root,

@@ -31,21 +31,21 @@ pub fn write_str(out: &mut String, s: &str) {
 }
 
 /// A Go `map[string]string` marshalled: keys sorted bytewise.
-pub fn string_map(map: &BTreeMap<String, String>) -> String {
+pub fn string_map<K: AsRef<str>, V: AsRef<str>>(map: &BTreeMap<K, V>) -> String {
     let mut out = String::from("{");
     write_map_body(&mut out, map);
     out.push('}');
     out
 }
 
-fn write_map_body(out: &mut String, map: &BTreeMap<String, String>) {
+fn write_map_body<K: AsRef<str>, V: AsRef<str>>(out: &mut String, map: &BTreeMap<K, V>) {
     for (i, (k, v)) in map.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        write_str(out, k);
+        write_str(out, k.as_ref());
         out.push(':');
-        write_str(out, v);
+        write_str(out, v.as_ref());
     }
 }
 

@@ -2,8 +2,9 @@
 //! Keptn's operator shapes it (`job_utils.go`, `runtime_builder.go`, `container_builder.go`),
 //! with a content-hashed name instead of a random one.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use serde_json::{Map, Value, json};
@@ -33,7 +34,8 @@ pub struct TaskRun<'d> {
     pub phase: Phase,
     /// The object whose task list (or KeptnTask) asked for this run.
     pub source: &'d Doc<'d>,
-    pub definition: Spanned<String>,
+    /// Borrowed from the task list that names it.
+    pub definition: &'d Spanned<String>,
     /// Namespace written on generated objects (`None`: the destination namespace).
     pub namespace: Option<String>,
     /// Namespace used for lookups.
@@ -42,7 +44,7 @@ pub struct TaskRun<'d> {
     pub app_version: String,
     /// For app-level tasks, the KeptnApp spec (Go JSON). Keptn creates a new app version,
     /// and so runs the app tasks again, whenever that spec changes (a `revision` bump).
-    pub app_spec: Option<String>,
+    pub app_spec: Option<Rc<str>>,
     /// Name prefix before the hash: `pre-<definition>`, `post-<definition>` or a KeptnTask's name.
     pub name_base: String,
     pub task_parameters: BTreeMap<String, String>,
@@ -51,11 +53,49 @@ pub struct TaskRun<'d> {
     pub task_limits: Option<(i64, i64)>,
 }
 
+/// Objects by namespace and name. Every Job looks up definitions, ConfigMaps and Secrets
+/// (twice: validated, then written); hashed per part, a lookup builds no key and compares no
+/// long shared name prefixes.
+pub struct ByName<V> {
+    map: HashMap<String, HashMap<String, V>>,
+}
+
+impl<V> Default for ByName<V> {
+    fn default() -> Self {
+        ByName {
+            map: HashMap::new(),
+        }
+    }
+}
+
+impl<V> ByName<V> {
+    /// A later object of the same namespace and name replaces the earlier one.
+    pub fn insert(&mut self, namespace: String, name: String, value: V) {
+        self.map.entry(namespace).or_default().insert(name, value);
+    }
+
+    pub fn get(&self, namespace: &str, name: &str) -> Option<&V> {
+        self.map.get(namespace)?.get(name)
+    }
+
+    /// The names in `namespace`, sorted.
+    pub fn names_in(&self, namespace: &str) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .map
+            .get(namespace)
+            .into_iter()
+            .flat_map(|m| m.keys().map(String::as_str))
+            .collect();
+        names.sort_unstable();
+        names
+    }
+}
+
 /// What the rest of the input offers for lookups.
 pub struct Index<'a, 'd> {
-    pub definitions: &'a BTreeMap<(String, String), Box<TaskDefinition<'d>>>,
-    pub config_maps: &'a BTreeMap<(String, String), &'d Doc<'d>>,
-    pub secrets: &'a BTreeMap<(String, String), &'d Doc<'d>>,
+    pub definitions: &'a ByName<Box<TaskDefinition<'d>>>,
+    pub config_maps: &'a ByName<&'d Doc<'d>>,
+    pub secrets: &'a ByName<&'d Doc<'d>>,
     pub options: &'a Options,
     pub placement: &'a Placement,
     /// [`Index::definition_names`] per lookup namespace, listed once: many unknown names in
@@ -67,11 +107,10 @@ impl<'a, 'd> Index<'a, 'd> {
     /// Task namespace first, then the configured definition namespace (Keptn's fallback).
     pub fn definition(&self, ns: &str, name: &str) -> Option<&TaskDefinition<'d>> {
         self.definitions
-            .get(&(ns.to_string(), name.to_string()))
+            .get(ns, name)
             .or_else(|| {
                 let fallback = self.options.definition_namespace.as_deref()?;
-                self.definitions
-                    .get(&(fallback.to_string(), name.to_string()))
+                self.definitions.get(fallback, name)
             })
             .map(Box::as_ref)
     }
@@ -82,12 +121,17 @@ impl<'a, 'd> Index<'a, 'd> {
         if let Some(names) = self.names.borrow().get(ns) {
             return Rc::clone(names);
         }
-        let fallback = self.options.definition_namespace.as_deref();
-        let names: Rc<[&'a str]> = self
-            .definitions
-            .keys()
-            .filter(|(n, _)| n == ns || Some(n.as_str()) == fallback)
-            .map(|(_, name)| name.as_str())
+        // In (namespace, name) order, as the suggestions always were.
+        let mut spaces = vec![ns];
+        if let Some(fallback) = self.options.definition_namespace.as_deref()
+            && fallback != ns
+        {
+            spaces.push(fallback);
+        }
+        spaces.sort_unstable();
+        let names: Rc<[&'a str]> = spaces
+            .into_iter()
+            .flat_map(|space| self.definitions.names_in(space))
             .collect();
         self.names
             .borrow_mut()
@@ -96,56 +140,52 @@ impl<'a, 'd> Index<'a, 'd> {
     }
 }
 
-/// A rendered task: its Job and, for inline code, the ConfigMap holding the code.
+/// A rendered task: its Job and, for inline code, the ConfigMap holding the code. What else
+/// a record needs of it (app, versions, definition, workload) is read from its [`TaskRun`].
 #[derive(Debug)]
-pub struct Rendered {
+pub struct Rendered<'d> {
     pub phase: Phase,
     pub namespace: Option<String>,
     pub job_name: String,
-    pub config_map: Option<GeneratedConfigMap>,
-    pub labels: BTreeMap<String, String>,
+    pub config_map: Option<GeneratedConfigMap<'d>>,
     /// Input objects the Job needs at start: `(kind, lookup namespace, name)` of a code
     /// ConfigMap, a SECURE_DATA or image pull Secret, or a ServiceAccount.
     pub uses: Vec<(&'static str, String, String)>,
-    pub app: String,
-    pub app_version: String,
-    pub definition: String,
-    /// Keptn's workload name (`<app>-<workload>`), empty for app-level tasks.
-    pub workload: String,
 }
 
+/// The code is borrowed from the input's tree: it is held once, however many Jobs mount it.
 #[derive(Debug, Clone)]
-pub struct GeneratedConfigMap {
+pub struct GeneratedConfigMap<'d> {
     pub name: String,
     pub namespace: Option<String>,
-    pub code: String,
-    pub definition: String,
+    pub code: &'d str,
+    pub definition: &'d str,
 }
 
 /// The code and settings a runtime Job ends up with after functionRef and task merging.
-struct Resolved {
+struct Resolved<'d> {
     lang: Lang,
-    params: BTreeMap<String, String>,
+    params: BTreeMap<Cow<'d, str>, Cow<'d, str>>,
     secret: Option<Spanned<String>>,
     cmd: String,
     /// Mounted ConfigMap: generated (inline code) or referenced by name.
-    config_map: Option<CodeMap>,
+    config_map: Option<CodeMap<'d>>,
     url: Option<String>,
     uses: Vec<(&'static str, String, String)>,
 }
 
-enum CodeMap {
-    Inline { definition: String, code: String },
-    Referenced { name: String, code: String },
+enum CodeMap<'d> {
+    Inline { definition: &'d str, code: &'d str },
+    Referenced { name: String, code: &'d str },
 }
 
 /// Validates one task run and names its Job; the Job's text is made later by [`job_text`],
 /// so that no render holds every Job text at once.
-pub fn render_task(
+pub fn render_task<'d>(
     run: &TaskRun<'_>,
-    index: &Index<'_, '_>,
+    index: &Index<'_, 'd>,
     diags: &mut Vec<Diagnostic>,
-) -> Option<Rendered> {
+) -> Option<Rendered<'d>> {
     let built = build(run, index, diags)?;
     let job_name = job_name(run, &built);
     if !is_dns_label(&job_name) {
@@ -156,23 +196,13 @@ pub fn render_task(
         phase: run.phase,
         namespace: run.namespace.clone(),
         job_name,
-        // Only a ConfigMap reads them again (the labels its users share).
-        labels: if built.config_map.is_some() {
-            built.own_labels
-        } else {
-            BTreeMap::new()
-        },
         config_map: built.config_map,
         uses: built.uses,
-        app: run.context.app_name.clone(),
-        app_version: run.app_version.clone(),
-        definition: run.definition.value.clone(),
-        workload: run.context.workload_name.clone(),
     })
 }
 
 /// The YAML text of a Job [`render_task`] accepted: the same object again, with its name.
-pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered) -> String {
+pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered<'_>) -> String {
     let mut ignored = Vec::new();
     let built = build(run, index, &mut ignored).expect("the run was rendered before");
     let job = named(built.job, &rendered.job_name, index.placement, run.phase);
@@ -180,16 +210,19 @@ pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered) -
 }
 
 /// A Job object without its name, and what the render keeps of it.
-struct Built {
+struct Built<'d> {
     job: Value,
     /// What the name hashes besides the object: the code of a referenced ConfigMap.
     hash_extra: String,
-    config_map: Option<GeneratedConfigMap>,
-    own_labels: BTreeMap<String, String>,
+    config_map: Option<GeneratedConfigMap<'d>>,
     uses: Vec<(&'static str, String, String)>,
 }
 
-fn build(run: &TaskRun<'_>, index: &Index<'_, '_>, diags: &mut Vec<Diagnostic>) -> Option<Built> {
+fn build<'d>(
+    run: &TaskRun<'_>,
+    index: &Index<'_, 'd>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Built<'d>> {
     let opts = index.options;
     let ns = run.lookup_namespace.as_str();
     let Some(def) = index.definition(ns, &run.definition.value) else {
@@ -204,15 +237,15 @@ fn build(run: &TaskRun<'_>, index: &Index<'_, '_>, diags: &mut Vec<Diagnostic>) 
             let (c, v) = container_runner(node, &context_json, def, opts, diags)?;
             (c, v, None, String::new())
         }
-        Runner::Runtime(lang, spec) => {
+        Runner::Runtime(lang) => {
+            let spec = def.runtime(*lang)?;
             let resolved = resolve_runtime(run, def, *lang, spec, index, diags)?;
             uses.clone_from(&resolved.uses);
             runtime_container(run, &resolved, &context_json, opts)
         }
     };
-    let own = own_labels(run);
     let mut labels = def.labels.clone();
-    labels.extend(own.clone());
+    labels.extend(own_labels(run));
     let pod_spec = pod_spec(def, ns, opts, container, volume, &mut uses);
     let job_spec = job_spec(run, def, opts, &labels, pod_spec);
     let mut metadata = Map::new();
@@ -231,7 +264,6 @@ fn build(run: &TaskRun<'_>, index: &Index<'_, '_>, diags: &mut Vec<Diagnostic>) 
         job,
         hash_extra,
         config_map,
-        own_labels: own,
         uses,
     })
 }
@@ -409,7 +441,10 @@ fn namespace_phrase(ns: &str) -> String {
     }
 }
 
-fn own_labels(run: &TaskRun<'_>) -> BTreeMap<String, String> {
+/// The labels klt-render puts on a task's objects. A ConfigMap's are made again from its
+/// users' runs rather than kept from validation: labels kept for every Job, and freed when
+/// ConfigMaps merge, left the heap so fragmented that writing the stream slowed by a sixth.
+pub fn own_labels(run: &TaskRun<'_>) -> BTreeMap<String, String> {
     let mut l = BTreeMap::new();
     l.insert(LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string());
     let ctx = &run.context;
@@ -499,14 +534,14 @@ pub fn truncate_name(s: &str, max: usize) -> String {
     cut.trim_end_matches(['-', '.']).to_string()
 }
 
-fn resolve_runtime(
+fn resolve_runtime<'d>(
     run: &TaskRun<'_>,
-    def: &TaskDefinition<'_>,
+    def: &TaskDefinition<'d>,
     lang: Lang,
-    spec: &RuntimeSpec,
-    index: &Index<'_, '_>,
+    spec: &RuntimeSpec<'d>,
+    index: &Index<'_, 'd>,
     diags: &mut Vec<Diagnostic>,
-) -> Option<Resolved> {
+) -> Option<Resolved<'d>> {
     let ns = run.lookup_namespace.as_str();
     let mut r = Resolved {
         lang,
@@ -519,7 +554,7 @@ fn resolve_runtime(
     };
     // The definition each resolved value came from, for messages about it.
     let mut secret_owner: &Doc<'_> = def.doc;
-    let code_owner: (&TaskDefinition<'_>, &RuntimeSpec);
+    let code_owner: (&TaskDefinition<'d>, &RuntimeSpec<'d>);
     if let Some(fref) = &spec.function_ref {
         let Some(parent) = index.definition(ns, &fref.value) else {
             let names = index.definition_names(ns);
@@ -541,13 +576,13 @@ fn resolve_runtime(
         // Keptn reads the parent's runtime spec deno first, whatever the child's runner.
         let Some((plang, pspec)) = parent
             .deno
-            .as_ref()
+            .as_deref()
             .filter(|d| !d.is_empty())
             .map(|d| (Lang::Deno, d))
             .or_else(|| {
                 parent
                     .python
-                    .as_ref()
+                    .as_deref()
                     .filter(|p| !p.is_empty())
                     .map(|p| (Lang::Python, p))
             })
@@ -596,19 +631,16 @@ fn resolve_runtime(
         code_owner = (def, spec);
     }
     let (owner, ospec) = code_owner;
-    if let Some(code) = &ospec.inline {
+    if let Some(code) = ospec.inline {
         r.config_map = Some(CodeMap::Inline {
-            definition: owner.doc.name.clone(),
-            code: code.clone(),
+            definition: &owner.doc.name,
+            code,
         });
     } else if let Some(cm) = &ospec.config_map {
-        let key = (ns.to_string(), cm.value.clone());
-        let code = index.config_maps.get(&key).and_then(|doc| {
-            doc.root
-                .path(&["data", "code"])
-                .and_then(Node::as_str)
-                .map(str::to_string)
-        });
+        let code = index
+            .config_maps
+            .get(ns, &cm.value)
+            .and_then(|doc| doc.root.path(&["data", "code"]).and_then(Node::as_str));
         match code {
             Some(code) => {
                 r.uses.push(("ConfigMap", ns.to_string(), cm.value.clone()));
@@ -618,7 +650,7 @@ fn resolve_runtime(
                 })
             }
             None => {
-                let present = index.config_maps.contains_key(&key);
+                let present = index.config_maps.get(ns, &cm.value).is_some();
                 diags.push(owner.doc.diag(
                     "KLT016",
                     Severity::Error,
@@ -643,9 +675,9 @@ fn resolve_runtime(
 
     // Task-level values: parameters only fill gaps, a secret replaces the definition's.
     for (k, v) in &run.task_parameters {
-        let slot = r.params.entry(k.clone()).or_default();
+        let slot = r.params.entry(Cow::Owned(k.clone())).or_default();
         if slot.is_empty() {
-            *slot = v.clone();
+            *slot = Cow::Owned(v.clone());
         }
     }
     if let Some(s) = &run.task_secret {
@@ -673,8 +705,7 @@ fn check_secret(
     index: &Index<'_, '_>,
     diags: &mut Vec<Diagnostic>,
 ) -> bool {
-    let key = (run.lookup_namespace.clone(), secret.value.clone());
-    match index.secrets.get(&key) {
+    match index.secrets.get(&run.lookup_namespace, &secret.value) {
         Some(doc) => {
             let has = ["data", "stringData"]
                 .iter()
@@ -711,9 +742,14 @@ fn check_secret(
     }
 }
 
-type Parts = (Value, Option<Value>, Option<GeneratedConfigMap>, String);
+type Parts<'d> = (Value, Option<Value>, Option<GeneratedConfigMap<'d>>, String);
 
-fn runtime_container(run: &TaskRun<'_>, r: &Resolved, context_json: &str, opts: &Options) -> Parts {
+fn runtime_container<'d>(
+    run: &TaskRun<'_>,
+    r: &Resolved<'d>,
+    context_json: &str,
+    opts: &Options,
+) -> Parts<'d> {
     let (image, mount_path) = match r.lang {
         Lang::Deno => (opts.deno_image(), "/var/data/function.ts"),
         Lang::Python => (opts.python_image(), "/var/data/function.py"),
@@ -735,7 +771,7 @@ fn runtime_container(run: &TaskRun<'_>, r: &Resolved, context_json: &str, opts: 
     let mut generated = None;
     let cm_name = match &r.config_map {
         Some(CodeMap::Inline { definition, code }) => {
-            let data: BTreeMap<String, String> = [("code".to_string(), code.clone())].into();
+            let data: BTreeMap<String, String> = [("code".to_string(), code.to_string())].into();
             let name = format!(
                 "keptnfn-{}-{}",
                 truncate_name(definition, 253 - 19),
@@ -744,8 +780,8 @@ fn runtime_container(run: &TaskRun<'_>, r: &Resolved, context_json: &str, opts: 
             generated = Some(GeneratedConfigMap {
                 name: name.clone(),
                 namespace: run.namespace.clone(),
-                code: code.clone(),
-                definition: definition.clone(),
+                code,
+                definition,
             });
             Some(name)
         }
@@ -840,7 +876,7 @@ fn container_runner(
 }
 
 /// The ConfigMap object for inline code.
-pub fn config_map_object(cm: &GeneratedConfigMap, labels: &BTreeMap<String, String>) -> Value {
+pub fn config_map_object(cm: &GeneratedConfigMap<'_>, labels: &BTreeMap<String, String>) -> Value {
     let mut metadata = Map::new();
     metadata.insert("name".into(), json!(cm.name));
     if let Some(ns) = &cm.namespace {

@@ -12,9 +12,11 @@ use crate::yaml::{Node, NodeKind, Pos};
 
 /// Every finding of the renderer plus the lints, sorted and without duplicates.
 pub fn check(files: &[SourceFile], opts: &Options) -> Vec<Diagnostic> {
+    let mut linter = Linter::new(files, opts);
     // Findings only: the generated texts are never made.
-    let mut diags = crate::render::render_with(files, opts, |r| r.diagnostics);
-    let mut lints = lint(files, opts);
+    let mut diags =
+        crate::render::render_inspecting(files, opts, |doc| linter.doc(doc), |r| r.diagnostics);
+    let mut lints = linter.diags;
     crate::diag::redact_secrets(&mut lints, crate::render::source_texts(files));
     diags.extend(lints);
     diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
@@ -22,26 +24,51 @@ pub fn check(files: &[SourceFile], opts: &Options) -> Vec<Diagnostic> {
     diags
 }
 
+/// The lints alone, on a load of their own.
 pub fn lint(files: &[SourceFile], opts: &Options) -> Vec<Diagnostic> {
+    let mut linter = Linter::new(files, opts);
     let mut ignored = Vec::new();
-    let docs = document::load_with(files, &opts.limits, &mut ignored);
-    let texts: BTreeMap<&str, &str> = files
-        .iter()
-        .map(|f| (f.path.as_str(), f.text.as_str()))
-        .collect();
-    // Each file's lines, split once: a file with many definitions would otherwise be split
-    // again for every one of them.
-    let mut lines: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    let mut diags = Vec::new();
-    for doc in &docs {
+    document::load_each(files, &opts.limits, &mut ignored, |_, doc, _| {
+        linter.doc(doc)
+    });
+    linter.diags
+}
+
+/// Lints objects one at a time, as they are loaded: a render keeps only part of each tree.
+struct Linter<'f> {
+    opts: &'f Options,
+    texts: BTreeMap<&'f str, &'f str>,
+    /// The current file's lines, split once: a file with many definitions would otherwise be
+    /// split again for every one of them. Objects arrive file by file, so one file is enough.
+    lines: Option<(&'f str, Vec<&'f str>)>,
+    diags: Vec<Diagnostic>,
+}
+
+impl<'f> Linter<'f> {
+    fn new(files: &'f [SourceFile], opts: &'f Options) -> Self {
+        Linter {
+            opts,
+            texts: files
+                .iter()
+                .map(|f| (f.path.as_str(), f.text.as_str()))
+                .collect(),
+            lines: None,
+            diags: Vec::new(),
+        }
+    }
+
+    fn doc(&mut self, doc: &Doc<'_>) {
         if doc.group() == GROUP && doc.kind == "KeptnTaskDefinition" {
-            let file_lines = texts.get(doc.file).map(|text| {
-                lines
-                    .entry(doc.file)
-                    .or_insert_with(|| text.lines().collect())
-                    .as_slice()
-            });
-            definition_lints(doc, file_lines, opts, &mut diags);
+            let file_lines = match self.texts.get_key_value(doc.file) {
+                Some((&path, &text)) => {
+                    if self.lines.as_ref().is_none_or(|(p, _)| *p != path) {
+                        self.lines = Some((path, text.lines().collect()));
+                    }
+                    self.lines.as_ref().map(|(_, l)| l.as_slice())
+                }
+                None => None,
+            };
+            definition_lints(doc, file_lines, self.opts, &mut self.diags);
         }
         if workload::is_workload_kind(doc) {
             for (prefix, meta) in [
@@ -52,12 +79,11 @@ pub fn lint(files: &[SourceFile], opts: &Options) -> Vec<Diagnostic> {
                 ),
             ] {
                 if let Some(meta) = meta {
-                    string_values(doc, prefix, meta, &mut diags);
+                    string_values(doc, prefix, meta, &mut self.diags);
                 }
             }
         }
     }
-    diags
 }
 
 /// Env vars each runtime lets a task read (deno-runtime's `--allow-env`).

@@ -6,10 +6,12 @@
 //! reads what Keptn's operator reads and reports the semantic problems its webhook and
 //! controllers would trip over.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use crate::diag::{Diagnostic, Severity};
-use crate::document::{Doc, scalar_string, string_map};
+use crate::document::{Doc, borrowed_map, scalar_string, string_map};
 use crate::yaml::{Node, NodeKind, Pos};
 
 pub const GROUP: &str = "lifecycle.keptn.sh";
@@ -56,12 +58,14 @@ pub enum Lang {
 
 /// The object under `deno`, `python` or legacy `function`.
 #[derive(Clone, Debug, Default)]
-pub struct RuntimeSpec {
-    pub inline: Option<String>,
+pub struct RuntimeSpec<'d> {
+    /// Borrowed from the definition's tree, which lives as long as the render: inline code is
+    /// the largest text a definition holds.
+    pub inline: Option<&'d str>,
     pub http_url: Option<Spanned<String>>,
     pub config_map: Option<Spanned<String>>,
     pub function_ref: Option<Spanned<String>>,
-    pub parameters: BTreeMap<String, String>,
+    pub parameters: BTreeMap<Cow<'d, str>, Cow<'d, str>>,
     pub secret: Option<Spanned<String>>,
     pub cmd_parameters: String,
     /// `spec.deno`, `spec.python` or `spec.function`.
@@ -69,7 +73,7 @@ pub struct RuntimeSpec {
     pub pos: Pos,
 }
 
-impl RuntimeSpec {
+impl RuntimeSpec<'_> {
     /// Keptn's "spec exists": something other than the zero value is set.
     pub fn is_empty(&self) -> bool {
         self.inline.is_none()
@@ -82,9 +86,10 @@ impl RuntimeSpec {
     }
 }
 
+/// A runtime runner's spec is [`TaskDefinition::runtime`]: a copy here would double it.
 #[derive(Clone, Debug)]
 pub enum Runner<'d> {
-    Runtime(Lang, Box<RuntimeSpec>),
+    Runtime(Lang),
     Container(&'d Node<'d>),
 }
 
@@ -95,8 +100,9 @@ pub struct TaskDefinition<'d> {
     pub runner: Option<Runner<'d>>,
     /// The deno (or legacy function) spec and the python spec as written; a functionRef
     /// parent is read through these (deno first), whatever the child's runner.
-    pub deno: Option<RuntimeSpec>,
-    pub python: Option<RuntimeSpec>,
+    /// Boxed: a definition has at most one of them, and each is hundreds of bytes.
+    pub deno: Option<Box<RuntimeSpec<'d>>>,
+    pub python: Option<Box<RuntimeSpec<'d>>>,
     pub has_function_ref: bool,
     pub retries: i64,
     pub timeout_seconds: i64,
@@ -107,6 +113,16 @@ pub struct TaskDefinition<'d> {
     /// `metadata.labels` and `metadata.annotations`, which every Job of the definition carries.
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+}
+
+impl<'d> TaskDefinition<'d> {
+    /// The spec a runtime runner of `lang` runs: deno (or legacy function) or python.
+    pub fn runtime(&self, lang: Lang) -> Option<&RuntimeSpec<'d>> {
+        match lang {
+            Lang::Deno => self.deno.as_deref(),
+            Lang::Python => self.python.as_deref(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -149,7 +165,8 @@ pub struct TaskContext {
     pub workload_version: String,
     pub task_type: String,
     pub object_type: String,
-    pub metadata: BTreeMap<String, String>,
+    /// Shared: every task run of an app or workload carries the same map.
+    pub metadata: Rc<BTreeMap<String, String>>,
 }
 
 impl TaskContext {
@@ -209,18 +226,17 @@ fn int_field(node: Option<&Node>, default: i64) -> i64 {
     }
 }
 
-fn read_runtime(node: &Node, field: &'static str) -> RuntimeSpec {
+fn read_runtime<'d>(node: &'d Node<'d>, field: &'static str) -> RuntimeSpec<'d> {
     let f = |rest: &str| format!("spec.{field}.{rest}");
     RuntimeSpec {
         inline: node
             .path(&["inline", "code"])
             .and_then(Node::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
+            .filter(|s| !s.is_empty()),
         http_url: spanned_str(node.path(&["httpRef", "url"]), f("httpRef.url")),
         config_map: spanned_str(node.path(&["configMapRef", "name"]), f("configMapRef.name")),
         function_ref: spanned_str(node.path(&["functionRef", "name"]), f("functionRef.name")),
-        parameters: string_map(node.path(&["parameters", "map"])),
+        parameters: borrowed_map(node.path(&["parameters", "map"])),
         secret: spanned_str(
             node.path(&["secureParameters", "secret"]),
             f("secureParameters.secret"),
@@ -307,9 +323,9 @@ pub fn read_task_definition<'d>(
 ) -> TaskDefinition<'d> {
     let spec = doc.root.get("spec");
     let present = |key: &str| spec.and_then(|s| s.get(key)).filter(|n| !n.is_null());
-    let function = present("function").map(|n| read_runtime(n, "function"));
-    let deno = present("deno").map(|n| read_runtime(n, "deno"));
-    let python = present("python").map(|n| read_runtime(n, "python"));
+    let function = present("function").map(|n| Box::new(read_runtime(n, "function")));
+    let deno = present("deno").map(|n| Box::new(read_runtime(n, "deno")));
+    let python = present("python").map(|n| Box::new(read_runtime(n, "python")));
     let container = present("container");
 
     let mut runners: Vec<&str> = Vec::new();
@@ -349,15 +365,18 @@ pub fn read_task_definition<'d>(
     if runners.len() == 1 {
         runner = if let Some(c) = container {
             Some(Runner::Container(c))
-        } else if let Some(d) = &deno_like {
-            Some(Runner::Runtime(Lang::Deno, Box::new(d.clone())))
+        } else if deno_like.is_some() {
+            Some(Runner::Runtime(Lang::Deno))
         } else {
-            python
-                .clone()
-                .map(|p| Runner::Runtime(Lang::Python, Box::new(p)))
+            python.as_ref().map(|_| Runner::Runtime(Lang::Python))
         };
     }
-    if let Some(Runner::Runtime(_, rt)) = &runner {
+    let runtime = match runner {
+        Some(Runner::Runtime(Lang::Deno)) => deno_like.as_deref(),
+        Some(Runner::Runtime(Lang::Python)) => python.as_deref(),
+        _ => None,
+    };
+    if let Some(rt) = runtime {
         check_code_sources(doc, rt, diags);
     }
     let has_function_ref = deno_like
@@ -393,7 +412,7 @@ pub fn read_task_definition<'d>(
     }
 }
 
-fn check_code_sources(doc: &Doc<'_>, rt: &RuntimeSpec, diags: &mut Vec<Diagnostic>) {
+fn check_code_sources(doc: &Doc<'_>, rt: &RuntimeSpec<'_>, diags: &mut Vec<Diagnostic>) {
     let mut sources = Vec::new();
     if rt.function_ref.is_some() {
         sources.push("functionRef");
@@ -526,7 +545,7 @@ pub fn read_hand_task<'d>(doc: &'d Doc<'d>, diags: &mut Vec<Diagnostic>) -> Opti
         workload_version: or(c("workloadVersion"), top("workloadVersion")),
         task_type: c("taskType"),
         object_type: c("objectType"),
-        metadata: string_map(ctx.and_then(|c| c.get("metadata"))),
+        metadata: Rc::new(string_map(ctx.and_then(|c| c.get("metadata")))),
     };
     Some(HandTask {
         doc,
@@ -567,7 +586,7 @@ mod tests {
             app_name: "podtato-head".into(),
             app_version: "1.0.0".into(),
             workload_version: "0.1.0".into(),
-            metadata: [("commit-id".to_string(), "1234".to_string())].into(),
+            metadata: Rc::new([("commit-id".to_string(), "1234".to_string())].into()),
             ..Default::default()
         };
         assert_eq!(

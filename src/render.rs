@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 
 use serde_json::{Value, json};
 
@@ -80,9 +81,22 @@ pub fn render_with<R>(
     opts: &Options,
     finish: impl FnOnce(Rendering<'_>) -> R,
 ) -> R {
+    render_inspecting(files, opts, |_| {}, finish)
+}
+
+/// [`render_with`], showing `inspect` every input object with its whole tree as it is
+/// loaded: `check`'s lints read trees the render cuts, and a second load of the input would
+/// cost as much time and memory as the render itself.
+pub fn render_inspecting<R>(
+    files: &[SourceFile],
+    opts: &Options,
+    mut inspect: impl FnMut(&Doc<'_>),
+    finish: impl FnOnce(Rendering<'_>) -> R,
+) -> R {
     let mut diags = Vec::new();
     let mut workload_keys = Vec::new();
     let docs = document::load_each(files, &opts.limits, &mut diags, |i, doc, diags| {
+        inspect(doc);
         check_metadata_maps(doc, diags);
         if doc.group() != model::GROUP
             && workload::is_workload_kind(doc)
@@ -99,9 +113,9 @@ pub fn render_with<R>(
     let dest = opts.namespace.as_deref();
     check_duplicates(&docs, dest, &mut diags);
 
-    let mut definitions: BTreeMap<(String, String), Box<TaskDefinition<'_>>> = BTreeMap::new();
-    let mut config_maps = BTreeMap::new();
-    let mut secrets = BTreeMap::new();
+    let mut definitions: job::ByName<Box<TaskDefinition<'_>>> = Default::default();
+    let mut config_maps = job::ByName::default();
+    let mut secrets = job::ByName::default();
     let mut apps = BTreeMap::new();
     let mut contexts: BTreeMap<(String, String), AppContext<'_>> = BTreeMap::new();
     let mut hand_tasks: Vec<HandTask<'_>> = Vec::new();
@@ -109,14 +123,15 @@ pub fn render_with<R>(
     let mut passthrough: Vec<&Doc<'_>> = Vec::new();
 
     for (i, doc) in docs.iter().enumerate() {
-        let key = (doc.effective_namespace(dest), doc.name.clone());
+        let key = (doc.effective_namespace(dest), doc.name.to_string());
         if doc.group() == model::GROUP {
             if !check_keptn_schema(doc, &mut diags) {
                 continue;
             }
-            match doc.kind.as_str() {
+            match &*doc.kind {
                 "KeptnTaskDefinition" => {
-                    definitions.insert(key, Box::new(model::read_task_definition(doc, &mut diags)));
+                    let def = Box::new(model::read_task_definition(doc, &mut diags));
+                    definitions.insert(key.0, key.1, def);
                 }
                 "KeptnApp" => {
                     warn_unrendered(doc, &mut diags);
@@ -143,12 +158,12 @@ pub fn render_with<R>(
             continue;
         }
         passthrough.push(doc);
-        match (doc.group(), doc.kind.as_str()) {
+        match (doc.group(), &*doc.kind) {
             ("", "ConfigMap") => {
-                config_maps.insert(key, doc);
+                config_maps.insert(key.0, key.1, doc);
             }
             ("", "Secret") => {
-                secrets.insert(key, doc);
+                secrets.insert(key.0, key.1, doc);
             }
             _ => {
                 if let Some((_, keys)) = workload_keys.next_if(|(k, _)| *k == i) {
@@ -180,7 +195,7 @@ pub fn render_with<R>(
         placement: &placement,
         names: Default::default(),
     };
-    let rendered: Vec<(usize, job::Rendered)> = runs
+    let rendered: Vec<(usize, job::Rendered<'_>)> = runs
         .iter()
         .enumerate()
         .filter_map(|(i, r)| job::render_task(r, &index, &mut diags).map(|j| (i, j)))
@@ -189,14 +204,15 @@ pub fn render_with<R>(
     crate::diag::redact_secrets(&mut diags, source_texts(files));
     diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     diags.dedup();
-    let items = if diags.iter().any(Diagnostic::is_error) {
-        Vec::new()
+    let (items, generated) = if diags.iter().any(Diagnostic::is_error) {
+        Default::default()
     } else {
-        assemble(&passthrough, rendered, &placement, opts)
+        assemble(&passthrough, &runs, rendered, &placement, opts)
     };
     finish(Rendering {
         diagnostics: diags,
         items,
+        generated,
         runs: &runs,
         index: &index,
     })
@@ -207,6 +223,7 @@ pub fn render_with<R>(
 pub struct Rendering<'r> {
     pub diagnostics: Vec<Diagnostic>,
     items: Vec<Placed<'r>>,
+    generated: Generated<'r>,
     runs: &'r [TaskRun<'r>],
     index: &'r Index<'r, 'r>,
 }
@@ -250,9 +267,9 @@ impl Rendering<'_> {
             .items
             .iter()
             .map(|p| OutDoc {
-                kind: p.kind.clone(),
-                namespace: p.namespace.clone(),
-                name: p.name.clone(),
+                kind: p.kind.to_string(),
+                namespace: p.namespace.as_deref().map(str::to_string),
+                name: p.name.to_string(),
                 text: self.text(p).into_owned(),
                 generated: !matches!(p.body, Body::Input(_)),
             })
@@ -267,13 +284,14 @@ impl Rendering<'_> {
         match &item.body {
             Body::Input(text) => Cow::Borrowed(text),
             Body::Object(obj) => Cow::Owned(yaml::emit(obj)),
-            Body::ConfigMap(shared) => {
-                let (phase, cm, labels) = shared.as_ref();
+            Body::ConfigMap(i) => {
+                let (phase, cm, labels) = &self.generated.config_maps[*i];
                 let mut obj = job::config_map_object(cm, labels);
                 self.index.placement.annotate(&mut obj, *phase, false);
                 Cow::Owned(yaml::emit(&obj))
             }
-            Body::Job(run, rendered) => {
+            Body::Job(i) => {
+                let (run, rendered) = &self.generated.jobs[*i];
                 Cow::Owned(job::job_text(&self.runs[*run], self.index, rendered))
             }
         }
@@ -300,7 +318,7 @@ fn keeps_tree(doc: &Doc<'_>) -> bool {
     doc.group() == model::GROUP
         || doc.raw.is_none_or(|raw| raw.trim().is_empty())
         || (doc.group().is_empty()
-            && matches!(doc.kind.as_str(), "ConfigMap" | "Secret" | "ServiceAccount"))
+            && matches!(&*doc.kind, "ConfigMap" | "Secret" | "ServiceAccount"))
 }
 
 /// What is read of a pass-through object after loading, at its positions: whether it has a
@@ -368,7 +386,7 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
     let Some(issues) = crate::schema::check(&doc.api_version, &doc.kind, &doc.root) else {
         let versions = crate::schema::known_versions(&doc.kind);
         if versions.is_empty() {
-            if NOT_RENDERED_KINDS.contains(&doc.kind.as_str()) {
+            if NOT_RENDERED_KINDS.contains(&&*doc.kind) {
                 return true; // a Keptn kind we do not render; the caller says so
             }
             let known = RENDERED_KINDS.iter().chain(NOT_RENDERED_KINDS).copied();
@@ -503,7 +521,7 @@ fn check_duplicates(docs: &[Doc<'_>], dest: Option<&str>, diags: &mut Vec<Diagno
             continue; // generateName objects are distinct by design
         }
         let namespace = doc.namespace.as_deref().or(dest).unwrap_or("");
-        let key = (doc.group(), doc.kind.as_str(), namespace, doc.name.as_str());
+        let key = (doc.group(), &*doc.kind, namespace, &*doc.name);
         if let Some(first) = seen.get(&key) {
             diags.push(doc.diag(
                 "KLT003",
@@ -558,8 +576,8 @@ fn auto_app_version(wls: &[&Workload<'_>]) -> String {
 }
 
 fn plan_apps<'d>(
-    apps: &BTreeMap<(String, String), model::App<'d>>,
-    contexts: &BTreeMap<(String, String), AppContext<'d>>,
+    apps: &'d BTreeMap<(String, String), model::App<'d>>,
+    contexts: &'d BTreeMap<(String, String), AppContext<'d>>,
     workloads: &'d [Workload<'d>],
     opts: &Options,
     runs: &mut Vec<TaskRun<'d>>,
@@ -609,16 +627,21 @@ fn plan_apps<'d>(
         if let Some(a) = app {
             check_app_workloads(a, wls, diags);
         }
-        let app_spec = app.map(|a| {
-            a.doc.root.get("spec").map_or_else(
-                || "null".to_string(),
-                |s| crate::gojson::value(&s.to_json()),
-            )
+        let app_spec: Option<Rc<str>> = app.map(|a| {
+            a.doc
+                .root
+                .get("spec")
+                .map_or_else(
+                    || "null".to_string(),
+                    |s| crate::gojson::value(&s.to_json()),
+                )
+                .into()
         });
         let namespace = app
-            .and_then(|a| a.doc.namespace.clone())
-            .or_else(|| ctx.and_then(|c| c.doc.namespace.clone()))
-            .or_else(|| wls.iter().find_map(|w| w.doc.namespace.clone()));
+            .and_then(|a| a.doc.namespace.as_deref())
+            .or_else(|| ctx.and_then(|c| c.doc.namespace.as_deref()))
+            .or_else(|| wls.iter().find_map(|w| w.doc.namespace.as_deref()))
+            .map(str::to_string);
 
         // App task lists: a v1alpha KeptnApp's own lists, else the KeptnAppContext's.
         let legacy = app.filter(|a| {
@@ -638,25 +661,25 @@ fn plan_apps<'d>(
                 continue;
             }
             (Some(a), _) => (
-                a.pre_tasks.clone().unwrap_or_default(),
-                a.post_tasks.clone().unwrap_or_default(),
+                a.pre_tasks.as_deref().unwrap_or_default(),
+                a.post_tasks.as_deref().unwrap_or_default(),
                 Some(a.doc),
             ),
-            (None, Some(c)) => (c.pre_tasks.clone(), c.post_tasks.clone(), Some(c.doc)),
-            (None, None) => (Vec::new(), Vec::new(), None),
+            (None, Some(c)) => (&c.pre_tasks[..], &c.post_tasks[..], Some(c.doc)),
+            (None, None) => (&[][..], &[][..], None),
         };
-        let app_metadata = ctx.map(|c| c.metadata.clone()).unwrap_or_default();
+        let app_metadata = Rc::new(ctx.map(|c| c.metadata.clone()).unwrap_or_default());
 
         let mk = |phase: Phase,
                   source: &'d Doc<'d>,
-                  def: &Spanned<String>,
+                  def: &'d Spanned<String>,
                   context: TaskContext,
-                  app_spec: Option<String>| {
+                  app_spec: Option<Rc<str>>| {
             let check = if phase.is_pre() { "pre" } else { "post" };
             TaskRun {
                 phase,
                 source,
-                definition: def.clone(),
+                definition: def,
                 namespace: namespace.clone(),
                 lookup_namespace: lookup_ns.clone(),
                 context,
@@ -673,17 +696,22 @@ fn plan_apps<'d>(
             app_version: version.clone(),
             task_type: task_type.into(),
             object_type: opts.profile.app_object_type.into(),
-            metadata: app_metadata.clone(),
+            metadata: Rc::clone(&app_metadata),
             ..Default::default()
         };
         if let Some(src) = list_doc {
-            for d in &pre {
+            for d in pre {
                 runs.push(mk(Phase::AppPre, src, d, app_ctx("pre"), app_spec.clone()));
             }
         }
         for w in wls {
-            let mut metadata = app_metadata.clone();
-            metadata.extend(w.metadata.clone());
+            let metadata = if w.metadata.is_empty() {
+                Rc::clone(&app_metadata)
+            } else {
+                let mut merged = (*app_metadata).clone();
+                merged.extend(w.metadata.clone());
+                Rc::new(merged)
+            };
             let wctx = |task_type: &str| TaskContext {
                 workload_name: w.keptn_name(),
                 app_name: app_name.clone(),
@@ -691,7 +719,7 @@ fn plan_apps<'d>(
                 workload_version: w.version.clone(),
                 task_type: task_type.into(),
                 object_type: "Workload".into(),
-                metadata: metadata.clone(),
+                metadata: Rc::clone(&metadata),
             };
             for d in &w.pre_tasks {
                 runs.push(mk(Phase::WorkloadPre, w.doc, d, wctx("pre"), None));
@@ -701,7 +729,7 @@ fn plan_apps<'d>(
             }
         }
         if let Some(src) = list_doc {
-            for d in &post {
+            for d in post {
                 runs.push(mk(
                     Phase::AppPost,
                     src,
@@ -764,7 +792,7 @@ fn check_app_workloads(app: &model::App<'_>, wls: &[&Workload<'_>], diags: &mut 
     }
 }
 
-fn hand_task_run<'d>(t: &HandTask<'d>, opts: &Options) -> TaskRun<'d> {
+fn hand_task_run<'d>(t: &'d HandTask<'d>, opts: &Options) -> TaskRun<'d> {
     let dest = opts.namespace.as_deref();
     let phase = if t.check_type == "post" {
         Phase::AppPost
@@ -774,13 +802,13 @@ fn hand_task_run<'d>(t: &HandTask<'d>, opts: &Options) -> TaskRun<'d> {
     TaskRun {
         phase,
         source: t.doc,
-        definition: t.definition.clone(),
-        namespace: t.doc.namespace.clone(),
+        definition: &t.definition,
+        namespace: t.doc.namespace.as_deref().map(str::to_string),
         lookup_namespace: t.doc.effective_namespace(dest),
         context: t.context.clone(),
         app_version: t.context.app_version.clone(),
         app_spec: None,
-        name_base: t.doc.name.clone(),
+        name_base: t.doc.name.to_string(),
         task_parameters: t.parameters.clone(),
         task_secret: t.secret.clone(),
         task_limits: Some((t.retries, t.timeout_seconds)),
@@ -807,12 +835,17 @@ fn kind_rank(kind: &str) -> usize {
 /// One TaskRecord (spec only) per app version, keyed by namespace and name; the status is
 /// klt-reconciler's to write. It goes into a wave after everything else: Argo CD does not
 /// wait for the health of the last wave, so the record never holds the sync back.
-fn task_records(jobs: &Jobs) -> BTreeMap<(Option<String>, String), Value> {
+fn task_records(
+    jobs: &Jobs<'_>,
+    runs: &[TaskRun<'_>],
+) -> BTreeMap<(Option<String>, String), Value> {
     // The record object without its tasks, and the tasks in record order.
     type Draft<'r> = (Value, Vec<(usize, &'r str, Value)>);
     let mut drafts: BTreeMap<(Option<String>, String), Draft<'_>> = BTreeMap::new();
-    for (_, r) in jobs.values() {
-        let Some(name) = job::record_name(&r.app, &r.app_version) else {
+    for (run, r) in jobs {
+        let run = &runs[*run];
+        let (app, app_version) = (&run.context.app_name, &run.app_version);
+        let Some(name) = job::record_name(app, app_version) else {
             continue;
         };
         let (_, tasks) = drafts
@@ -825,10 +858,7 @@ fn task_records(jobs: &Jobs) -> BTreeMap<(Option<String>, String), Value> {
                 }
                 let mut labels = BTreeMap::new();
                 labels.insert(job::LABEL_MANAGED_BY, job::MANAGED_BY.to_string());
-                for (k, v) in [
-                    (job::LABEL_APP, &r.app),
-                    (job::LABEL_APP_VERSION, &r.app_version),
-                ] {
+                for (k, v) in [(job::LABEL_APP, app), (job::LABEL_APP_VERSION, app_version)] {
                     if let Some(v) = job::label_value(v) {
                         labels.insert(k, v);
                     }
@@ -838,16 +868,16 @@ fn task_records(jobs: &Jobs) -> BTreeMap<(Option<String>, String), Value> {
                     "apiVersion": "klt-render.dev/v1alpha1",
                     "kind": "TaskRecord",
                     "metadata": metadata,
-                    "spec": {"app": r.app, "appVersion": r.app_version},
+                    "spec": {"app": app, "appVersion": app_version},
                 });
                 (record, Vec::new())
             });
         let mut task = serde_json::Map::new();
         task.insert("job".into(), json!(r.job_name));
-        task.insert("definition".into(), json!(r.definition));
+        task.insert("definition".into(), json!(run.definition.value));
         task.insert("phase".into(), json!(r.phase.label()));
-        if !r.workload.is_empty() {
-            task.insert("workload".into(), json!(r.workload));
+        if !run.context.workload_name.is_empty() {
+            task.insert("workload".into(), json!(run.context.workload_name));
         }
         tasks.push((
             phase_rank(r.phase.label()),
@@ -877,17 +907,19 @@ fn phase_rank(label: &str) -> usize {
 }
 
 /// A generated ConfigMap, the earliest phase that mounts it and the labels all users share.
-type SharedConfigMap = (Phase, job::GeneratedConfigMap, BTreeMap<String, String>);
+type SharedConfigMap<'r> = (Phase, job::GeneratedConfigMap<'r>, BTreeMap<String, String>);
 
 /// An output document with what orders it: phase group, kind rank, API group; then kind,
 /// namespace, name and (only for otherwise equal input objects) the text.
+/// Input objects' names are borrowed: copies of them for every object of a large input
+/// added up to megabytes.
 struct Placed<'r> {
     group: usize,
     rank: usize,
-    api_group: String,
-    kind: String,
-    namespace: Option<String>,
-    name: String,
+    api_group: &'r str,
+    kind: &'r str,
+    namespace: Option<Cow<'r, str>>,
+    name: Cow<'r, str>,
     body: Body<'r>,
 }
 
@@ -896,10 +928,11 @@ enum Body<'r> {
     /// An input object: its own text, or re-emitted when it had to change.
     Input(Cow<'r, str>),
     Object(Value),
-    /// A generated ConfigMap, made into an object only as it is written.
-    ConfigMap(Box<SharedConfigMap>),
-    /// A Job: the index of its task run, and what its validation found.
-    Job(usize, Box<job::Rendered>),
+    /// A generated ConfigMap (its index in [`Generated::config_maps`]), made into an object
+    /// only as it is written.
+    ConfigMap(usize),
+    /// A Job: its index in [`Generated::jobs`].
+    Job(usize),
 }
 
 impl Placed<'_> {
@@ -907,8 +940,8 @@ impl Placed<'_> {
         (
             self.group,
             self.rank,
-            &self.kind,
-            &self.api_group,
+            self.kind,
+            self.api_group,
             self.namespace.as_deref().unwrap_or(""),
             &self.name,
         )
@@ -935,13 +968,23 @@ fn phase_group(p: Phase) -> usize {
     }
 }
 
+/// What generated documents are written from, held in lists that the output refers to by
+/// index: a box per document cost an allocation each, and freeing the list they were moved
+/// out of left a hole in the heap that slowed every allocation while writing.
+#[derive(Default)]
+struct Generated<'r> {
+    jobs: Jobs<'r>,
+    config_maps: Vec<SharedConfigMap<'r>>,
+}
+
 fn assemble<'r>(
     passthrough: &[&'r Doc<'r>],
-    rendered: Vec<(usize, job::Rendered)>,
+    runs: &[TaskRun<'_>],
+    rendered: Vec<(usize, job::Rendered<'r>)>,
     placement: &Placement,
     opts: &Options,
-) -> Vec<Placed<'r>> {
-    let (cms, jobs) = shared_config_maps(rendered);
+) -> (Vec<Placed<'r>>, Generated<'r>) {
+    let (cms, jobs) = shared_config_maps(runs, rendered);
     // Jobs of equal name are equal, so the first of them stands for all.
     let used = used_inputs(&jobs);
     let mut out: Vec<Placed<'r>> = Vec::with_capacity(passthrough.len() + cms.len() + jobs.len());
@@ -950,6 +993,7 @@ fn assemble<'r>(
             .iter()
             .map(|d| input_document(d, &used, placement, opts)),
     );
+    let mut config_maps = Vec::with_capacity(cms.len());
     for ((ns, name), shared) in cms {
         // In hooks mode every ConfigMap is a PreSync hook, so it exists before any Job.
         let group = if opts.mode == Mode::Hooks {
@@ -957,11 +1001,12 @@ fn assemble<'r>(
         } else {
             phase_group(shared.0)
         };
-        let body = Body::ConfigMap(Box::new(shared));
+        let body = Body::ConfigMap(config_maps.len());
+        config_maps.push(shared);
         out.push(generated(group, 0, "ConfigMap", ns, name, body));
     }
     if opts.records {
-        for ((ns, name), mut record) in task_records(&jobs) {
+        for ((ns, name), mut record) in task_records(&jobs, runs) {
             record["metadata"]["annotations"] =
                 json!({ANN_WAVE: placement.record_wave().to_string()});
             out.push(generated(
@@ -974,25 +1019,19 @@ fn assemble<'r>(
             ));
         }
     }
-    for ((ns, name), (run, r)) in jobs {
+    for (i, (_, r)) in jobs.iter().enumerate() {
         let group = phase_group(r.phase);
-        out.push(generated(
-            group,
-            1,
-            "Job",
-            ns,
-            name,
-            Body::Job(run, Box::new(r)),
-        ));
+        let (ns, name) = (r.namespace.clone(), r.job_name.clone());
+        out.push(generated(group, 1, "Job", ns, name, Body::Job(i)));
     }
     out.sort_by(Placed::cmp);
-    out
+    (out, Generated { jobs, config_maps })
 }
 
 fn generated<'r>(
     group: usize,
     rank: usize,
-    kind: &str,
+    kind: &'static str,
     namespace: Option<String>,
     name: String,
     body: Body<'r>,
@@ -1000,10 +1039,10 @@ fn generated<'r>(
     Placed {
         group,
         rank,
-        api_group: String::new(),
-        kind: kind.into(),
-        namespace,
-        name,
+        api_group: "",
+        kind,
+        namespace: namespace.map(Cow::Owned),
+        name: Cow::Owned(name),
         body,
     }
 }
@@ -1012,9 +1051,9 @@ fn generated<'r>(
 /// they must exist before those Jobs start.
 type Used<'a> = BTreeMap<(&'static str, &'a str, &'a str), Phase>;
 
-fn used_inputs(jobs: &Jobs) -> Used<'_> {
+fn used_inputs<'a>(jobs: &'a Jobs<'_>) -> Used<'a> {
     let mut used = Used::new();
-    for (_, r) in jobs.values() {
+    for (_, r) in jobs {
         for (kind, ns, name) in &r.uses {
             let e = used.entry((*kind, ns, name)).or_insert(r.phase);
             *e = (*e).min(r.phase);
@@ -1032,7 +1071,7 @@ fn input_document<'r>(
     let dest = opts.namespace.as_deref();
     let ns = d.effective_namespace(dest);
     let needed_by = (d.group() == "")
-        .then(|| used.get(&(d.kind.as_str(), ns.as_str(), d.name.as_str())))
+        .then(|| used.get(&(&*d.kind, ns.as_str(), &*d.name)))
         .flatten();
     let moved = needed_by.and_then(|phase| placement.ready_before(d, *phase));
     let text = match (moved, d.raw) {
@@ -1050,27 +1089,32 @@ fn input_document<'r>(
     Placed {
         group: 2,
         rank: kind_rank(&d.kind),
-        api_group: d.group().to_string(),
-        kind: d.kind.clone(),
-        namespace: d.namespace.clone(),
-        name: d.name.clone(),
+        api_group: d.group(),
+        kind: &d.kind,
+        namespace: d.namespace.as_deref().map(Cow::Borrowed),
+        name: Cow::Borrowed(&d.name),
         body: Body::Input(text),
     }
 }
 
-type Jobs = BTreeMap<(Option<String>, String), (usize, job::Rendered)>;
+/// The Jobs in namespace and name order, each once: a sorted list, not a map, so that their
+/// names are not copied into keys.
+type Jobs<'r> = Vec<(usize, job::Rendered<'r>)>;
 
 /// ConfigMaps shared by several tasks (earliest phase; labels all users agree on), and the
 /// Jobs keyed by namespace and name.
-fn shared_config_maps(
-    rendered: Vec<(usize, job::Rendered)>,
-) -> (BTreeMap<(Option<String>, String), SharedConfigMap>, Jobs) {
-    let mut cms: BTreeMap<(Option<String>, String), SharedConfigMap> = BTreeMap::new();
-    let mut jobs = Jobs::new();
-    for (run, mut r) in rendered {
+type SharedConfigMaps<'r> = BTreeMap<(Option<String>, String), SharedConfigMap<'r>>;
+
+fn shared_config_maps<'r>(
+    runs: &[TaskRun<'_>],
+    rendered: Vec<(usize, job::Rendered<'r>)>,
+) -> (SharedConfigMaps<'r>, Jobs<'r>) {
+    let mut cms = SharedConfigMaps::new();
+    let mut jobs = rendered;
+    for (run, r) in &mut jobs {
         if let Some(cm) = r.config_map.take() {
-            let mut labels = r.labels.clone();
-            labels.insert(job::LABEL_DEFINITION.into(), cm.definition.clone());
+            let mut labels = job::own_labels(&runs[*run]);
+            labels.insert(job::LABEL_DEFINITION.into(), cm.definition.to_string());
             match cms.entry((cm.namespace.clone(), cm.name.clone())) {
                 std::collections::btree_map::Entry::Vacant(v) => {
                     v.insert((r.phase, cm, labels));
@@ -1082,8 +1126,9 @@ fn shared_config_maps(
                 }
             }
         }
-        jobs.entry((r.namespace.clone(), r.job_name.clone()))
-            .or_insert((run, r));
     }
+    // Stable, so that of Jobs of equal name the first stays, as a map's first insert did.
+    jobs.sort_by(|(_, a), (_, b)| (&a.namespace, &a.job_name).cmp(&(&b.namespace, &b.job_name)));
+    jobs.dedup_by(|(_, b), (_, a)| (&a.namespace, &a.job_name) == (&b.namespace, &b.job_name));
     (cms, jobs)
 }

@@ -191,7 +191,7 @@ const ABOVE_RECORDS: i64 = 3;
 
 /// Whether an input object's wave places the tasks (see [`Placement::new`]).
 fn counts(doc: &Doc<'_>) -> bool {
-    !matches!(doc.kind.as_str(), "Namespace" | "CustomResourceDefinition")
+    !matches!(&*doc.kind, "Namespace" | "CustomResourceDefinition")
 }
 
 /// The wave of an input object in the sync phase; `None` for hooks.

@@ -291,10 +291,9 @@ fn execute(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         .filter(|d| d.name == args.task)
         .collect();
     if named.is_empty() {
-        let hint =
-            klt_render::suggest::closest(&args.task, definitions.iter().map(|d| d.name.as_str()))
-                .map(|s| format!("; did you mean {s:?}?"))
-                .unwrap_or_default();
+        let hint = klt_render::suggest::closest(&args.task, definitions.iter().map(|d| &*d.name))
+            .map(|s| format!("; did you mean {s:?}?"))
+            .unwrap_or_default();
         bail!(
             "no KeptnTaskDefinition {:?} in {}{hint}",
             args.task,
@@ -386,19 +385,21 @@ fn execute(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     let def = model::read_task_definition(definition, &mut diags);
     let lang = match &def.runner {
         Some(Runner::Container(_)) => None,
-        Some(Runner::Runtime(lang, spec)) => Some(match &spec.function_ref {
-            Some(parent) => {
-                let pdoc = find_definition(&definitions, &lookup_ns, &parent.value, &opts)
-                    .context("functionRef target vanished")?;
-                let p = model::read_task_definition(pdoc, &mut diags);
-                if p.deno.as_ref().is_some_and(|d| !d.is_empty()) {
-                    Lang::Deno
-                } else {
-                    Lang::Python
+        Some(Runner::Runtime(lang)) => Some(
+            match def.runtime(*lang).and_then(|s| s.function_ref.as_ref()) {
+                Some(parent) => {
+                    let pdoc = find_definition(&definitions, &lookup_ns, &parent.value, &opts)
+                        .context("functionRef target vanished")?;
+                    let p = model::read_task_definition(pdoc, &mut diags);
+                    if p.deno.as_ref().is_some_and(|d| !d.is_empty()) {
+                        Lang::Deno
+                    } else {
+                        Lang::Python
+                    }
                 }
-            }
-            None => *lang,
-        }),
+                None => *lang,
+            },
+        ),
         None => bail!("{} has no usable runner", args.task),
     };
     let container = job.container().clone();
@@ -606,7 +607,7 @@ fn choose_definition_namespace(
     dest: Option<&str>,
 ) -> anyhow::Result<Option<String>> {
     if let [only] = named {
-        return Ok(only.namespace.clone());
+        return Ok(only.namespace.as_deref().map(str::to_string));
     }
     let wanted = dest.unwrap_or_default();
     let here: Vec<&&Doc<'_>> = named
@@ -614,7 +615,7 @@ fn choose_definition_namespace(
         .filter(|d| d.effective_namespace(dest) == wanted)
         .collect();
     if let [only] = here.as_slice() {
-        return Ok(only.namespace.clone());
+        return Ok(only.namespace.as_deref().map(str::to_string));
     }
     let spaces: Vec<String> = named
         .iter()
@@ -664,7 +665,7 @@ fn synthetic_task(
         "objectType": ctx.object_type,
     });
     if !ctx.metadata.is_empty() {
-        context["metadata"] = json!(ctx.metadata);
+        context["metadata"] = json!(*ctx.metadata);
     }
     let mut spec = json!({"taskDefinition": task, "context": context, "checkType": ctx.task_type});
     // Keptn copies the definition's timeout into the tasks it creates.
@@ -1029,7 +1030,7 @@ mod tests {
             app_name: "shop".into(),
             task_type: "pre".into(),
             object_type: "App".into(),
-            metadata: [("k".to_string(), "v".to_string())].into(),
+            metadata: std::rc::Rc::new([("k".to_string(), "v".to_string())].into()),
             ..Default::default()
         };
         let f = synthetic_task("t", Some("ns"), &ctx, &docs[0]);

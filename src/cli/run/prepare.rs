@@ -167,9 +167,11 @@ pub fn context_from_json(text: &str) -> Option<TaskContext> {
         .get("metadata")
         .and_then(Value::as_object)
         .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
+            std::rc::Rc::new(
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect(),
+            )
         })
         .unwrap_or_default();
     Some(TaskContext {
