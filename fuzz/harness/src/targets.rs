@@ -202,7 +202,7 @@ pub fn model(data: &[u8]) {
             }
         }
         if doc.group() == klt_render::model::GROUP && issues.is_some() {
-            match doc.kind.as_str() {
+            match doc.kind.as_ref() {
                 "KeptnTaskDefinition" => {
                     let _ = klt_render::model::read_task_definition(doc, &mut diags);
                 }
@@ -298,12 +298,12 @@ pub fn render(data: &[u8]) {
             let defined: BTreeSet<(Option<String>, String)> = docs
                 .iter()
                 .filter(|d| d.kind == "Secret")
-                .map(|d| (d.namespace.clone(), d.name.clone()))
+                .map(|d| (d.namespace.as_deref().map(str::to_string), d.name.to_string()))
                 .collect();
             secrets::names_from_nodes(
                 docs.iter()
                     .filter(|d| d.group() == klt_render::model::GROUP)
-                    .map(|d| (&d.root, d.namespace.clone())),
+                    .map(|d| (&d.root, d.namespace.as_deref().map(str::to_string))),
                 &defined,
             )
         };
