@@ -265,6 +265,8 @@ fn cow_str<'a>(node: &Node<'a>) -> Option<Cow<'a, str>> {
     }
 }
 
+const KEPTN_GROUP_PREFIX: &str = "lifecycle.keptn.sh/";
+
 fn add_object<'a>(
     file: &'a str,
     root: Node<'a>,
@@ -333,6 +335,20 @@ fn add_object<'a>(
         diags.push(missing("metadata.name", meta.map_or(root.pos, |m| m.pos)));
         return;
     };
+    let named = meta.and_then(|m| m.get("name")).is_some();
+    if !named && api_version.starts_with(KEPTN_GROUP_PREFIX) {
+        diags.push(Diagnostic {
+            code: "KLT002",
+            severity: Severity::Error,
+            message: format!("{kind} has generateName but no metadata.name"),
+            file: file.to_string(),
+            pos: meta.map_or(root.pos, |m| m.pos),
+            object: None,
+            field: Some("metadata.name".into()),
+            help: Some("give it a metadata.name: tasks and apps refer to Keptn objects by name, and a generated name is known only to the API server (two objects with one generateName would also make the output depend on file order)".into()),
+        });
+        return;
+    }
     let namespace = meta
         .and_then(|m| m.get("namespace"))
         .and_then(cow_str)
