@@ -89,7 +89,10 @@ fn write_value(out: &mut String, v: &serde_json::Value) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::Number(n) => match n.as_f64().filter(|_| n.is_f64()) {
+            Some(f) => write_float(out, f),
+            None => out.push_str(&n.to_string()),
+        },
         Value::String(s) => write_str(out, s),
         Value::Array(items) => {
             out.push('[');
@@ -118,9 +121,79 @@ fn write_value(out: &mut String, v: &serde_json::Value) {
     }
 }
 
+/// A float as Go's `encoding/json` writes it: the shortest digits that read back, plain
+/// notation for 1e-6 <= |f| < 1e21, else exponent notation with at least one exponent digit
+/// (`1e+21`, `1e-7`). serde_json switches to exponents much earlier (`1e+20`), and the text
+/// feeds Job names, so it must be Go's.
+fn write_float(out: &mut String, f: f64) {
+    let abs = f.abs();
+    // Rust's `{:e}` gives the shortest round-tripping digits: `d[.ddd]e[-]x`.
+    let sci = format!("{:e}", abs);
+    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` writes an exponent");
+    let exp: i32 = exp.parse().expect("the exponent is an integer");
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if f.is_sign_negative() {
+        out.push('-');
+    }
+    if abs == 0.0 || (1e-6..1e21).contains(&abs) {
+        write_plain(out, &digits, exp);
+    } else {
+        out.push_str(mantissa);
+        out.push('e');
+        out.push(if exp < 0 { '-' } else { '+' });
+        out.push_str(&exp.unsigned_abs().to_string());
+    }
+}
+
+/// `digits` (d1 d2 ...) times 10^(exp - len + 1) in plain notation.
+fn write_plain(out: &mut String, digits: &str, exp: i32) {
+    let point = exp + 1; // digits before the decimal point
+    if point <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', point.unsigned_abs() as usize));
+        out.push_str(digits);
+    } else if point as usize >= digits.len() {
+        out.push_str(digits);
+        out.extend(std::iter::repeat_n('0', point as usize - digits.len()));
+    } else {
+        out.push_str(&digits[..point as usize]);
+        out.push('.');
+        out.push_str(&digits[point as usize..]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Expected texts printed by Go 1.26's `json.Marshal(float64)`.
+    #[test]
+    fn floats_as_go_writes_them() {
+        let cases: &[(f64, &str)] = &[
+            (0.0, "0"),
+            (1.5, "1.5"),
+            (123.456, "123.456"),
+            (1e15, "1000000000000000"),
+            (1e16, "10000000000000000"),
+            (1e20, "100000000000000000000"),
+            (1e21, "1e+21"),
+            (1.5e21, "1.5e+21"),
+            (1e-6, "0.000001"),
+            (1e-7, "1e-7"),
+            (1.5e-7, "1.5e-7"),
+            (1.2345e-10, "1.2345e-10"),
+            (0.1, "0.1"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (-2.5e-8, "-2.5e-8"),
+            (12345678901234567890.0, "12345678901234567000"),
+            (5e-324, "5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+        ];
+        for (f, go) in cases {
+            let v = serde_json::Value::from(*f);
+            assert_eq!(value(&v), *go, "{f:e}");
+        }
+    }
 
     #[test]
     fn html_escapes_and_controls() {
