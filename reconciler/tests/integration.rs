@@ -899,6 +899,18 @@ async fn watch_disconnects_are_survived() {
             && state_of(r, "post-notify") == Some(TaskState::Succeeded)
     })
     .await;
+    // Events follow status writes: wait for them too, or the cut below can catch one in flight
+    // (events are best effort, and a restarted watch does not repeat a transition it has
+    // already written).
+    expect_events(
+        c,
+        &ns,
+        &[
+            ("TaskStarted", "pre-notify"),
+            ("TaskSucceeded", "post-notify"),
+        ],
+    )
+    .await;
 
     proxy.cut();
     // While the reconciler is cut off: a Job finishes, one is deleted, one appears.
