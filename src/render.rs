@@ -158,7 +158,11 @@ pub fn render_inspecting<R>(
             continue;
         }
         passthrough.push(doc);
+        // An object named only by generateName cannot be what a task refers to by name (and
+        // two of them under one key would make the output depend on file order).
+        let named = doc.root.path(&["metadata", "name"]).is_some();
         match (doc.group(), &*doc.kind) {
+            ("", "ConfigMap" | "Secret") if !named => {}
             ("", "ConfigMap") => {
                 config_maps.insert(key.0, key.1, doc);
             }
