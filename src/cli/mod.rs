@@ -73,6 +73,9 @@ fn with_options(mut cmd: Command) -> Command {
         if spec.name == "namespace" {
             arg = arg.short('n');
         }
+        if spec.help.starts_with("Limit: ") {
+            arg = arg.help_heading("Limits on hostile input");
+        }
         cmd = cmd.arg(arg);
     }
     cmd
