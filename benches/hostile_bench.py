@@ -78,13 +78,7 @@ def repeat(unit, size: int) -> str:
 
 def one_map(size: int, line) -> str:
     head = CM.format(name="big")
-    parts, total, i = [head], len(head), 0
-    while total < size:
-        p = line(i)
-        parts.append(p)
-        total += len(p)
-        i += 1
-    return "".join(parts)
+    return head + repeat(line, size - len(head))
 
 
 FAMILIES = {
@@ -112,16 +106,20 @@ def run(cmd: list[str], cwd: pathlib.Path) -> tuple[int, float, int]:
     Peak RSS comes from GNU time: Linux carries a process' high-water mark across fork and
     exec, so a child forked from this (large) Python process would report Python's RSS.
     """
-    report = cwd / ".rss"
+    fd, name = tempfile.mkstemp(prefix="klt-rss-")
+    os.close(fd)
+    report = pathlib.Path(name)
     wrapped = [GNU_TIME, "-f", "%M", "-o", str(report), *cmd]
     with open(os.devnull, "wb") as null:
         start = time.monotonic()
         try:
             proc = subprocess.run(wrapped, cwd=cwd, stdin=subprocess.DEVNULL, stdout=null, stderr=null, timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
+            report.unlink()
             return -1, TIMEOUT, 0
         secs = time.monotonic() - start
     lines = report.read_text().split()
+    report.unlink()
     rss = int(lines[-1])
     # GNU time prefixes "Command exited with non-zero status N" on failure.
     return proc.returncode, secs, rss

@@ -44,6 +44,9 @@ impl Default for Limits {
 /// recurse, and test threads have 2 MiB stacks.
 pub const DEPTH_CEILING: u32 = 1024;
 
+/// The deepest directory walk the option accepts (the walk recurses too).
+pub const DIR_DEPTH_CEILING: u32 = 4096;
+
 /// Which limit a piece of input exceeded, for a message that says how to raise it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limit {
@@ -57,6 +60,41 @@ pub enum Limit {
 }
 
 impl Limit {
+    pub const ALL: [Limit; 7] = [
+        Limit::InputBytes,
+        Limit::DocumentBytes,
+        Limit::Documents,
+        Limit::Depth,
+        Limit::AliasNodesPerByte,
+        Limit::AliasNodes,
+        Limit::DirDepth,
+    ];
+
+    /// The limit an option name sets, if it names one.
+    pub fn from_option(name: &str) -> Option<Limit> {
+        Limit::ALL.into_iter().find(|l| l.option() == name)
+    }
+
+    /// Sets the limit to `n`, refusing values above what the limit can hold.
+    pub fn set(self, limits: &mut Limits, n: u64) -> Result<(), String> {
+        let small = |ceiling: u32| {
+            u32::try_from(n)
+                .ok()
+                .filter(|n| *n <= ceiling)
+                .ok_or_else(|| format!("{n} is above the ceiling of {ceiling}"))
+        };
+        match self {
+            Limit::InputBytes => limits.max_input_bytes = n,
+            Limit::DocumentBytes => limits.max_document_bytes = n,
+            Limit::Documents => limits.max_documents = n,
+            Limit::Depth => limits.max_depth = small(DEPTH_CEILING)?,
+            Limit::AliasNodesPerByte => limits.alias_nodes_per_byte = n,
+            Limit::AliasNodes => limits.max_alias_nodes = n,
+            Limit::DirDepth => limits.max_dir_depth = small(DIR_DEPTH_CEILING)?,
+        }
+        Ok(())
+    }
+
     /// The option that sets it.
     pub fn option(self) -> &'static str {
         match self {

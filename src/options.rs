@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::limits::{DEPTH_CEILING, Limits, parse_amount};
+use crate::limits::{Limit, Limits, parse_amount};
 
 /// How generated Jobs are ordered for Argo CD.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -307,6 +307,11 @@ impl Options {
                 message,
             };
             let opt = |s: String| (!s.is_empty()).then_some(s);
+            if let Some(limit) = Limit::from_option(spec.name) {
+                let n = parse_amount(&raw).map_err(err)?;
+                limit.set(&mut o.limits, n).map_err(err)?;
+                continue;
+            }
             match spec.name {
                 "namespace" => o.namespace = opt(raw),
                 "mode" => o.mode = raw.parse().map_err(err)?,
@@ -328,10 +333,6 @@ impl Options {
                     }
                     o.hook_delete_policy = raw;
                 }
-                name if name.starts_with("max-") || name == "alias-nodes-per-byte" => {
-                    set_limit(&mut o.limits, name, parse_amount(&raw).map_err(err)?)
-                        .map_err(err)?;
-                }
                 other => unreachable!("option {other} has no setter"),
             }
         }
@@ -343,26 +344,6 @@ impl Options {
         }
         Ok(o)
     }
-}
-
-fn set_limit(limits: &mut Limits, name: &str, n: u64) -> Result<(), String> {
-    let small = |n: u64, ceiling: u32| {
-        u32::try_from(n)
-            .ok()
-            .filter(|n| *n <= ceiling)
-            .ok_or_else(|| format!("{n} is above the ceiling of {ceiling}"))
-    };
-    match name {
-        "max-input-bytes" => limits.max_input_bytes = n,
-        "max-document-bytes" => limits.max_document_bytes = n,
-        "max-documents" => limits.max_documents = n,
-        "max-depth" => limits.max_depth = small(n, DEPTH_CEILING)?,
-        "alias-nodes-per-byte" => limits.alias_nodes_per_byte = n,
-        "max-alias-nodes" => limits.max_alias_nodes = n,
-        "max-dir-depth" => limits.max_dir_depth = small(n, 4096)?,
-        other => unreachable!("limit {other} has no setter"),
-    }
-    Ok(())
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -383,6 +364,17 @@ mod tests {
             Options::from_settings(&|_| None).unwrap(),
             Options::default()
         );
+    }
+
+    #[test]
+    fn every_limit_is_an_option_of_the_table() {
+        for limit in Limit::ALL {
+            assert!(SPECS.iter().any(|s| s.name == limit.option()), "{limit}");
+        }
+        let o = Options::from_settings(&|n| (n == "max-depth").then(|| "2000".into()));
+        assert!(o.unwrap_err().message.contains("ceiling of 1024"));
+        let o = Options::from_settings(&|n| (n == "max-input-bytes").then(|| "1Ki".into()));
+        assert_eq!(o.unwrap().limits.max_input_bytes, 1024);
     }
 
     #[test]

@@ -154,19 +154,14 @@ pub fn transform(items: &[Value], function_config: Option<&Value>, source: &str)
             Ok(mut docs) if docs.len() == 1 => docs.remove(0),
             // The renderer's own output always parses back; never return a partial list.
             _ => {
-                findings.push(Finding {
-                    error: true,
-                    code: None,
-                    message: format!(
+                findings.push(Finding::general(
+                    true,
+                    format!(
                         "internal error: the rendered {} {} does not read back as one YAML document; please report this",
                         doc.kind, doc.name
                     ),
-                    help: None,
-                    resource: None,
-                    object: None,
-                    field: None,
-                    file: None,
-                });
+                    None,
+                ));
                 return Outcome {
                     items: None,
                     findings,
@@ -208,36 +203,26 @@ pub fn transform(items: &[Value], function_config: Option<&Value>, source: &str)
     result.extend(tail);
 
     if result.is_empty() && resources > 0 {
-        findings.push(Finding {
-            error: true,
-            code: None,
-            message: format!(
+        findings.push(Finding::general(
+            true,
+            format!(
                 "all {resources} input resource(s) are Keptn resources that render to no objects; refusing to return an empty list, which kustomize takes as \"delete every resource\""
             ),
-            help: Some(
+            Some(
                 "add the workloads, KeptnApp or KeptnAppContext that use these task definitions to the same build, or set keep-keptn: true".into(),
             ),
-            resource: None,
-            object: None,
-            field: None,
-            file: None,
-        });
+        ));
         return Outcome {
             items: None,
             findings,
         };
     }
     if resources == 0 && own.iter().any(|o| *o) {
-        findings.push(Finding {
-            error: false,
-            code: None,
-            message: "no resources to render: a generator sees only its own config; list the KltRender config under transformers: instead".into(),
-            help: None,
-            resource: None,
-            object: None,
-            field: None,
-            file: None,
-        });
+        findings.push(Finding::general(
+            false,
+            "no resources to render: a generator sees only its own config; list the KltRender config under transformers: instead".into(),
+            None,
+        ));
     }
     Outcome {
         items: Some(result),

@@ -246,6 +246,20 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A finding about the run as a whole, not one resource.
+    pub fn general(error: bool, message: String, help: Option<String>) -> Finding {
+        Finding {
+            error,
+            code: None,
+            message,
+            help,
+            resource: None,
+            object: None,
+            field: None,
+            file: None,
+        }
+    }
+
     /// A `results` entry (KRM functions spec v1): message, severity, resourceRef, field, file.
     pub fn to_result(&self) -> Value {
         let mut r = Map::new();
