@@ -84,7 +84,7 @@ pub fn value(v: &serde_json::Value) -> String {
     out
 }
 
-fn write_value(out: &mut String, v: &serde_json::Value) {
+pub(crate) fn write_value(out: &mut String, v: &serde_json::Value) {
     use serde_json::Value;
     match v {
         Value::Null => out.push_str("null"),

@@ -13,6 +13,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::document::Doc;
 use crate::hash;
 use crate::model::{Lang, Phase, Runner, RuntimeSpec, Spanned, TaskContext, TaskDefinition};
+use crate::object::{self, Entries, Obj};
 use crate::options::Options;
 use crate::waves::Placement;
 use crate::yaml::Node;
@@ -206,23 +207,23 @@ pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered<'_
     let mut ignored = Vec::new();
     let built = build(run, index, &mut ignored).expect("the run was rendered before");
     let job = named(built.job, &rendered.job_name, index.placement, run.phase);
-    crate::yaml::emit(&job)
+    job.to_yaml()
 }
 
 /// A Job object without its name, and what the render keeps of it.
-struct Built<'d> {
-    job: Value,
+struct Built<'a, 'd> {
+    job: Obj<'a>,
     /// What the name hashes besides the object: the code of a referenced ConfigMap.
     hash_extra: String,
     config_map: Option<GeneratedConfigMap<'d>>,
     uses: Vec<(&'static str, String, String)>,
 }
 
-fn build<'d>(
-    run: &TaskRun<'_>,
-    index: &Index<'_, 'd>,
+fn build<'a, 'd>(
+    run: &'a TaskRun<'_>,
+    index: &'a Index<'_, 'd>,
     diags: &mut Vec<Diagnostic>,
-) -> Option<Built<'d>> {
+) -> Option<Built<'a, 'd>> {
     let opts = index.options;
     let ns = run.lookup_namespace.as_str();
     let Some(def) = index.definition(ns, &run.definition.value) else {
@@ -235,31 +236,35 @@ fn build<'d>(
     let (container, volume, config_map, hash_extra) = match runner {
         Runner::Container(node) => {
             let (c, v) = container_runner(node, &context_json, def, opts, diags)?;
-            (c, v, None, String::new())
+            (Obj::Json(c), v.map(Obj::Json), None, String::new())
         }
         Runner::Runtime(lang) => {
             let spec = def.runtime(*lang)?;
             let resolved = resolve_runtime(run, def, *lang, spec, index, diags)?;
             uses.clone_from(&resolved.uses);
-            runtime_container(run, &resolved, &context_json, opts)
+            runtime_container(run, &resolved, context_json, opts)
         }
     };
     let mut labels = def.labels.clone();
     labels.extend(own_labels(run));
+    let labels = Obj::string_map(labels);
     let pod_spec = pod_spec(def, ns, opts, container, volume, &mut uses);
-    let job_spec = job_spec(run, def, opts, &labels, pod_spec);
-    let mut metadata = Map::new();
+    let job_spec = job_spec(run, def, opts, labels.clone(), pod_spec);
+    let mut metadata = Vec::with_capacity(4);
     if let Some(ns) = &run.namespace {
-        metadata.insert("namespace".into(), json!(ns));
+        metadata.push(("namespace".into(), Obj::str(ns.as_str())));
     }
-    metadata.insert("labels".into(), json!(labels));
-    metadata.insert("annotations".into(), json!(job_annotations(run, def)));
-    let job = json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": metadata,
-        "spec": job_spec,
-    });
+    metadata.push(("labels".into(), labels));
+    metadata.push((
+        "annotations".into(),
+        Obj::string_map(job_annotations(run, def)),
+    ));
+    let job = Obj::Map(vec![
+        ("apiVersion".into(), Obj::str("batch/v1")),
+        ("kind".into(), Obj::str("Job")),
+        ("metadata".into(), Obj::Map(metadata)),
+        ("spec".into(), job_spec),
+    ]);
     Some(Built {
         job,
         hash_extra,
@@ -268,19 +273,19 @@ fn build<'d>(
     })
 }
 
-fn pod_spec(
-    def: &TaskDefinition<'_>,
+fn pod_spec<'a>(
+    def: &'a TaskDefinition<'_>,
     ns: &str,
     opts: &Options,
-    container: Value,
-    volume: Option<Value>,
+    container: Obj<'a>,
+    volume: Option<Obj<'a>>,
     uses: &mut Vec<(&'static str, String, String)>,
-) -> Map<String, Value> {
-    let mut pod_spec = Map::new();
-    pod_spec.insert("restartPolicy".into(), json!("OnFailure"));
+) -> Obj<'a> {
+    let mut pod_spec: Entries<'a> = Vec::with_capacity(6);
+    pod_spec.push(("restartPolicy".into(), Obj::str("OnFailure")));
     if opts.profile.pod_settings {
         if let Some(sa) = &def.service_account {
-            pod_spec.insert("serviceAccountName".into(), json!(sa));
+            pod_spec.push(("serviceAccountName".into(), Obj::str(sa.as_str())));
             uses.push(("ServiceAccount", ns.to_string(), sa.clone()));
         }
         for name in def
@@ -292,68 +297,73 @@ fn pod_spec(
             uses.push(("Secret", ns.to_string(), name.to_string()));
         }
         if let Some(a) = def.automount_token {
-            pod_spec.insert("automountServiceAccountToken".into(), json!(a));
+            pod_spec.push(("automountServiceAccountToken".into(), Obj::Bool(a)));
         }
         if let Some(s) = &def.image_pull_secrets {
-            pod_spec.insert("imagePullSecrets".into(), s.clone());
+            pod_spec.push(("imagePullSecrets".into(), Obj::Json(s.clone())));
         }
     }
     if let Some(v) = volume {
-        pod_spec.insert("volumes".into(), json!([v]));
+        pod_spec.push(("volumes".into(), Obj::Seq(vec![v])));
     }
-    pod_spec.insert("containers".into(), json!([container]));
-    pod_spec
+    pod_spec.push(("containers".into(), Obj::Seq(vec![container])));
+    Obj::Map(pod_spec)
 }
 
-fn job_spec(
+fn job_spec<'a>(
     run: &TaskRun<'_>,
-    def: &TaskDefinition<'_>,
+    def: &'a TaskDefinition<'_>,
     opts: &Options,
-    labels: &BTreeMap<String, String>,
-    pod_spec: Map<String, Value>,
-) -> Map<String, Value> {
-    let mut template_meta = Map::new();
-    template_meta.insert("labels".into(), json!(labels));
+    labels: Obj<'a>,
+    pod_spec: Obj<'a>,
+) -> Obj<'a> {
+    let mut template_meta = vec![("labels".into(), labels)];
     if !def.annotations.is_empty() {
-        template_meta.insert("annotations".into(), json!(def.annotations));
+        template_meta.push((
+            "annotations".into(),
+            Obj::string_map(
+                def.annotations
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            ),
+        ));
     }
     let (retries, timeout) = run
         .task_limits
         .unwrap_or((def.retries, def.timeout_seconds));
-    let mut job_spec = Map::new();
-    job_spec.insert("backoffLimit".into(), json!(retries));
-    job_spec.insert("activeDeadlineSeconds".into(), json!(timeout));
+    let mut job_spec: Entries<'a> = Vec::with_capacity(4);
+    job_spec.push(("backoffLimit".into(), Obj::Int(retries)));
+    job_spec.push(("activeDeadlineSeconds".into(), Obj::Int(timeout)));
     if opts.profile.pod_settings && opts.mode == crate::options::Mode::Hooks {
-        job_spec.insert("ttlSecondsAfterFinished".into(), json!(def.ttl_seconds));
+        job_spec.push(("ttlSecondsAfterFinished".into(), Obj::Int(def.ttl_seconds)));
     }
-    job_spec.insert(
-        "template".into(),
-        json!({"metadata": template_meta, "spec": pod_spec}),
-    );
-    job_spec
+    let template = vec![
+        ("metadata".into(), Obj::Map(template_meta)),
+        ("spec".into(), pod_spec),
+    ];
+    job_spec.push(("template".into(), Obj::Map(template)));
+    Obj::Map(job_spec)
 }
 
 /// The definition's annotations minus Argo CD's own keys (ours decide ordering), overlaid
 /// with the keptn.sh keys Keptn sets.
-fn job_annotations(run: &TaskRun<'_>, def: &TaskDefinition<'_>) -> BTreeMap<String, String> {
-    let mut annotations: BTreeMap<String, String> = def
+fn job_annotations<'a>(
+    run: &'a TaskRun<'_>,
+    def: &'a TaskDefinition<'_>,
+) -> BTreeMap<&'a str, &'a str> {
+    let mut annotations: BTreeMap<&str, &str> = def
         .annotations
         .iter()
         .filter(|(k, _)| !k.starts_with("argocd.argoproj.io/"))
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    annotations.insert("keptn.sh/app".into(), run.context.app_name.clone());
-    if run.context.workload_name.is_empty() {
-        annotations.insert("keptn.sh/version".into(), run.context.app_version.clone());
+    let ctx = &run.context;
+    annotations.insert("keptn.sh/app", &ctx.app_name);
+    if ctx.workload_name.is_empty() {
+        annotations.insert("keptn.sh/version", &ctx.app_version);
     } else {
-        annotations.insert(
-            "keptn.sh/workload".into(),
-            run.context.workload_name.clone(),
-        );
-        annotations.insert(
-            "keptn.sh/version".into(),
-            run.context.workload_version.clone(),
-        );
+        annotations.insert("keptn.sh/workload", &ctx.workload_name);
+        annotations.insert("keptn.sh/version", &ctx.workload_version);
     }
     annotations
 }
@@ -361,7 +371,7 @@ fn job_annotations(run: &TaskRun<'_>, def: &TaskDefinition<'_>) -> BTreeMap<Stri
 /// The name hashes everything that changes what runs, plus the app revision and the code of
 /// a referenced ConfigMap (its name alone would not change with its content).
 fn job_name(run: &TaskRun<'_>, built: &Built) -> String {
-    let mut digest_input = crate::gojson::value(&built.job);
+    let mut digest_input = built.job.to_go_json();
     if let Some(spec) = &run.app_spec {
         digest_input.push_str("\napp=");
         digest_input.push_str(spec);
@@ -392,17 +402,22 @@ fn invalid_name(run: &TaskRun<'_>, job_name: &str) -> Diagnostic {
 }
 
 /// The Job with its name (first in metadata, as in Keptn's Jobs) and ordering annotations.
-fn named(mut job: Value, job_name: &str, placement: &Placement, phase: Phase) -> Value {
-    let mut named = Map::new();
-    named.insert("name".into(), json!(job_name));
-    if let Some(Value::Object(meta)) = job.get_mut("metadata").map(Value::take) {
-        named.extend(meta);
+fn named<'a>(
+    mut job: Obj<'a>,
+    job_name: &'a str,
+    placement: &'a Placement,
+    phase: Phase,
+) -> Obj<'a> {
+    let Some(Obj::Map(meta)) = job.get_mut("metadata") else {
+        unreachable!("build writes metadata as a map");
+    };
+    meta.insert(0, ("name".into(), Obj::str(job_name)));
+    if let Some((_, Obj::Map(ann))) = meta.iter_mut().find(|(k, _)| k == "annotations") {
+        object::insert(ann, "keptn.sh/task-name", Obj::str(job_name));
+        for (k, v) in placement.ordering_annotations(phase, true) {
+            object::insert(ann, k, Obj::Str(v));
+        }
     }
-    if let Some(ann) = named.get_mut("annotations").and_then(Value::as_object_mut) {
-        ann.insert("keptn.sh/task-name".into(), json!(job_name));
-    }
-    job["metadata"] = Value::Object(named);
-    placement.annotate(&mut job, phase, true);
     job
 }
 
@@ -742,30 +757,46 @@ fn check_secret(
     }
 }
 
-type Parts<'d> = (Value, Option<Value>, Option<GeneratedConfigMap<'d>>, String);
+type Parts<'a, 'd> = (
+    Obj<'a>,
+    Option<Obj<'a>>,
+    Option<GeneratedConfigMap<'d>>,
+    String,
+);
 
-fn runtime_container<'d>(
+fn runtime_container<'a, 'd>(
     run: &TaskRun<'_>,
     r: &Resolved<'d>,
-    context_json: &str,
-    opts: &Options,
-) -> Parts<'d> {
+    context_json: String,
+    opts: &'a Options,
+) -> Parts<'a, 'd> {
     let (image, mount_path) = match r.lang {
         Lang::Deno => (opts.deno_image(), "/var/data/function.ts"),
         Lang::Python => (opts.python_image(), "/var/data/function.py"),
     };
-    let mut env = Vec::new();
+    let var = |name: &'a str, value: Option<String>| {
+        let mut e: Entries<'a> = vec![("name".into(), Obj::str(name))];
+        if let Some(v) = value {
+            e.push(("value".into(), Obj::str(v)));
+        }
+        Obj::Map(e)
+    };
+    let mut env = Vec::with_capacity(5);
     if !r.params.is_empty() {
-        env.push(json!({"name": "DATA", "value": crate::gojson::string_map(&r.params)}));
+        env.push(var("DATA", Some(crate::gojson::string_map(&r.params))));
     }
-    env.push(json!({"name": opts.profile.context_env, "value": context_json}));
-    if r.cmd.is_empty() {
-        env.push(json!({"name": "CMD_ARGS"}));
-    } else {
-        env.push(json!({"name": "CMD_ARGS", "value": r.cmd}));
-    }
+    env.push(var(opts.profile.context_env, Some(context_json)));
+    env.push(var("CMD_ARGS", (!r.cmd.is_empty()).then(|| r.cmd.clone())));
     if let Some(s) = &r.secret {
-        env.push(json!({"name": "SECURE_DATA", "valueFrom": {"secretKeyRef": {"name": s.value, "key": "SECURE_DATA"}}}));
+        let key_ref = vec![
+            ("name".into(), Obj::str(s.value.clone())),
+            ("key".into(), Obj::str("SECURE_DATA")),
+        ];
+        let from = vec![("secretKeyRef".into(), Obj::Map(key_ref))];
+        env.push(Obj::Map(vec![
+            ("name".into(), Obj::str("SECURE_DATA")),
+            ("valueFrom".into(), Obj::Map(from)),
+        ]));
     }
     let mut extra = String::new();
     let mut generated = None;
@@ -796,23 +827,28 @@ fn runtime_container<'d>(
         (None, Some(url)) => url.clone(),
         (None, None) => String::new(),
     };
-    env.push(json!({"name": "SCRIPT", "value": script}));
-    let mut container = json!({
-        "name": "keptn-function-runner",
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "env": env,
-    });
+    env.push(var("SCRIPT", Some(script)));
+    let mut container = vec![
+        ("name".into(), Obj::str("keptn-function-runner")),
+        ("image".into(), Obj::str(image)),
+        ("imagePullPolicy".into(), Obj::str("IfNotPresent")),
+        ("env".into(), Obj::Seq(env)),
+    ];
     let volume = cm_name.map(|name| {
-        container["volumeMounts"] = json!([{
-            "name": "function-mount",
-            "readOnly": true,
-            "mountPath": mount_path,
-            "subPath": "code",
-        }]);
-        json!({"name": "function-mount", "configMap": {"name": name}})
+        let mount = vec![
+            ("name".into(), Obj::str("function-mount")),
+            ("readOnly".into(), Obj::Bool(true)),
+            ("mountPath".into(), Obj::str(mount_path)),
+            ("subPath".into(), Obj::str("code")),
+        ];
+        container.push(("volumeMounts".into(), Obj::Seq(vec![Obj::Map(mount)])));
+        let source = vec![("name".into(), Obj::str(name))];
+        Obj::Map(vec![
+            ("name".into(), Obj::str("function-mount")),
+            ("configMap".into(), Obj::Map(source)),
+        ])
     });
-    (container, volume, generated, extra)
+    (Obj::Map(container), volume, generated, extra)
 }
 
 fn container_runner(

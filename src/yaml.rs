@@ -873,7 +873,7 @@ pub fn emit(value: &Value) -> String {
     out
 }
 
-fn pad(out: &mut String, indent: usize) {
+pub(crate) fn pad(out: &mut String, indent: usize) {
     for _ in 0..indent {
         out.push(' ');
     }
@@ -896,7 +896,7 @@ fn emit_map(
     }
 }
 
-fn emit_after_key(out: &mut String, v: &Value, indent: usize) {
+pub(crate) fn emit_after_key(out: &mut String, v: &Value, indent: usize) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             out.push('\n');
@@ -917,24 +917,28 @@ fn emit_after_key(out: &mut String, v: &Value, indent: usize) {
 
 fn emit_seq(out: &mut String, items: &[Value], indent: usize) {
     for item in items {
-        pad(out, indent);
-        out.push_str("- ");
-        match item {
-            Value::Object(m) if !m.is_empty() => emit_map(out, m, indent + 2, true),
-            Value::String(s) if block_chomping(s).is_some() => {
-                out.pop(); // "- |" rather than "-  |"
-                emit_block(out, s, indent + 2);
-            }
-            other => {
-                emit_inline(out, other);
-                out.push('\n');
-            }
+        emit_seq_item(out, item, indent);
+    }
+}
+
+pub(crate) fn emit_seq_item(out: &mut String, item: &Value, indent: usize) {
+    pad(out, indent);
+    out.push_str("- ");
+    match item {
+        Value::Object(m) if !m.is_empty() => emit_map(out, m, indent + 2, true),
+        Value::String(s) if block_chomping(s).is_some() => {
+            out.pop(); // "- |" rather than "-  |"
+            emit_block(out, s, indent + 2);
+        }
+        other => {
+            emit_inline(out, other);
+            out.push('\n');
         }
     }
 }
 
 /// A value on one line: scalars, empty collections, nested lists in flow style.
-fn emit_inline(out: &mut String, v: &Value) {
+pub(crate) fn emit_inline(out: &mut String, v: &Value) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -977,7 +981,7 @@ fn emit_inline_flow(out: &mut String, v: &Value) {
     }
 }
 
-fn emit_scalar_str(out: &mut String, s: &str) {
+pub(crate) fn emit_scalar_str(out: &mut String, s: &str) {
     if is_plain_safe(s) {
         out.push_str(s);
     } else {
@@ -1001,7 +1005,7 @@ fn is_plain_safe(s: &str) -> bool {
 }
 
 /// The chomping indicator when `s` can be an exact literal block, else `None`.
-fn block_chomping(s: &str) -> Option<&'static str> {
+pub(crate) fn block_chomping(s: &str) -> Option<&'static str> {
     if !s.contains('\n') || s.starts_with(' ') || s.starts_with('\n') {
         return None;
     }
@@ -1033,7 +1037,7 @@ fn block_chomping(s: &str) -> Option<&'static str> {
     })
 }
 
-fn emit_block(out: &mut String, s: &str, indent: usize) {
+pub(crate) fn emit_block(out: &mut String, s: &str, indent: usize) {
     out.push(' ');
     out.push_str(block_chomping(s).expect("checked by the caller"));
     out.push('\n');
@@ -1047,7 +1051,7 @@ fn emit_block(out: &mut String, s: &str, indent: usize) {
     }
 }
 
-fn emit_double_quoted(out: &mut String, s: &str) {
+pub(crate) fn emit_double_quoted(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
