@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::diag::{Diagnostic, Severity};
 use crate::document::Doc;
@@ -245,8 +245,13 @@ fn build<'a, 'd>(
             runtime_container(run, &resolved, context_json, opts)
         }
     };
-    let mut labels = def.labels.clone();
-    labels.extend(own_labels(run));
+    let mut labels: BTreeMap<Cow<'a, str>, Cow<'a, str>> = def
+        .labels
+        .iter()
+        .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
+        .collect();
+    let own = own_labels(run).into_iter();
+    labels.extend(own.map(|(k, v)| (Cow::Borrowed(k), Cow::Owned(v))));
     let labels = Obj::string_map(labels);
     let pod_spec = pod_spec(def, ns, opts, container, volume, &mut uses);
     let job_spec = job_spec(run, def, opts, labels.clone(), pod_spec);
@@ -459,13 +464,13 @@ fn namespace_phrase(ns: &str) -> String {
 /// The labels klt-render puts on a task's objects. A ConfigMap's are made again from its
 /// users' runs rather than kept from validation: labels kept for every Job, and freed when
 /// ConfigMaps merge, left the heap so fragmented that writing the stream slowed by a sixth.
-pub fn own_labels(run: &TaskRun<'_>) -> BTreeMap<String, String> {
+pub fn own_labels(run: &TaskRun<'_>) -> BTreeMap<&'static str, String> {
     let mut l = BTreeMap::new();
-    l.insert(LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string());
+    l.insert(LABEL_MANAGED_BY, MANAGED_BY.to_string());
     let ctx = &run.context;
-    let mut put = |k: &str, v: &str| {
+    let mut put = |k: &'static str, v: &str| {
         if let Some(v) = label_value(v) {
-            l.insert(k.to_string(), v);
+            l.insert(k, v);
         }
     };
     put(LABEL_APP, &ctx.app_name);
@@ -911,21 +916,30 @@ fn container_runner(
     Some((container, volume))
 }
 
-/// The ConfigMap object for inline code.
-pub fn config_map_object(cm: &GeneratedConfigMap<'_>, labels: &BTreeMap<String, String>) -> Value {
-    let mut metadata = Map::new();
-    metadata.insert("name".into(), json!(cm.name));
+/// The ConfigMap object for inline code, with its ordering annotations.
+pub fn config_map_object<'a>(
+    cm: &'a GeneratedConfigMap<'_>,
+    labels: &'a BTreeMap<&'static str, String>,
+    ordering: Vec<(&'static str, Cow<'a, str>)>,
+) -> Obj<'a> {
+    let mut metadata: Entries<'a> = vec![("name".into(), Obj::str(cm.name.as_str()))];
     if let Some(ns) = &cm.namespace {
-        metadata.insert("namespace".into(), json!(ns));
+        metadata.push(("namespace".into(), Obj::str(ns.as_str())));
     }
-    metadata.insert("labels".into(), json!(labels));
-    json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata,
-        "immutable": true,
-        "data": {"code": cm.code},
-    })
+    let labels = labels.iter().map(|(k, v)| (*k, v.as_str()));
+    metadata.push(("labels".into(), Obj::string_map(labels)));
+    let annotations = ordering.into_iter().map(|(k, v)| (k.into(), Obj::Str(v)));
+    metadata.push(("annotations".into(), Obj::Map(annotations.collect())));
+    Obj::Map(vec![
+        ("apiVersion".into(), Obj::str("v1")),
+        ("kind".into(), Obj::str("ConfigMap")),
+        ("metadata".into(), Obj::Map(metadata)),
+        ("immutable".into(), Obj::Bool(true)),
+        (
+            "data".into(),
+            Obj::Map(vec![("code".into(), Obj::str(cm.code))]),
+        ),
+    ])
 }
 
 #[cfg(test)]

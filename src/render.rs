@@ -270,12 +270,15 @@ impl Rendering<'_> {
         let documents = self
             .items
             .iter()
-            .map(|p| OutDoc {
-                kind: p.kind.to_string(),
-                namespace: p.namespace.as_deref().map(str::to_string),
-                name: p.name.to_string(),
-                text: self.text(p).into_owned(),
-                generated: !matches!(p.body, Body::Input(_)),
+            .map(|p| {
+                let id = self.generated.identity(&p.body);
+                OutDoc {
+                    kind: id.kind.to_string(),
+                    namespace: id.namespace.map(str::to_string),
+                    name: id.name.to_string(),
+                    text: self.text(p).into_owned(),
+                    generated: !matches!(p.body, Body::Input(..)),
+                }
             })
             .collect();
         Output {
@@ -284,15 +287,33 @@ impl Rendering<'_> {
         }
     }
 
+    /// The labels all runs that mount a generated ConfigMap agree on.
+    fn shared_labels(
+        &self,
+        cm: &job::GeneratedConfigMap<'_>,
+        users: &[usize],
+    ) -> BTreeMap<&'static str, String> {
+        let labels_of = |run: &usize| {
+            let mut labels = job::own_labels(&self.runs[*run]);
+            labels.insert(job::LABEL_DEFINITION, cm.definition.to_string());
+            labels
+        };
+        let mut shared = labels_of(&users[0]);
+        for other in users[1..].iter().map(labels_of) {
+            shared.retain(|k, v| other.get(k) == Some(v));
+        }
+        shared
+    }
+
     fn text<'s>(&'s self, item: &'s Placed<'_>) -> Cow<'s, str> {
         match &item.body {
-            Body::Input(text) => Cow::Borrowed(text),
-            Body::Object(obj) => Cow::Owned(yaml::emit(obj)),
+            Body::Input(_, text) => Cow::Borrowed(text),
+            Body::Record(r) => Cow::Owned(yaml::emit(&r.object)),
             Body::ConfigMap(i) => {
-                let (phase, cm, labels) = &self.generated.config_maps[*i];
-                let mut obj = job::config_map_object(cm, labels);
-                self.index.placement.annotate(&mut obj, *phase, false);
-                Cow::Owned(yaml::emit(&obj))
+                let (phase, cm, users) = &self.generated.config_maps[*i];
+                let labels = self.shared_labels(cm, users);
+                let ordering = self.index.placement.ordering_annotations(*phase, false);
+                Cow::Owned(job::config_map_object(cm, &labels, ordering).to_yaml())
             }
             Body::Job(i) => {
                 let (run, rendered) = &self.generated.jobs[*i];
@@ -819,7 +840,7 @@ fn hand_task_run<'d>(t: &'d HandTask<'d>, opts: &Options) -> TaskRun<'d> {
     }
 }
 
-fn kind_rank(kind: &str) -> usize {
+fn kind_rank(kind: &str) -> u8 {
     const ORDER: &[&str] = &[
         "Namespace",
         "CustomResourceDefinition",
@@ -833,7 +854,7 @@ fn kind_rank(kind: &str) -> usize {
         "PersistentVolumeClaim",
         "Service",
     ];
-    ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len())
+    ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len()) as u8
 }
 
 /// One TaskRecord (spec only) per app version, keyed by namespace and name; the status is
@@ -910,28 +931,24 @@ fn phase_rank(label: &str) -> usize {
         .unwrap_or(4)
 }
 
-/// A generated ConfigMap, the earliest phase that mounts it and the labels all users share.
-type SharedConfigMap<'r> = (Phase, job::GeneratedConfigMap<'r>, BTreeMap<String, String>);
+/// A generated ConfigMap, the earliest phase that mounts it and the runs that mount it (its
+/// labels are those all of them agree on, made as it is written).
+type SharedConfigMap<'r> = (Phase, job::GeneratedConfigMap<'r>, Vec<usize>);
 
-/// An output document with what orders it: phase group, kind rank, API group; then kind,
-/// namespace, name and (only for otherwise equal input objects) the text.
-/// Input objects' names are borrowed: copies of them for every object of a large input
+/// An output document: its phase group and kind rank, and what it is made from. Its name and
+/// the rest of its sort key are read from its body: copies of them for every output document
 /// added up to megabytes.
 struct Placed<'r> {
-    group: usize,
-    rank: usize,
-    api_group: &'r str,
-    kind: &'r str,
-    namespace: Option<Cow<'r, str>>,
-    name: Cow<'r, str>,
+    group: u8,
+    rank: u8,
     body: Body<'r>,
 }
 
 /// What an output document's text is made from.
 enum Body<'r> {
-    /// An input object: its own text, or re-emitted when it had to change.
-    Input(Cow<'r, str>),
-    Object(Value),
+    /// An input object with its text: its own, or re-emitted when it had to change.
+    Input(&'r Doc<'r>, Cow<'r, str>),
+    Record(Box<Record>),
     /// A generated ConfigMap (its index in [`Generated::config_maps`]), made into an object
     /// only as it is written.
     ConfigMap(usize),
@@ -939,31 +956,23 @@ enum Body<'r> {
     Job(usize),
 }
 
-impl Placed<'_> {
-    fn key(&self) -> (usize, usize, &str, &str, &str, &str) {
-        (
-            self.group,
-            self.rank,
-            self.kind,
-            self.api_group,
-            self.namespace.as_deref().unwrap_or(""),
-            &self.name,
-        )
-    }
+/// A TaskRecord object with the namespace and name it is sorted by.
+struct Record {
+    namespace: Option<String>,
+    name: String,
+    object: Value,
+}
 
-    /// Generated objects never tie: they are keyed by namespace and name within their group.
-    fn cmp(&self, other: &Placed<'_>) -> std::cmp::Ordering {
-        self.key()
-            .cmp(&other.key())
-            .then_with(|| match (&self.body, &other.body) {
-                (Body::Input(a), Body::Input(b)) => a.cmp(b),
-                _ => std::cmp::Ordering::Equal,
-            })
-    }
+/// What names an output document.
+struct Identity<'s> {
+    kind: &'s str,
+    api_group: &'s str,
+    namespace: Option<&'s str>,
+    name: &'s str,
 }
 
 /// Where each group of output documents goes: phase groups around the input objects (2).
-fn phase_group(p: Phase) -> usize {
+fn phase_group(p: Phase) -> u8 {
     match p {
         Phase::AppPre => 0,
         Phase::WorkloadPre => 1,
@@ -981,6 +990,53 @@ struct Generated<'r> {
     config_maps: Vec<SharedConfigMap<'r>>,
 }
 
+impl Generated<'_> {
+    fn identity<'s>(&'s self, body: &'s Body<'_>) -> Identity<'s> {
+        let generated = |kind, namespace: &'s Option<String>, name: &'s str| Identity {
+            kind,
+            api_group: "",
+            namespace: namespace.as_deref(),
+            name,
+        };
+        match body {
+            Body::Input(d, _) => Identity {
+                kind: &d.kind,
+                api_group: d.group(),
+                namespace: d.namespace.as_deref(),
+                name: &d.name,
+            },
+            Body::Record(r) => generated("TaskRecord", &r.namespace, &r.name),
+            Body::ConfigMap(i) => {
+                let cm = &self.config_maps[*i].1;
+                generated("ConfigMap", &cm.namespace, &cm.name)
+            }
+            Body::Job(i) => {
+                let r = &self.jobs[*i].1;
+                generated("Job", &r.namespace, &r.job_name)
+            }
+        }
+    }
+
+    /// Output order: phase group, kind rank, kind, API group, namespace, name; input objects
+    /// that tie on all of these by their text. Generated objects never tie (they are keyed
+    /// by namespace and name within their group), and objects that tie on everything are
+    /// written alike, so an unstable sort writes the same stream as a stable one.
+    fn order(&self, a: &Placed<'_>, b: &Placed<'_>) -> std::cmp::Ordering {
+        self.sort_key(a)
+            .cmp(&self.sort_key(b))
+            .then_with(|| match (&a.body, &b.body) {
+                (Body::Input(_, x), Body::Input(_, y)) => x.cmp(y),
+                _ => std::cmp::Ordering::Equal,
+            })
+    }
+
+    fn sort_key<'s>(&'s self, p: &'s Placed<'_>) -> (u8, u8, &'s str, &'s str, &'s str, &'s str) {
+        let id = self.identity(&p.body);
+        let ns = id.namespace.unwrap_or("");
+        (p.group, p.rank, id.kind, id.api_group, ns, id.name)
+    }
+}
+
 fn assemble<'r>(
     passthrough: &[&'r Doc<'r>],
     runs: &[TaskRun<'_>],
@@ -988,17 +1044,20 @@ fn assemble<'r>(
     placement: &Placement,
     opts: &Options,
 ) -> (Vec<Placed<'r>>, Generated<'r>) {
-    let (cms, jobs) = shared_config_maps(runs, rendered);
+    let (cms, mut jobs) = shared_config_maps(rendered);
     // Jobs of equal name are equal, so the first of them stands for all.
-    let used = used_inputs(&jobs);
+    let uses = take_uses(&mut jobs);
+    let used = used_inputs(&uses);
     let mut out: Vec<Placed<'r>> = Vec::with_capacity(passthrough.len() + cms.len() + jobs.len());
     out.extend(
         passthrough
             .iter()
             .map(|d| input_document(d, &used, placement, opts)),
     );
+    drop(used);
+    drop(uses);
     let mut config_maps = Vec::with_capacity(cms.len());
-    for ((ns, name), shared) in cms {
+    for (_, shared) in cms {
         // In hooks mode every ConfigMap is a PreSync hook, so it exists before any Job.
         let group = if opts.mode == Mode::Hooks {
             0
@@ -1007,61 +1066,54 @@ fn assemble<'r>(
         };
         let body = Body::ConfigMap(config_maps.len());
         config_maps.push(shared);
-        out.push(generated(group, 0, "ConfigMap", ns, name, body));
+        out.push(generated(group, 0, body));
     }
     if opts.records {
-        for ((ns, name), mut record) in task_records(&jobs, runs) {
-            record["metadata"]["annotations"] =
+        for ((namespace, name), mut object) in task_records(&jobs, runs) {
+            object["metadata"]["annotations"] =
                 json!({ANN_WAVE: placement.record_wave().to_string()});
-            out.push(generated(
-                5,
-                0,
-                "TaskRecord",
-                ns,
+            let record = Record {
+                namespace,
                 name,
-                Body::Object(record),
-            ));
+                object,
+            };
+            out.push(generated(5, 0, Body::Record(Box::new(record))));
         }
     }
     for (i, (_, r)) in jobs.iter().enumerate() {
-        let group = phase_group(r.phase);
-        let (ns, name) = (r.namespace.clone(), r.job_name.clone());
-        out.push(generated(group, 1, "Job", ns, name, Body::Job(i)));
+        out.push(generated(phase_group(r.phase), 1, Body::Job(i)));
     }
-    out.sort_by(Placed::cmp);
-    (out, Generated { jobs, config_maps })
+    let generated = Generated { jobs, config_maps };
+    out.sort_unstable_by(|a, b| generated.order(a, b));
+    (out, generated)
 }
 
-fn generated<'r>(
-    group: usize,
-    rank: usize,
-    kind: &'static str,
-    namespace: Option<String>,
-    name: String,
-    body: Body<'r>,
-) -> Placed<'r> {
-    Placed {
-        group,
-        rank,
-        api_group: "",
-        kind,
-        namespace: namespace.map(Cow::Owned),
-        name: Cow::Owned(name),
-        body,
-    }
+fn generated(group: u8, rank: u8, body: Body<'_>) -> Placed<'_> {
+    Placed { group, rank, body }
+}
+
+/// The input objects the Jobs need, taken out of them: they only decide where those objects
+/// go, and need not be held while the stream is written.
+fn take_uses(jobs: &mut Jobs<'_>) -> Vec<(Phase, (&'static str, String, String))> {
+    jobs.iter_mut()
+        .flat_map(|(_, r)| {
+            let phase = r.phase;
+            std::mem::take(&mut r.uses)
+                .into_iter()
+                .map(move |u| (phase, u))
+        })
+        .collect()
 }
 
 /// Input ConfigMaps and Secrets that task Jobs need, with the earliest phase that needs them:
 /// they must exist before those Jobs start.
 type Used<'a> = BTreeMap<(&'static str, &'a str, &'a str), Phase>;
 
-fn used_inputs<'a>(jobs: &'a Jobs<'_>) -> Used<'a> {
+fn used_inputs<'a>(uses: &'a [(Phase, (&'static str, String, String))]) -> Used<'a> {
     let mut used = Used::new();
-    for (_, r) in jobs {
-        for (kind, ns, name) in &r.uses {
-            let e = used.entry((*kind, ns, name)).or_insert(r.phase);
-            *e = (*e).min(r.phase);
-        }
+    for (phase, (kind, ns, name)) in uses {
+        let e = used.entry((*kind, ns, name)).or_insert(*phase);
+        *e = (*e).min(*phase);
     }
     used
 }
@@ -1093,11 +1145,7 @@ fn input_document<'r>(
     Placed {
         group: 2,
         rank: kind_rank(&d.kind),
-        api_group: d.group(),
-        kind: &d.kind,
-        namespace: d.namespace.as_deref().map(Cow::Borrowed),
-        name: Cow::Borrowed(&d.name),
-        body: Body::Input(text),
+        body: Body::Input(d, text),
     }
 }
 
@@ -1110,23 +1158,20 @@ type Jobs<'r> = Vec<(usize, job::Rendered<'r>)>;
 type SharedConfigMaps<'r> = BTreeMap<(Option<String>, String), SharedConfigMap<'r>>;
 
 fn shared_config_maps<'r>(
-    runs: &[TaskRun<'_>],
     rendered: Vec<(usize, job::Rendered<'r>)>,
 ) -> (SharedConfigMaps<'r>, Jobs<'r>) {
     let mut cms = SharedConfigMaps::new();
     let mut jobs = rendered;
     for (run, r) in &mut jobs {
         if let Some(cm) = r.config_map.take() {
-            let mut labels = job::own_labels(&runs[*run]);
-            labels.insert(job::LABEL_DEFINITION.into(), cm.definition.to_string());
             match cms.entry((cm.namespace.clone(), cm.name.clone())) {
                 std::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert((r.phase, cm, labels));
+                    v.insert((r.phase, cm, vec![*run]));
                 }
                 std::collections::btree_map::Entry::Occupied(mut o) => {
                     let entry = o.get_mut();
                     entry.0 = entry.0.min(r.phase);
-                    entry.2.retain(|k, v| labels.get(k) == Some(v));
+                    entry.2.push(*run);
                 }
             }
         }
