@@ -565,7 +565,7 @@ fn resolve_runtime<'d>(
     let ns = run.lookup_namespace.as_str();
     let mut r = Resolved {
         lang,
-        params: spec.parameters.clone(),
+        params: spec.parameters.iter().cloned().collect(),
         secret: spec.secret.clone(),
         cmd: spec.cmd_parameters.clone(),
         config_map: None,
