@@ -600,6 +600,8 @@ fn auto_app_version(wls: &[&Workload<'_>]) -> String {
         .to_string()
 }
 
+/// Task runs of every app: each app key (namespace, name) that has a KeptnApp, a
+/// KeptnAppContext or workloads, in key order.
 fn plan_apps<'d>(
     apps: &'d BTreeMap<(String, String), model::App<'d>>,
     contexts: &'d BTreeMap<(String, String), AppContext<'d>>,
@@ -608,7 +610,35 @@ fn plan_apps<'d>(
     runs: &mut Vec<TaskRun<'d>>,
     diags: &mut Vec<Diagnostic>,
 ) {
-    let dest = opts.namespace.as_deref();
+    let by_app = workloads_by_app(workloads, opts.namespace.as_deref());
+    let keys: BTreeSet<&(String, String)> = by_app
+        .keys()
+        .chain(apps.keys())
+        .chain(contexts.keys())
+        .collect();
+    for key in keys {
+        let parts = AppParts {
+            app: apps.get(key).filter(|a| !a.managed_by_keptn),
+            ctx: contexts.get(key),
+            wls: by_app.get(key).map(Vec::as_slice).unwrap_or_default(),
+        };
+        plan_app(key, &parts, opts, runs, diags);
+    }
+}
+
+/// What one app is made of in the input. A KeptnApp that Keptn manages itself counts as
+/// none: Keptn derives that app from its workloads.
+struct AppParts<'a, 'd> {
+    app: Option<&'d model::App<'d>>,
+    ctx: Option<&'d AppContext<'d>>,
+    wls: &'a [&'d Workload<'d>],
+}
+
+/// Workloads by app key, each app's in Keptn name order.
+fn workloads_by_app<'d>(
+    workloads: &'d [Workload<'d>],
+    dest: Option<&str>,
+) -> BTreeMap<(String, String), Vec<&'d Workload<'d>>> {
     let mut by_app: BTreeMap<(String, String), Vec<&Workload<'d>>> = BTreeMap::new();
     for w in workloads {
         by_app
@@ -619,150 +649,215 @@ fn plan_apps<'d>(
     for wls in by_app.values_mut() {
         wls.sort_by_key(|w| w.keptn_name());
     }
-    let keys: BTreeSet<(String, String)> = by_app
-        .keys()
-        .chain(apps.keys())
-        .chain(contexts.keys())
-        .cloned()
-        .collect();
-    for key in keys {
-        let wls = by_app.get(&key).map(Vec::as_slice).unwrap_or_default();
-        let app = apps.get(&key).filter(|a| !a.managed_by_keptn);
-        let ctx = contexts.get(&key);
-        let (app_name, lookup_ns) = (key.1.clone(), key.0.clone());
-        let version = match app {
-            Some(a) => a.version.clone(),
-            None if !wls.is_empty() => auto_app_version(wls),
-            None => {
-                if let Some(c) = ctx
-                    && !(c.pre_tasks.is_empty() && c.post_tasks.is_empty())
-                {
-                    diags.push(c.doc.diag(
-                        "KLT031",
-                        Severity::Warning,
-                        c.doc.root.pos,
-                        None,
-                        format!("no KeptnApp and no workload belongs to app {app_name:?}; its tasks are not rendered"),
-                        Some("give the app's workloads keptn.sh/app (or app.kubernetes.io/part-of) with this name, or add a KeptnApp".into()),
-                    ));
-                }
-                continue;
-            }
-        };
-        if let Some(a) = app {
-            check_app_workloads(a, wls, diags);
+    by_app
+}
+
+/// The runs of one app, in Keptn's order: app pre-deployment tasks, each workload's pre and
+/// post tasks, app post-deployment tasks.
+fn plan_app<'d>(
+    (lookup_ns, app_name): &(String, String),
+    parts: &AppParts<'_, 'd>,
+    opts: &Options,
+    runs: &mut Vec<TaskRun<'d>>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(version) = app_version(app_name, parts, diags) else {
+        return;
+    };
+    if let Some(a) = parts.app {
+        check_app_workloads(a, parts.wls, diags);
+    }
+    let plan = AppPlan {
+        name: app_name.clone(),
+        lookup_namespace: lookup_ns.clone(),
+        namespace: app_namespace(parts),
+        version,
+        spec: parts.app.map(app_spec_json),
+        metadata: Rc::new(parts.ctx.map(|c| c.metadata.clone()).unwrap_or_default()),
+        object_type: opts.profile.app_object_type,
+    };
+    let Some((pre, post, list_doc)) = app_task_lists(app_name, parts, diags) else {
+        return;
+    };
+    if let Some(src) = list_doc {
+        runs.extend(pre.iter().map(|d| plan.app_run(Phase::AppPre, src, d)));
+    }
+    for w in parts.wls {
+        plan.workload_runs(w, runs);
+    }
+    if let Some(src) = list_doc {
+        runs.extend(post.iter().map(|d| plan.app_run(Phase::AppPost, src, d)));
+    }
+}
+
+/// The app version: the KeptnApp's, else the one Keptn derives from the workloads. `None`
+/// when the app has neither (its context's tasks cannot run: KLT031).
+fn app_version(
+    app_name: &str,
+    parts: &AppParts<'_, '_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<String> {
+    if let Some(a) = parts.app {
+        return Some(a.version.clone());
+    }
+    if !parts.wls.is_empty() {
+        return Some(auto_app_version(parts.wls));
+    }
+    if let Some(c) = parts.ctx
+        && !(c.pre_tasks.is_empty() && c.post_tasks.is_empty())
+    {
+        diags.push(c.doc.diag(
+            "KLT031",
+            Severity::Warning,
+            c.doc.root.pos,
+            None,
+            format!("no KeptnApp and no workload belongs to app {app_name:?}; its tasks are not rendered"),
+            Some("give the app's workloads keptn.sh/app (or app.kubernetes.io/part-of) with this name, or add a KeptnApp".into()),
+        ));
+    }
+    None
+}
+
+/// The KeptnApp spec as Go JSON: app tasks run again whenever it changes.
+fn app_spec_json(app: &model::App<'_>) -> Rc<str> {
+    app.doc
+        .root
+        .get("spec")
+        .map_or_else(
+            || "null".to_string(),
+            |s| crate::gojson::value(&s.to_json()),
+        )
+        .into()
+}
+
+/// The namespace written on the app's generated objects: the first one written on the
+/// KeptnApp, the KeptnAppContext or a workload.
+fn app_namespace(parts: &AppParts<'_, '_>) -> Option<String> {
+    parts
+        .app
+        .and_then(|a| a.doc.namespace.as_deref())
+        .or_else(|| parts.ctx.and_then(|c| c.doc.namespace.as_deref()))
+        .or_else(|| parts.wls.iter().find_map(|w| w.doc.namespace.as_deref()))
+        .map(str::to_string)
+}
+
+/// A task list of an app, borrowed from the object that holds it.
+type TaskList<'d> = &'d [Spanned<String>];
+
+/// The app's pre and post task lists and the object they come from: a v1alpha KeptnApp's
+/// own lists, else the KeptnAppContext's. `None` when both hold lists (KLT022).
+fn app_task_lists<'d>(
+    app_name: &str,
+    parts: &AppParts<'_, 'd>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(TaskList<'d>, TaskList<'d>, Option<&'d Doc<'d>>)> {
+    let legacy = parts.app.filter(|a| {
+        a.pre_tasks.as_ref().is_some_and(|l| !l.is_empty())
+            || a.post_tasks.as_ref().is_some_and(|l| !l.is_empty())
+    });
+    Some(match (legacy, parts.ctx) {
+        (Some(a), Some(c)) if !(c.pre_tasks.is_empty() && c.post_tasks.is_empty()) => {
+            diags.push(c.doc.diag(
+                "KLT022",
+                Severity::Error,
+                c.doc.root.pos,
+                Some("spec".into()),
+                format!("tasks of app {app_name:?} are listed both here and in {} ({})", a.doc.display(), a.doc.file),
+                Some("keep the lists in the KeptnAppContext only (Keptn 2 drops the KeptnApp's lists on conversion)".into()),
+            ));
+            return None;
         }
-        let app_spec: Option<Rc<str>> = app.map(|a| {
-            a.doc
-                .root
-                .get("spec")
-                .map_or_else(
-                    || "null".to_string(),
-                    |s| crate::gojson::value(&s.to_json()),
-                )
-                .into()
-        });
-        let namespace = app
-            .and_then(|a| a.doc.namespace.as_deref())
-            .or_else(|| ctx.and_then(|c| c.doc.namespace.as_deref()))
-            .or_else(|| wls.iter().find_map(|w| w.doc.namespace.as_deref()))
-            .map(str::to_string);
+        (Some(a), _) => (
+            a.pre_tasks.as_deref().unwrap_or_default(),
+            a.post_tasks.as_deref().unwrap_or_default(),
+            Some(a.doc),
+        ),
+        (None, Some(c)) => (&c.pre_tasks[..], &c.post_tasks[..], Some(c.doc)),
+        (None, None) => (&[][..], &[][..], None),
+    })
+}
 
-        // App task lists: a v1alpha KeptnApp's own lists, else the KeptnAppContext's.
-        let legacy = app.filter(|a| {
-            a.pre_tasks.as_ref().is_some_and(|l| !l.is_empty())
-                || a.post_tasks.as_ref().is_some_and(|l| !l.is_empty())
-        });
-        let (pre, post, list_doc) = match (legacy, ctx) {
-            (Some(a), Some(c)) if !(c.pre_tasks.is_empty() && c.post_tasks.is_empty()) => {
-                diags.push(c.doc.diag(
-                    "KLT022",
-                    Severity::Error,
-                    c.doc.root.pos,
-                    Some("spec".into()),
-                    format!("tasks of app {app_name:?} are listed both here and in {} ({})", a.doc.display(), a.doc.file),
-                    Some("keep the lists in the KeptnAppContext only (Keptn 2 drops the KeptnApp's lists on conversion)".into()),
-                ));
-                continue;
-            }
-            (Some(a), _) => (
-                a.pre_tasks.as_deref().unwrap_or_default(),
-                a.post_tasks.as_deref().unwrap_or_default(),
-                Some(a.doc),
-            ),
-            (None, Some(c)) => (&c.pre_tasks[..], &c.post_tasks[..], Some(c.doc)),
-            (None, None) => (&[][..], &[][..], None),
-        };
-        let app_metadata = Rc::new(ctx.map(|c| c.metadata.clone()).unwrap_or_default());
+/// What every task run of one app version shares.
+struct AppPlan {
+    name: String,
+    lookup_namespace: String,
+    namespace: Option<String>,
+    version: String,
+    /// The KeptnApp spec (Go JSON) that app-level Job names hash.
+    spec: Option<Rc<str>>,
+    /// The KeptnAppContext's metadata, shared by every run's context.
+    metadata: Rc<BTreeMap<String, String>>,
+    object_type: &'static str,
+}
 
-        let mk = |phase: Phase,
-                  source: &'d Doc<'d>,
-                  def: &'d Spanned<String>,
-                  context: TaskContext,
-                  app_spec: Option<Rc<str>>| {
-            let check = if phase.is_pre() { "pre" } else { "post" };
-            TaskRun {
-                phase,
-                source,
-                definition: def,
-                namespace: namespace.clone(),
-                lookup_namespace: lookup_ns.clone(),
-                context,
-                app_version: version.clone(),
-                app_spec,
-                name_base: format!("{check}-{}", def.value),
-                task_parameters: BTreeMap::new(),
-                task_secret: None,
-                task_limits: None,
-            }
-        };
-        let app_ctx = |task_type: &str| TaskContext {
-            app_name: app_name.clone(),
-            app_version: version.clone(),
-            task_type: task_type.into(),
-            object_type: opts.profile.app_object_type.into(),
-            metadata: Rc::clone(&app_metadata),
+impl AppPlan {
+    fn run<'d>(
+        &self,
+        phase: Phase,
+        source: &'d Doc<'d>,
+        def: &'d Spanned<String>,
+        context: TaskContext,
+        app_spec: Option<Rc<str>>,
+    ) -> TaskRun<'d> {
+        let check = if phase.is_pre() { "pre" } else { "post" };
+        TaskRun {
+            phase,
+            source,
+            definition: def,
+            namespace: self.namespace.clone(),
+            lookup_namespace: self.lookup_namespace.clone(),
+            context,
+            app_version: self.version.clone(),
+            app_spec,
+            name_base: format!("{check}-{}", def.value),
+            task_parameters: BTreeMap::new(),
+            task_secret: None,
+            task_limits: None,
+        }
+    }
+
+    /// An app-level run: its context names the app version and carries the app's metadata.
+    fn app_run<'d>(
+        &self,
+        phase: Phase,
+        source: &'d Doc<'d>,
+        def: &'d Spanned<String>,
+    ) -> TaskRun<'d> {
+        let context = TaskContext {
+            app_name: self.name.clone(),
+            app_version: self.version.clone(),
+            task_type: if phase.is_pre() { "pre" } else { "post" }.into(),
+            object_type: self.object_type.into(),
+            metadata: Rc::clone(&self.metadata),
             ..Default::default()
         };
-        if let Some(src) = list_doc {
-            for d in pre {
-                runs.push(mk(Phase::AppPre, src, d, app_ctx("pre"), app_spec.clone()));
-            }
+        self.run(phase, source, def, context, self.spec.clone())
+    }
+
+    /// A workload's pre and post runs: their context names the workload and carries the
+    /// app's metadata overlaid with the workload's.
+    fn workload_runs<'d>(&self, w: &'d Workload<'d>, runs: &mut Vec<TaskRun<'d>>) {
+        let metadata = if w.metadata.is_empty() {
+            Rc::clone(&self.metadata)
+        } else {
+            let mut merged = (*self.metadata).clone();
+            merged.extend(w.metadata.clone());
+            Rc::new(merged)
+        };
+        let context = |task_type: &str| TaskContext {
+            workload_name: w.keptn_name(),
+            app_name: self.name.clone(),
+            app_version: String::new(),
+            workload_version: w.version.clone(),
+            task_type: task_type.into(),
+            object_type: "Workload".into(),
+            metadata: Rc::clone(&metadata),
+        };
+        for d in &w.pre_tasks {
+            runs.push(self.run(Phase::WorkloadPre, w.doc, d, context("pre"), None));
         }
-        for w in wls {
-            let metadata = if w.metadata.is_empty() {
-                Rc::clone(&app_metadata)
-            } else {
-                let mut merged = (*app_metadata).clone();
-                merged.extend(w.metadata.clone());
-                Rc::new(merged)
-            };
-            let wctx = |task_type: &str| TaskContext {
-                workload_name: w.keptn_name(),
-                app_name: app_name.clone(),
-                app_version: String::new(),
-                workload_version: w.version.clone(),
-                task_type: task_type.into(),
-                object_type: "Workload".into(),
-                metadata: Rc::clone(&metadata),
-            };
-            for d in &w.pre_tasks {
-                runs.push(mk(Phase::WorkloadPre, w.doc, d, wctx("pre"), None));
-            }
-            for d in &w.post_tasks {
-                runs.push(mk(Phase::WorkloadPost, w.doc, d, wctx("post"), None));
-            }
-        }
-        if let Some(src) = list_doc {
-            for d in post {
-                runs.push(mk(
-                    Phase::AppPost,
-                    src,
-                    d,
-                    app_ctx("post"),
-                    app_spec.clone(),
-                ));
-            }
+        for d in &w.post_tasks {
+            runs.push(self.run(Phase::WorkloadPost, w.doc, d, context("post"), None));
         }
     }
 }
