@@ -90,12 +90,62 @@ pub fn render_with<R>(
 pub fn render_inspecting<R>(
     files: &[SourceFile],
     opts: &Options,
-    mut inspect: impl FnMut(&Doc<'_>),
+    inspect: impl FnMut(&Doc<'_>),
     finish: impl FnOnce(Rendering<'_>) -> R,
 ) -> R {
     let mut diags = Vec::new();
+    let (docs, workload_keys) = load_inputs(files, opts, inspect, &mut diags);
+    check_duplicates(&docs, opts.namespace.as_deref(), &mut diags);
+    let inputs = Inputs::read(&docs, workload_keys, opts, &mut diags);
+    let runs = plan_runs(&inputs, opts, &mut diags);
+
+    let placement = Placement::new(&inputs.passthrough, opts);
+    placement.check_room(
+        &inputs.passthrough,
+        runs.iter().map(|r| r.phase),
+        opts.records,
+        &mut diags,
+    );
+    let index = Index {
+        definitions: &inputs.definitions,
+        config_maps: &inputs.config_maps,
+        secrets: &inputs.secrets,
+        options: opts,
+        placement: &placement,
+        names: Default::default(),
+    };
+    // Validated and named now, written later: every error is known before the first byte.
+    let rendered: Vec<(usize, job::Rendered<'_>)> = runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| job::render_task(r, &index, &mut diags).map(|j| (i, j)))
+        .collect();
+
+    finish_diagnostics(&mut diags, files);
+    let (items, generated) = if diags.iter().any(Diagnostic::is_error) {
+        Default::default()
+    } else {
+        assemble(&inputs.passthrough, &runs, rendered, &placement, opts)
+    };
+    finish(Rendering {
+        diagnostics: diags,
+        items,
+        generated,
+        runs: &runs,
+        index: &index,
+    })
+}
+
+/// Loads every object, reading what workloads ask of Keptn as each is read and cutting the
+/// trees the render does not read again (see [`keeps_tree`]).
+fn load_inputs<'a>(
+    files: &'a [SourceFile],
+    opts: &Options,
+    mut inspect: impl FnMut(&Doc<'_>),
+    diags: &mut Vec<Diagnostic>,
+) -> (Vec<Doc<'a>>, Vec<(usize, workload::Keys)>) {
     let mut workload_keys = Vec::new();
-    let docs = document::load_each(files, &opts.limits, &mut diags, |i, doc, diags| {
+    let docs = document::load_each(files, &opts.limits, diags, |i, doc, diags| {
         inspect(doc);
         check_metadata_maps(doc, diags);
         if doc.group() != model::GROUP
@@ -109,117 +159,126 @@ pub fn render_inspecting<R>(
             doc.root = ordering_tree(&doc.root);
         }
     });
-    let mut workload_keys = workload_keys.into_iter().peekable();
-    let dest = opts.namespace.as_deref();
-    check_duplicates(&docs, dest, &mut diags);
+    (docs, workload_keys)
+}
 
-    let mut definitions: job::ByName<Box<TaskDefinition<'_>>> = Default::default();
-    let mut config_maps = job::ByName::default();
-    let mut secrets = job::ByName::default();
-    let mut apps = BTreeMap::new();
-    let mut contexts: BTreeMap<(String, String), AppContext<'_>> = BTreeMap::new();
-    let mut hand_tasks: Vec<HandTask<'_>> = Vec::new();
-    let mut workloads: Vec<Workload<'_>> = Vec::new();
-    let mut passthrough: Vec<&Doc<'_>> = Vec::new();
+/// The input sorted by what the render does with it: Keptn models, what tasks look up, the
+/// workloads that ask for tasks, and the objects that pass through.
+#[derive(Default)]
+struct Inputs<'d> {
+    definitions: job::ByName<Box<TaskDefinition<'d>>>,
+    config_maps: job::ByName<&'d Doc<'d>>,
+    secrets: job::ByName<&'d Doc<'d>>,
+    apps: BTreeMap<(String, String), model::App<'d>>,
+    contexts: BTreeMap<(String, String), AppContext<'d>>,
+    hand_tasks: Vec<HandTask<'d>>,
+    workloads: Vec<Workload<'d>>,
+    passthrough: Vec<&'d Doc<'d>>,
+}
 
-    for (i, doc) in docs.iter().enumerate() {
-        let key = (doc.effective_namespace(dest), doc.name.to_string());
-        if doc.group() == model::GROUP {
-            if !check_keptn_schema(doc, &mut diags) {
+impl<'d> Inputs<'d> {
+    fn read(
+        docs: &'d [Doc<'d>],
+        workload_keys: Vec<(usize, workload::Keys)>,
+        opts: &Options,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Self {
+        let mut inputs = Inputs::default();
+        let mut workload_keys = workload_keys.into_iter().peekable();
+        for (i, doc) in docs.iter().enumerate() {
+            let key = (
+                doc.effective_namespace(opts.namespace.as_deref()),
+                doc.name.to_string(),
+            );
+            if doc.group() == model::GROUP {
+                inputs.read_keptn(doc, key, opts, diags);
                 continue;
             }
-            match &*doc.kind {
-                "KeptnTaskDefinition" => {
-                    let def = Box::new(model::read_task_definition(doc, &mut diags));
-                    definitions.insert(key.0, key.1, def);
-                }
-                "KeptnApp" => {
-                    warn_unrendered(doc, &mut diags);
-                    apps.insert(key, model::read_app(doc));
-                }
-                "KeptnAppContext" => {
-                    warn_unrendered(doc, &mut diags);
-                    contexts.insert(key, model::read_app_context(doc));
-                }
-                "KeptnTask" => hand_tasks.extend(model::read_hand_task(doc, &mut diags)),
-                _ if !opts.keep_keptn => diags.push(doc.diag(
-                    "KLT026",
-                    Severity::Warning,
-                    doc.root.pos,
-                    None,
-                    format!("{} is not rendered and was dropped", doc.kind),
-                    Some("klt-render renders task definitions, apps, app contexts and tasks; pass --keep-keptn to keep other Keptn objects".into()),
-                )),
-                _ => {}
-            }
-            if opts.keep_keptn {
-                passthrough.push(doc);
-            }
-            continue;
-        }
-        passthrough.push(doc);
-        // An object named only by generateName cannot be what a task refers to by name (and
-        // two of them under one key would make the output depend on file order).
-        let named = doc.root.path(&["metadata", "name"]).is_some();
-        match (doc.group(), &*doc.kind) {
-            ("", "ConfigMap" | "Secret") if !named => {}
-            ("", "ConfigMap") => {
-                config_maps.insert(key.0, key.1, doc);
-            }
-            ("", "Secret") => {
-                secrets.insert(key.0, key.1, doc);
-            }
-            _ => {
-                if let Some((_, keys)) = workload_keys.next_if(|(k, _)| *k == i) {
-                    workloads.push(Workload { doc, keys });
+            inputs.passthrough.push(doc);
+            // An object named only by generateName cannot be what a task refers to by name
+            // (and two of them under one key would make the output depend on file order).
+            let named = doc.root.path(&["metadata", "name"]).is_some();
+            match (doc.group(), &*doc.kind) {
+                ("", "ConfigMap" | "Secret") if !named => {}
+                ("", "ConfigMap") => inputs.config_maps.insert(key.0, key.1, doc),
+                ("", "Secret") => inputs.secrets.insert(key.0, key.1, doc),
+                _ => {
+                    if let Some((_, keys)) = workload_keys.next_if(|(k, _)| *k == i) {
+                        inputs.workloads.push(Workload { doc, keys });
+                    }
                 }
             }
         }
+        inputs
     }
 
+    /// A Keptn object becomes a model when its schema allows; other Keptn kinds are dropped
+    /// (KLT026) or, with `--keep-keptn`, passed through.
+    fn read_keptn(
+        &mut self,
+        doc: &'d Doc<'d>,
+        key: (String, String),
+        opts: &Options,
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        if !check_keptn_schema(doc, diags) {
+            return;
+        }
+        match &*doc.kind {
+            "KeptnTaskDefinition" => {
+                let def = Box::new(model::read_task_definition(doc, diags));
+                self.definitions.insert(key.0, key.1, def);
+            }
+            "KeptnApp" => {
+                warn_unrendered(doc, diags);
+                self.apps.insert(key, model::read_app(doc));
+            }
+            "KeptnAppContext" => {
+                warn_unrendered(doc, diags);
+                self.contexts.insert(key, model::read_app_context(doc));
+            }
+            "KeptnTask" => self.hand_tasks.extend(model::read_hand_task(doc, diags)),
+            _ if !opts.keep_keptn => diags.push(doc.diag(
+                "KLT026",
+                Severity::Warning,
+                doc.root.pos,
+                None,
+                format!("{} is not rendered and was dropped", doc.kind),
+                Some("klt-render renders task definitions, apps, app contexts and tasks; pass --keep-keptn to keep other Keptn objects".into()),
+            )),
+            _ => {}
+        }
+        if opts.keep_keptn {
+            self.passthrough.push(doc);
+        }
+    }
+}
+
+/// Every task run: the apps' (in app key order), then hand-written KeptnTasks'.
+fn plan_runs<'d>(
+    inputs: &'d Inputs<'d>,
+    opts: &Options,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<TaskRun<'d>> {
     let mut runs = Vec::new();
-    plan_apps(&apps, &contexts, &workloads, opts, &mut runs, &mut diags);
-    for t in &hand_tasks {
-        runs.push(hand_task_run(t, opts));
-    }
-    runs.shrink_to_fit();
-
-    let placement = Placement::new(&passthrough, opts);
-    placement.check_room(
-        &passthrough,
-        runs.iter().map(|r| r.phase),
-        opts.records,
-        &mut diags,
+    plan_apps(
+        &inputs.apps,
+        &inputs.contexts,
+        &inputs.workloads,
+        opts,
+        &mut runs,
+        diags,
     );
-    let index = Index {
-        definitions: &definitions,
-        config_maps: &config_maps,
-        secrets: &secrets,
-        options: opts,
-        placement: &placement,
-        names: Default::default(),
-    };
-    let rendered: Vec<(usize, job::Rendered<'_>)> = runs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| job::render_task(r, &index, &mut diags).map(|j| (i, j)))
-        .collect();
+    runs.extend(inputs.hand_tasks.iter().map(|t| hand_task_run(t, opts)));
+    runs.shrink_to_fit();
+    runs
+}
 
-    crate::diag::redact_secrets(&mut diags, source_texts(files));
+/// Secret values redacted, then sorted and each once.
+fn finish_diagnostics(diags: &mut Vec<Diagnostic>, files: &[SourceFile]) {
+    crate::diag::redact_secrets(diags, source_texts(files));
     diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     diags.dedup();
-    let (items, generated) = if diags.iter().any(Diagnostic::is_error) {
-        Default::default()
-    } else {
-        assemble(&passthrough, &runs, rendered, &placement, opts)
-    };
-    finish(Rendering {
-        diagnostics: diags,
-        items,
-        generated,
-        runs: &runs,
-        index: &index,
-    })
 }
 
 /// A finished render: its diagnostics and, unless they hold an error, its documents in
