@@ -554,6 +554,8 @@ pub fn truncate_name(s: &str, max: usize) -> String {
     cut.trim_end_matches(['-', '.']).to_string()
 }
 
+/// The code and settings a runtime Job runs with: the definition's, completed by the
+/// definition its functionRef names, then by the task's own values.
 fn resolve_runtime<'d>(
     run: &TaskRun<'_>,
     def: &TaskDefinition<'d>,
@@ -574,83 +576,127 @@ fn resolve_runtime<'d>(
     };
     // The definition each resolved value came from, for messages about it.
     let mut secret_owner: &Doc<'_> = def.doc;
-    let code_owner: (&TaskDefinition<'d>, &RuntimeSpec<'d>);
-    if let Some(fref) = &spec.function_ref {
-        let Some(parent) = index.definition(ns, &fref.value) else {
-            let names = index.definition_names(ns);
-            let help = crate::suggest::closest(&fref.value, names.iter().copied())
-                .map(|s| format!("did you mean \"{s}\"?"))
-                .unwrap_or_else(|| {
-                    "add the referenced KeptnTaskDefinition to the rendered paths".into()
-                });
-            diags.push(def.doc.diag(
-                "KLT014",
-                Severity::Error,
-                fref.pos,
-                Some(fref.field.clone()),
-                format!("functionRef names {:?}, which is not defined", fref.value),
-                Some(help),
-            ));
-            return None;
-        };
-        // Keptn reads the parent's runtime spec deno first, whatever the child's runner.
-        let Some((plang, pspec)) = parent
-            .deno
-            .as_deref()
-            .filter(|d| !d.is_empty())
-            .map(|d| (Lang::Deno, d))
-            .or_else(|| {
-                parent
-                    .python
-                    .as_deref()
-                    .filter(|p| !p.is_empty())
-                    .map(|p| (Lang::Python, p))
-            })
-        else {
-            diags.push(def.doc.diag(
-                "KLT015",
-                Severity::Error,
-                fref.pos,
-                Some(fref.field.clone()),
-                format!("functionRef target {:?} has no deno or python code", fref.value),
-                Some("point functionRef at a deno or python definition with inline, httpRef or configMapRef code".into()),
-            ));
-            return None;
-        };
-        if parent.has_function_ref || std::ptr::eq(parent, def) {
-            diags.push(def.doc.diag(
-                "KLT015",
-                Severity::Error,
-                fref.pos,
-                Some(fref.field.clone()),
-                format!(
-                    "functionRef chain: {:?} refers to {:?}, which has a functionRef itself",
-                    def.doc.name, fref.value
-                ),
-                Some("Keptn follows only one level of functionRef; point directly at the definition that holds the code".into()),
-            ));
-            return None;
-        }
-        // mergo without override: the child's non-empty values win, the parent fills the rest.
-        for (k, v) in &pspec.parameters {
-            let slot = r.params.entry(k.clone()).or_default();
-            if slot.is_empty() {
-                *slot = v.clone();
+    let (owner, ospec) = match &spec.function_ref {
+        Some(fref) => {
+            let (parent, plang, pspec) = function_ref_target(def, fref, ns, index, diags)?;
+            if merge_parent(&mut r, plang, pspec) {
+                secret_owner = parent.doc;
             }
+            (parent, pspec)
         }
-        if r.secret.is_none() {
-            r.secret = pspec.secret.clone();
-            secret_owner = parent.doc;
-        }
-        if r.cmd.is_empty() {
-            r.cmd = pspec.cmd_parameters.clone();
-        }
-        r.lang = plang;
-        code_owner = (parent, pspec);
-    } else {
-        code_owner = (def, spec);
+        None => (def, spec),
+    };
+    resolve_code(&mut r, owner, ospec, ns, index, diags)?;
+    if let Some(task) = apply_task_values(&mut r, run) {
+        secret_owner = task;
     }
-    let (owner, ospec) = code_owner;
+    if let Some(secret) = &r.secret
+        && check_secret(run, secret_owner, secret, index, diags)
+    {
+        r.uses
+            .push(("Secret", ns.to_string(), secret.value.clone()));
+    }
+    Some(r)
+}
+
+/// The definition a functionRef names, with the runtime spec Keptn reads of it (deno first,
+/// whatever the child's runner). It must exist (KLT014), hold code and have no functionRef
+/// itself (KLT015).
+fn function_ref_target<'i, 'd>(
+    def: &TaskDefinition<'d>,
+    fref: &Spanned<String>,
+    ns: &str,
+    index: &'i Index<'_, 'd>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(&'i TaskDefinition<'d>, Lang, &'i RuntimeSpec<'d>)> {
+    let Some(parent) = index.definition(ns, &fref.value) else {
+        let names = index.definition_names(ns);
+        let help = crate::suggest::closest(&fref.value, names.iter().copied())
+            .map(|s| format!("did you mean \"{s}\"?"))
+            .unwrap_or_else(|| {
+                "add the referenced KeptnTaskDefinition to the rendered paths".into()
+            });
+        diags.push(def.doc.diag(
+            "KLT014",
+            Severity::Error,
+            fref.pos,
+            Some(fref.field.clone()),
+            format!("functionRef names {:?}, which is not defined", fref.value),
+            Some(help),
+        ));
+        return None;
+    };
+    let Some((plang, pspec)) = parent
+        .deno
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .map(|d| (Lang::Deno, d))
+        .or_else(|| {
+            parent
+                .python
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .map(|p| (Lang::Python, p))
+        })
+    else {
+        diags.push(def.doc.diag(
+            "KLT015",
+            Severity::Error,
+            fref.pos,
+            Some(fref.field.clone()),
+            format!("functionRef target {:?} has no deno or python code", fref.value),
+            Some("point functionRef at a deno or python definition with inline, httpRef or configMapRef code".into()),
+        ));
+        return None;
+    };
+    if parent.has_function_ref || std::ptr::eq(parent, def) {
+        diags.push(def.doc.diag(
+            "KLT015",
+            Severity::Error,
+            fref.pos,
+            Some(fref.field.clone()),
+            format!(
+                "functionRef chain: {:?} refers to {:?}, which has a functionRef itself",
+                def.doc.name, fref.value
+            ),
+            Some("Keptn follows only one level of functionRef; point directly at the definition that holds the code".into()),
+        ));
+        return None;
+    }
+    Some((parent, plang, pspec))
+}
+
+/// mergo without override: the child's non-empty values win, the parent fills the rest and
+/// gives the language. `true` when the secret is the parent's.
+fn merge_parent<'d>(r: &mut Resolved<'d>, plang: Lang, pspec: &RuntimeSpec<'d>) -> bool {
+    for (k, v) in &pspec.parameters {
+        let slot = r.params.entry(k.clone()).or_default();
+        if slot.is_empty() {
+            *slot = v.clone();
+        }
+    }
+    let parent_secret = r.secret.is_none();
+    if parent_secret {
+        r.secret = pspec.secret.clone();
+    }
+    if r.cmd.is_empty() {
+        r.cmd = pspec.cmd_parameters.clone();
+    }
+    r.lang = plang;
+    parent_secret
+}
+
+/// Where the code comes from: inline (a generated ConfigMap), a ConfigMap of the input
+/// (KLT016 when it or its `code` key is missing) or a URL. `None` when there is no code,
+/// which the definition-level KLT012 already reports.
+fn resolve_code<'d>(
+    r: &mut Resolved<'d>,
+    owner: &TaskDefinition<'d>,
+    ospec: &RuntimeSpec<'d>,
+    ns: &str,
+    index: &Index<'_, 'd>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<()> {
     if let Some(code) = ospec.inline {
         r.config_map = Some(CodeMap::Inline {
             definition: &owner.doc.name,
@@ -661,60 +707,49 @@ fn resolve_runtime<'d>(
             .config_maps
             .get(ns, &cm.value)
             .and_then(|doc| doc.root.path(&["data", "code"]).and_then(Node::as_str));
-        match code {
-            Some(code) => {
-                r.uses.push(("ConfigMap", ns.to_string(), cm.value.clone()));
-                r.config_map = Some(CodeMap::Referenced {
-                    name: cm.value.clone(),
-                    code,
-                })
-            }
-            None => {
-                let present = index.config_maps.get(ns, &cm.value).is_some();
-                diags.push(owner.doc.diag(
-                    "KLT016",
-                    Severity::Error,
-                    cm.pos,
-                    Some(cm.field.clone()),
-                    if present {
-                        format!("ConfigMap {:?} has no key `code` under data", cm.value)
-                    } else {
-                        format!("ConfigMap {:?} is not in the input ({})", cm.value, namespace_phrase(ns))
-                    },
-                    Some("add the ConfigMap with the task's code under data.code to the rendered paths, or use inline code".into()),
-                ));
-                return None;
-            }
-        }
-    } else if let Some(url) = &ospec.http_url {
-        r.url = Some(url.value.clone());
+        let Some(code) = code else {
+            let present = index.config_maps.get(ns, &cm.value).is_some();
+            diags.push(owner.doc.diag(
+                "KLT016",
+                Severity::Error,
+                cm.pos,
+                Some(cm.field.clone()),
+                if present {
+                    format!("ConfigMap {:?} has no key `code` under data", cm.value)
+                } else {
+                    format!("ConfigMap {:?} is not in the input ({})", cm.value, namespace_phrase(ns))
+                },
+                Some("add the ConfigMap with the task's code under data.code to the rendered paths, or use inline code".into()),
+            ));
+            return None;
+        };
+        r.uses.push(("ConfigMap", ns.to_string(), cm.value.clone()));
+        r.config_map = Some(CodeMap::Referenced {
+            name: cm.value.clone(),
+            code,
+        });
     } else {
-        // The definition-level KLT012 already says the code is missing.
-        return None;
+        r.url = Some(ospec.http_url.as_ref()?.value.clone());
     }
+    Some(())
+}
 
-    // Task-level values: parameters only fill gaps, a secret replaces the definition's.
+/// Task-level values: parameters only fill gaps, a secret replaces the definition's. The
+/// task's object when it set the secret.
+fn apply_task_values<'r>(r: &mut Resolved<'_>, run: &'r TaskRun<'_>) -> Option<&'r Doc<'r>> {
     for (k, v) in &run.task_parameters {
         let slot = r.params.entry(Cow::Owned(k.clone())).or_default();
         if slot.is_empty() {
             *slot = Cow::Owned(v.clone());
         }
     }
-    if let Some(s) = &run.task_secret {
-        r.secret = Some(Spanned {
-            value: s.clone(),
-            pos: run.source.root.pos,
-            field: "spec.secureParameters.secret".into(),
-        });
-        secret_owner = run.source;
-    }
-    if let Some(secret) = &r.secret
-        && check_secret(run, secret_owner, secret, index, diags)
-    {
-        r.uses
-            .push(("Secret", ns.to_string(), secret.value.clone()));
-    }
-    Some(r)
+    let s = run.task_secret.as_ref()?;
+    r.secret = Some(Spanned {
+        value: s.clone(),
+        pos: run.source.root.pos,
+        field: "spec.secureParameters.secret".into(),
+    });
+    Some(run.source)
 }
 
 /// Checks the Secret a task reads; `true` when it is part of the input.
