@@ -472,6 +472,18 @@ impl<'a> Builder<'a, '_> {
             return Err(YamlError::syntax(pos, "alias to an unknown anchor".into()));
         };
         let (nodes, height) = (anchored.nodes, anchored.height);
+        self.charge_alias(nodes, height, pos)?;
+        let anchored = &self.anchors[&id];
+        Ok(Built {
+            node: anchored.node.clone(),
+            nodes,
+            height,
+        })
+    }
+
+    /// Pays for the copy an alias makes (`nodes` nodes, `height` levels) from the nesting
+    /// limit, the document's budget and the input's.
+    fn charge_alias(&mut self, nodes: u64, height: u32, pos: Pos) -> Result<(), YamlError> {
         let limits = self.budget.limits;
         if self.depth + height > self.max_depth {
             return Err(self.too_deep(pos));
@@ -498,12 +510,7 @@ impl<'a> Builder<'a, '_> {
                 ),
             ));
         }
-        let anchored = &self.anchors[&id];
-        Ok(Built {
-            node: anchored.node.clone(),
-            nodes,
-            height,
-        })
+        Ok(())
     }
 
     fn too_deep(&self, pos: Pos) -> YamlError {
@@ -559,39 +566,17 @@ impl<'a> Builder<'a, '_> {
         let (mut nodes, mut height) = (1u64, 0u32);
         loop {
             let (ev, span) = self.next_content()?;
-            // Only a plain `<<` is a merge key; a quoted "<<" is an ordinary key.
-            let plain_merge = matches!(
-                &ev,
-                Event::Scalar(v, ScalarStyle::Plain, _, None) if v == "<<"
-            );
             if matches!(ev, Event::MappingEnd) {
                 break;
             }
-            let key = self.node(ev, span)?;
-            let (ev, span) = self.next_content()?;
-            let value = self.node(ev, span)?;
+            let (key, value, merge) = self.key_value(ev, span)?;
             nodes = nodes.saturating_add(key.nodes).saturating_add(value.nodes);
             height = height.max(value.height);
-            let key_pos = key.node.pos;
-            let key_text = key_string(key.node)?;
-            if plain_merge {
+            if merge {
                 merge_into(&mut merged, value.node)?;
-                continue;
+            } else {
+                entries.push_unique(key.node, value.node)?;
             }
-            if let Some(prev) = entries.find(&key_text) {
-                return Err(YamlError::syntax(
-                    key_pos,
-                    format!(
-                        "duplicate key {key_text:?} (first at line {}); Kubernetes rejects duplicate fields",
-                        prev.key_pos.line
-                    ),
-                ));
-            }
-            entries.push(Entry {
-                key: key_text,
-                key_pos,
-                value: value.node,
-            });
         }
         for m in merged.entries {
             entries.push_new(m);
@@ -607,6 +592,23 @@ impl<'a> Builder<'a, '_> {
             nodes,
             height: height + 1,
         })
+    }
+
+    /// One mapping key (starting at `ev`) and its value; `true` for a merge key, which only a
+    /// plain `<<` is (a quoted "<<" is an ordinary key).
+    fn key_value(
+        &mut self,
+        ev: Event<'a>,
+        span: Span,
+    ) -> Result<(Built<'a>, Built<'a>, bool), YamlError> {
+        let merge = matches!(
+            &ev,
+            Event::Scalar(v, ScalarStyle::Plain, _, None) if v == "<<"
+        );
+        let key = self.node(ev, span)?;
+        let (ev, span) = self.next_content()?;
+        let value = self.node(ev, span)?;
+        Ok((key, value, merge))
     }
 
     fn remember(&mut self, anchor: usize, built: Built<'a>) -> Built<'a> {
@@ -672,6 +674,27 @@ impl<'a> MapBuilder<'a> {
         }
         // A hash collision: rare, and only the colliding key pays for a scan.
         self.entries.iter().find(|e| e.key == key)
+    }
+
+    /// Adds an entry; a key that is already there is an error, as Kubernetes rejects it.
+    fn push_unique(&mut self, key: Node<'a>, value: Node<'a>) -> Result<(), YamlError> {
+        let key_pos = key.pos;
+        let key_text = key_string(key)?;
+        if let Some(prev) = self.find(&key_text) {
+            return Err(YamlError::syntax(
+                key_pos,
+                format!(
+                    "duplicate key {key_text:?} (first at line {}); Kubernetes rejects duplicate fields",
+                    prev.key_pos.line
+                ),
+            ));
+        }
+        self.push(Entry {
+            key: key_text,
+            key_pos,
+            value,
+        });
+        Ok(())
     }
 
     fn push(&mut self, entry: Entry<'a>) {
