@@ -1202,14 +1202,14 @@ fn assemble<'r>(
     // Jobs of equal name are equal, so the first of them stands for all.
     let uses = take_uses(&mut jobs);
     let used = used_inputs(&uses);
-    let mut out: Vec<Placed<'r>> = Vec::with_capacity(passthrough.len() + cms.len() + jobs.len());
-    out.extend(
-        passthrough
-            .iter()
-            .map(|d| input_document(d, &used, placement, opts)),
-    );
+    let inputs: Vec<Placed<'r>> = passthrough
+        .iter()
+        .map(|d| input_document(d, &used, placement, opts))
+        .collect();
     drop(used);
     drop(uses);
+    // Generated documents by phase group, each group made in its output order already.
+    let mut groups: [Vec<Placed<'r>>; 6] = Default::default();
     let mut config_maps = Vec::with_capacity(cms.len());
     for (_, shared) in cms {
         // In hooks mode every ConfigMap is a PreSync hook, so it exists before any Job.
@@ -1220,7 +1220,7 @@ fn assemble<'r>(
         };
         let body = Body::ConfigMap(config_maps.len());
         config_maps.push(shared);
-        out.push(generated(group, 0, body));
+        groups[group as usize].push(generated(group, 0, body));
     }
     if opts.records {
         for ((namespace, name), mut object) in task_records(&jobs, runs) {
@@ -1231,14 +1231,21 @@ fn assemble<'r>(
                 name,
                 object,
             };
-            out.push(generated(5, 0, Body::Record(Box::new(record))));
+            groups[5].push(generated(5, 0, Body::Record(Box::new(record))));
         }
     }
     for (i, (_, r)) in jobs.iter().enumerate() {
-        out.push(generated(phase_group(r.phase), 1, Body::Job(i)));
+        let group = phase_group(r.phase);
+        groups[group as usize].push(generated(group, 1, Body::Job(i)));
     }
     let generated = Generated { jobs, config_maps };
-    out.sort_unstable_by(|a, b| generated.order(a, b));
+    // The input objects come in file order; sorting a group that is sorted only checks it.
+    groups[2] = inputs;
+    let mut out = Vec::with_capacity(groups.iter().map(Vec::len).sum());
+    for mut group in groups {
+        group.sort_unstable_by(|a, b| generated.order(a, b));
+        out.append(&mut group);
+    }
     (out, generated)
 }
 

@@ -756,10 +756,6 @@ fn resolve_scalar<'a>(value: Cow<'a, str>, style: ScalarStyle, tag: Option<&str>
     resolve_plain_typed(&value).unwrap_or(NodeKind::Str(value))
 }
 
-fn resolve_plain(value: &str) -> NodeKind<'static> {
-    resolve_plain_typed(value).unwrap_or_else(|| NodeKind::Str(Cow::Owned(value.to_string())))
-}
-
 /// The non-string type a plain scalar resolves to, `None` for a string.
 fn resolve_plain_typed(value: &str) -> Option<NodeKind<'static>> {
     match value {
@@ -1024,7 +1020,7 @@ fn is_plain_safe(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"._/:@+=-".contains(c))
         && !s.ends_with(':')
         && !s.contains("::")
-        && matches!(resolve_plain(s), NodeKind::Str(_))
+        && resolve_plain_typed(s).is_none()
 }
 
 /// The chomping indicator when `s` can be an exact literal block, else `None`.
