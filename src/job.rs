@@ -206,7 +206,19 @@ pub fn render_task<'d>(
 pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered<'_>) -> String {
     let mut ignored = Vec::new();
     let built = build(run, index, &mut ignored).expect("the run was rendered before");
-    let job = named(built.job, &rendered.job_name, index.placement, run.phase);
+    // Keptn labels a Job with the name of the KeptnTask it runs: a hand-written one's own
+    // name; for the tasks the operator would create, the Job stands in for the KeptnTask.
+    let task_name = match run.task_limits {
+        Some(_) => run.name_base.as_str(),
+        None => rendered.job_name.as_str(),
+    };
+    let job = named(
+        built.job,
+        &rendered.job_name,
+        task_name,
+        index.placement,
+        run.phase,
+    );
     job.to_yaml()
 }
 
@@ -410,6 +422,7 @@ fn invalid_name(run: &TaskRun<'_>, job_name: &str) -> Diagnostic {
 fn named<'a>(
     mut job: Obj<'a>,
     job_name: &'a str,
+    task_name: &'a str,
     placement: &'a Placement,
     phase: Phase,
 ) -> Obj<'a> {
@@ -418,7 +431,7 @@ fn named<'a>(
     };
     meta.insert(0, ("name".into(), Obj::str(job_name)));
     if let Some((_, Obj::Map(ann))) = meta.iter_mut().find(|(k, _)| k == "annotations") {
-        object::insert(ann, "keptn.sh/task-name", Obj::str(job_name));
+        object::insert(ann, "keptn.sh/task-name", Obj::str(task_name));
         for (k, v) in placement.ordering_annotations(phase, true) {
             object::insert(ann, k, Obj::Str(v));
         }
@@ -474,9 +487,16 @@ pub fn own_labels(run: &TaskRun<'_>) -> BTreeMap<&'static str, String> {
         }
     };
     put(LABEL_APP, &ctx.app_name);
-    put(LABEL_APP_VERSION, &run.app_version);
-    if let Some(record) = record_name(&ctx.app_name, &run.app_version) {
-        put(LABEL_RECORD, &record);
+    // A workload task belongs to its workload version only, as a KeptnWorkloadVersion is
+    // named `<app>-<workload>-<version>`: nothing that only the app version holds may reach
+    // its Job (labels are hashed into the name and sit in the immutable pod template), or an
+    // app version bump alone would run every workload task again. Its TaskRecord lists it
+    // by name instead.
+    if !is_workload_phase(run.phase) {
+        put(LABEL_APP_VERSION, &run.app_version);
+        if let Some(record) = record_name(&ctx.app_name, &run.app_version) {
+            put(LABEL_RECORD, &record);
+        }
     }
     put(LABEL_DEFINITION, &run.definition.value);
     put(LABEL_PHASE, run.phase.label());
@@ -487,6 +507,10 @@ pub fn own_labels(run: &TaskRun<'_>) -> BTreeMap<&'static str, String> {
         put(LABEL_VERSION, &ctx.app_version);
     }
     l
+}
+
+fn is_workload_phase(phase: Phase) -> bool {
+    matches!(phase, Phase::WorkloadPre | Phase::WorkloadPost)
 }
 
 /// The name of the TaskRecord that tracks an app version: `<app>-<version>`, made a valid
