@@ -838,6 +838,74 @@ fn runtime_container<'a, 'd>(
         Lang::Deno => (opts.deno_image(), "/var/data/function.ts"),
         Lang::Python => (opts.python_image(), "/var/data/function.py"),
     };
+    let (cm_name, generated, extra) = code_config_map(run, r);
+    let script = match (&cm_name, &r.url) {
+        (Some(_), _) => mount_path.to_string(),
+        (None, Some(url)) => url.clone(),
+        (None, None) => String::new(),
+    };
+    let mut container = vec![
+        ("name".into(), Obj::str("keptn-function-runner")),
+        ("image".into(), Obj::str(image)),
+        ("imagePullPolicy".into(), Obj::str("IfNotPresent")),
+        ("env".into(), runtime_env(r, context_json, script, opts)),
+    ];
+    let volume = cm_name.map(|name| {
+        let mount = vec![
+            ("name".into(), Obj::str("function-mount")),
+            ("readOnly".into(), Obj::Bool(true)),
+            ("mountPath".into(), Obj::str(mount_path)),
+            ("subPath".into(), Obj::str("code")),
+        ];
+        container.push(("volumeMounts".into(), Obj::Seq(vec![Obj::Map(mount)])));
+        let source = vec![("name".into(), Obj::str(name))];
+        Obj::Map(vec![
+            ("name".into(), Obj::str("function-mount")),
+            ("configMap".into(), Obj::Map(source)),
+        ])
+    });
+    (Obj::Map(container), volume, generated, extra)
+}
+
+/// The ConfigMap the runner mounts its code from: its name, the generated ConfigMap for
+/// inline code, and for a referenced one what the Job name hashes of its code (its name
+/// alone would not change with the code).
+fn code_config_map<'d>(
+    run: &TaskRun<'_>,
+    r: &Resolved<'d>,
+) -> (Option<String>, Option<GeneratedConfigMap<'d>>, String) {
+    match &r.config_map {
+        Some(CodeMap::Inline { definition, code }) => {
+            let data: BTreeMap<String, String> = [("code".to_string(), code.to_string())].into();
+            let name = format!(
+                "keptnfn-{}-{}",
+                truncate_name(definition, 253 - 19),
+                hash::configmap_suffix(&data)
+            );
+            let generated = GeneratedConfigMap {
+                name: name.clone(),
+                namespace: run.namespace.clone(),
+                code,
+                definition,
+            };
+            (Some(name), Some(generated), String::new())
+        }
+        Some(CodeMap::Referenced { name, code }) => {
+            let extra = format!("\nconfigmap-code={}", hash::short(code.as_bytes()));
+            (Some(name.clone()), None, extra)
+        }
+        None => (None, None, String::new()),
+    }
+}
+
+/// The runner's env in Keptn's order: DATA (when there are parameters), the context,
+/// CMD_ARGS, SECURE_DATA (when there is a secret), SCRIPT.
+fn runtime_env<'a>(
+    r: &Resolved<'_>,
+    context_json: String,
+    script: String,
+    opts: &'a Options,
+) -> Obj<'a> {
     let var = |name: &'a str, value: Option<String>| {
         let mut e: Entries<'a> = vec![("name".into(), Obj::str(name))];
         if let Some(v) = value {
@@ -862,57 +930,8 @@ fn runtime_container<'a, 'd>(
             ("valueFrom".into(), Obj::Map(from)),
         ]));
     }
-    let mut extra = String::new();
-    let mut generated = None;
-    let cm_name = match &r.config_map {
-        Some(CodeMap::Inline { definition, code }) => {
-            let data: BTreeMap<String, String> = [("code".to_string(), code.to_string())].into();
-            let name = format!(
-                "keptnfn-{}-{}",
-                truncate_name(definition, 253 - 19),
-                hash::configmap_suffix(&data)
-            );
-            generated = Some(GeneratedConfigMap {
-                name: name.clone(),
-                namespace: run.namespace.clone(),
-                code,
-                definition,
-            });
-            Some(name)
-        }
-        Some(CodeMap::Referenced { name, code }) => {
-            extra = format!("\nconfigmap-code={}", hash::short(code.as_bytes()));
-            Some(name.clone())
-        }
-        None => None,
-    };
-    let script = match (&cm_name, &r.url) {
-        (Some(_), _) => mount_path.to_string(),
-        (None, Some(url)) => url.clone(),
-        (None, None) => String::new(),
-    };
     env.push(var("SCRIPT", Some(script)));
-    let mut container = vec![
-        ("name".into(), Obj::str("keptn-function-runner")),
-        ("image".into(), Obj::str(image)),
-        ("imagePullPolicy".into(), Obj::str("IfNotPresent")),
-        ("env".into(), Obj::Seq(env)),
-    ];
-    let volume = cm_name.map(|name| {
-        let mount = vec![
-            ("name".into(), Obj::str("function-mount")),
-            ("readOnly".into(), Obj::Bool(true)),
-            ("mountPath".into(), Obj::str(mount_path)),
-            ("subPath".into(), Obj::str("code")),
-        ];
-        container.push(("volumeMounts".into(), Obj::Seq(vec![Obj::Map(mount)])));
-        let source = vec![("name".into(), Obj::str(name))];
-        Obj::Map(vec![
-            ("name".into(), Obj::str("function-mount")),
-            ("configMap".into(), Obj::Map(source)),
-        ])
-    });
-    (Obj::Map(container), volume, generated, extra)
+    Obj::Seq(env)
 }
 
 fn container_runner(
