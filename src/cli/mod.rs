@@ -6,6 +6,7 @@ mod check;
 mod generate;
 mod input;
 mod krm;
+mod plan;
 mod render;
 mod report;
 mod run;
@@ -40,6 +41,7 @@ fn command() -> Command {
         )
         .subcommand(with_options(check::command()))
         .subcommand(with_options(run::command()))
+        .subcommand(with_options(plan::command()))
         .subcommand(krm::command())
         .subcommand(
             Command::new("floor")
@@ -100,6 +102,7 @@ pub fn main() -> ExitCode {
         Some(("floor", m)) => render::floor(m),
         Some(("check", m)) => check::run(m),
         Some(("run", m)) => run::run(m),
+        Some(("plan", m)) => plan::run(m),
         Some(("krm", m)) => krm::run(m),
         _ => unreachable!("clap requires a subcommand"),
     };
