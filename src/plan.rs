@@ -98,6 +98,9 @@ pub struct Group {
     pub namespace: Option<String>,
     pub version: Option<String>,
     pub steps: Vec<Step>,
+    /// Generated code ConfigMaps labelled with this app (one shared by several apps is
+    /// counted in [`Plan::code_configmaps`] only).
+    pub code_configmaps: usize,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -135,6 +138,7 @@ pub fn build(docs: &[OutDoc], previous: Option<&BTreeSet<(String, String)>>) -> 
     for out in docs {
         if out.generated && out.kind == "ConfigMap" {
             code_configmaps += 1;
+            count_configmap(&mut groups, out);
             continue;
         }
         let files = [SourceFile {
@@ -161,6 +165,42 @@ pub fn build(docs: &[OutDoc], previous: Option<&BTreeSet<(String, String)>>) -> 
     }
 }
 
+/// Counts a code ConfigMap for the app on its label (one shared by apps that disagree has
+/// none).
+fn count_configmap(groups: &mut BTreeMap<(u8, String, String), Group>, out: &OutDoc) {
+    let files = [SourceFile {
+        path: "render".into(),
+        text: out.text.clone(),
+    }];
+    let mut diags = Vec::new();
+    for doc in document::load(&files, &mut diags) {
+        let json = doc.root.to_json();
+        let Some(app) = label(&json, LABEL_APP) else {
+            continue;
+        };
+        let key = (0, app.to_string(), ns_key(doc.namespace.as_deref()));
+        groups
+            .entry(key)
+            .or_insert_with(|| {
+                new_group(
+                    Some(app.to_string()),
+                    doc.namespace.as_deref().map(str::to_string),
+                )
+            })
+            .code_configmaps += 1;
+    }
+}
+
+fn new_group(app: Option<String>, namespace: Option<String>) -> Group {
+    Group {
+        namespace: if app.is_some() { namespace } else { None },
+        app,
+        version: None,
+        steps: Vec::new(),
+        code_configmaps: 0,
+    }
+}
+
 fn add_step(
     groups: &mut BTreeMap<(u8, String, String), Group>,
     step: Step,
@@ -177,12 +217,7 @@ fn add_step(
             String::new()
         },
     );
-    let group = groups.entry(key).or_insert_with(|| Group {
-        namespace: if app.is_some() { ns } else { None },
-        app,
-        version: None,
-        steps: Vec::new(),
-    });
+    let group = groups.entry(key).or_insert_with(|| new_group(app, ns));
     if group.version.is_none() {
         group.version = version;
     }
@@ -345,6 +380,39 @@ fn task_title(t: &Task) -> String {
         Some(w) => format!("{} ({w})", t.definition),
         None => t.definition.clone(),
     }
+}
+
+/// One line per app for a terminal after a render: its task Jobs, code ConfigMaps and the
+/// waves (or hook stages) they use.
+pub fn render_summary(plan: &Plan) -> Vec<String> {
+    plan.groups
+        .iter()
+        .filter_map(|g| {
+            let app = g.app.as_ref()?;
+            let tasks: Vec<&Step> = g.steps.iter().filter(|s| s.task.is_some()).collect();
+            let mut whens: Vec<String> = Vec::new();
+            for s in &tasks {
+                let w = when(s);
+                if !whens.contains(&w) {
+                    whens.push(w);
+                }
+            }
+            let title = match &g.version {
+                Some(v) => format!("{app} {v}"),
+                None => app.clone(),
+            };
+            let place = if whens.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", whens.join(", "))
+            };
+            Some(format!(
+                "{title}: {} task Job(s){place}, {} code ConfigMap(s)",
+                tasks.len(),
+                g.code_configmaps
+            ))
+        })
+        .collect()
 }
 
 /// The terminal table.

@@ -198,3 +198,41 @@ def test_bad_input_prints_nothing_on_stdout(binary, tmp_path):
     code, out, err = plan(binary, CHECKOUT, "--against", tmp_path / "missing.yaml")
     assert (code, out) == (2, "")
     assert "missing.yaml" in err, err
+
+
+def stderr_on_a_terminal(binary, *args) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of klt-render with stderr on a pseudo-terminal."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [str(binary), *map(str, args)], stdout=subprocess.PIPE, stderr=follower, env=child_env(),
+    )
+    os.close(follower)
+    out = proc.stdout.read().decode()
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    code = proc.wait(timeout=60)
+    os.close(leader)
+    return code, out, b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_render_summarizes_each_app_on_a_terminal_only(binary):
+    code, out, err = stderr_on_a_terminal(binary, "render", CHECKOUT, "-n", "checkout")
+    assert code == 0
+    summary = [l for l in err.splitlines() if l.startswith("klt-render: ")]
+    assert summary == [
+        "klt-render: checkout 1.4.0: 4 task Job(s) (wave -2, wave -1, wave 1, wave 2), 2 code ConfigMap(s)"
+    ], err
+    # Piped (scripts, Argo CD): stderr as before, stdout identical either way.
+    r = subprocess.run(
+        [str(binary), "render", str(CHECKOUT), "-n", "checkout"],
+        capture_output=True, text=True, env=child_env(), timeout=60,
+    )
+    assert r.stdout == out
+    assert "klt-render: " not in r.stderr, r.stderr
