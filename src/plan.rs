@@ -130,9 +130,29 @@ fn ns_key(ns: Option<&str>) -> String {
     ns.unwrap_or_default().to_string()
 }
 
+/// The images that tell a runtime task's runner (the render's: a profile's or a mirror).
+#[derive(Clone, Copy, Debug)]
+pub struct RunnerImages<'a> {
+    pub deno: &'a str,
+    pub python: &'a str,
+}
+
+impl<'a> RunnerImages<'a> {
+    pub fn of(opts: &'a crate::Options) -> Self {
+        RunnerImages {
+            deno: opts.deno_image(),
+            python: opts.python_image(),
+        }
+    }
+}
+
 /// The plan of a successful render's documents, compared with a previous render's Job names
 /// when given.
-pub fn build(docs: &[OutDoc], previous: Option<&BTreeSet<(String, String)>>) -> Plan {
+pub fn build(
+    docs: &[OutDoc],
+    previous: Option<&BTreeSet<(String, String)>>,
+    images: RunnerImages<'_>,
+) -> Plan {
     let mut groups: BTreeMap<(u8, String, String), Group> = BTreeMap::new();
     let mut code_configmaps = 0;
     for out in docs {
@@ -148,7 +168,7 @@ pub fn build(docs: &[OutDoc], previous: Option<&BTreeSet<(String, String)>>) -> 
         let mut diags = Vec::new();
         for doc in document::load(&files, &mut diags) {
             let json = doc.root.to_json();
-            let step = step_of(&doc, &json, out.generated, previous);
+            let step = step_of(&doc, &json, out.generated, previous, images);
             let (app, version) = owner(&doc, &json, step.task.is_some());
             add_step(&mut groups, step, app, version);
         }
@@ -237,6 +257,7 @@ fn step_of(
     json: &Value,
     generated: bool,
     previous: Option<&BTreeSet<(String, String)>>,
+    images: RunnerImages<'_>,
 ) -> Step {
     let hook = annotation(json, ANN_HOOK);
     let stage = match hook {
@@ -258,7 +279,7 @@ fn step_of(
         };
         Task {
             definition: label(json, LABEL_DEFINITION).unwrap_or_default().into(),
-            runner: runner_of(json),
+            runner: runner_of(json, images),
             phase: label(json, LABEL_PHASE).unwrap_or_default().into(),
             workload: label(json, LABEL_WORKLOAD).map(str::to_string),
             runs,
@@ -274,11 +295,18 @@ fn step_of(
     }
 }
 
-/// The runner by the image of the Job's first container, as Keptn picks the image by runtime.
-fn runner_of(job: &Value) -> &'static str {
+/// The runner by the image of the Job's first container: the render's runtime images, else
+/// Keptn's runtime image names.
+fn runner_of(job: &Value, images: RunnerImages<'_>) -> &'static str {
     let image = job["spec"]["template"]["spec"]["containers"][0]["image"]
         .as_str()
         .unwrap_or_default();
+    if image == images.deno {
+        return "deno";
+    }
+    if image == images.python {
+        return "python";
+    }
     let repo = image.split(['@', ':']).next().unwrap_or_default();
     match repo.rsplit('/').next() {
         Some("deno-runtime") => "deno",
@@ -685,6 +713,22 @@ mod tests {
         }
     }
 
+    const IMAGES: RunnerImages<'static> = RunnerImages {
+        deno: "mirror.example/deno:1",
+        python: "mirror.example/python:1",
+    };
+
+    #[test]
+    fn runners_by_the_renders_images() {
+        let job = |image: &str| serde_json::json!({"spec": {"template": {"spec": {"containers": [{"image": image}]}}}});
+        assert_eq!(runner_of(&job("mirror.example/python:1"), IMAGES), "python");
+        assert_eq!(
+            runner_of(&job("ghcr.io/keptn/deno-runtime:v3"), IMAGES),
+            "deno"
+        );
+        assert_eq!(runner_of(&job("curlimages/curl:8"), IMAGES), "container");
+    }
+
     const JOB: &str = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: pre-x-1\n  labels:\n    klt-render.dev/app: shop\n    klt-render.dev/phase: app-pre\n    klt-render.dev/task-definition: x\n  annotations:\n    keptn.sh/version: \"2.0\"\n    argocd.argoproj.io/sync-wave: \"-1\"\nspec:\n  template:\n    spec:\n      containers:\n      - image: ghcr.io/keptn/deno-runtime:v2.0.0\n";
     const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    metadata:\n      labels:\n        app.kubernetes.io/part-of: shop\n        app.kubernetes.io/name: web\n        app.kubernetes.io/version: \"1\"\n";
     const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  annotations:\n    argocd.argoproj.io/sync-wave: \"bad\"\n";
@@ -696,7 +740,7 @@ mod tests {
             out("Deployment", "web", false, DEPLOY),
             out("Job", "pre-x-1", true, JOB),
         ];
-        let plan = build(&docs, None);
+        let plan = build(&docs, None, IMAGES);
         assert_eq!(plan.groups.len(), 2);
         let shop = &plan.groups[0];
         assert_eq!(
@@ -721,14 +765,14 @@ mod tests {
         let docs = [out("Job", "pre-x-1", true, JOB)];
         let same = job_names(&format!("---\n{JOB}"));
         assert_eq!(
-            build(&docs, Some(&same)).groups[0].steps[0]
+            build(&docs, Some(&same), IMAGES).groups[0].steps[0]
                 .task
                 .as_ref()
                 .unwrap()
                 .runs,
             Runs::Unchanged
         );
-        let plan = build(&docs, Some(&BTreeSet::new()));
+        let plan = build(&docs, Some(&BTreeSet::new()), IMAGES);
         assert_eq!(
             plan.groups[0].steps[0].task.as_ref().unwrap().runs,
             Runs::New
@@ -746,6 +790,7 @@ mod tests {
                 &JOB.replace("pre-x-1", &"p".repeat(80)),
             )],
             None,
+            IMAGES,
         );
         let wide = table(&plan, Style::default());
         let narrow = table(

@@ -53,7 +53,11 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         eprintln!("klt-render: {n} error(s); nothing was planned");
         return Ok(ExitCode::from(EXIT_BAD_INPUT));
     }
-    let plan = plan::build(&out.documents, previous.as_ref());
+    let plan = plan::build(
+        &out.documents,
+        previous.as_ref(),
+        plan::RunnerImages::of(&opts),
+    );
     let text = match m.get_one::<String>("format").map(String::as_str) {
         Some("json") => format!("{:#}\n", plan::to_json(&plan)),
         Some("mermaid") => plan::mermaid(&plan),

@@ -76,7 +76,11 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
 /// terminal) get nothing more than before. Rendered once more: only interactive runs pay.
 fn summarize(files: &[klt_render::SourceFile], opts: &klt_render::Options) {
     let out = klt_render::render(files, opts);
-    for line in klt_render::plan::render_summary(&klt_render::plan::build(&out.documents, None)) {
+    for line in klt_render::plan::render_summary(&klt_render::plan::build(
+        &out.documents,
+        None,
+        klt_render::plan::RunnerImages::of(opts),
+    )) {
         eprintln!("klt-render: {line}");
     }
 }
