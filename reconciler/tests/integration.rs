@@ -23,7 +23,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use klt_reconciler::crd::TaskRecord;
-use klt_reconciler::{Config, Shared, TaskState};
+use klt_reconciler::{Config, Leadership, Shared, Stop, TaskState};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::KubeConfigOptions;
 use kube::runtime::wait::{await_condition, conditions};
@@ -35,6 +35,79 @@ use tokio::task::JoinHandle;
 const T0: &str = "2026-01-01T10:00:00Z";
 const T1: &str = "2026-01-01T10:00:42Z";
 const WAIT: Duration = Duration::from_secs(45);
+
+// ---- waiting: every wait names the test and what it waited for -------------------------
+
+/// The running test: libtest runs each test on a thread named after it, and `#[tokio::test]`
+/// runs the test (and the tasks it spawns) on that thread.
+fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("(unnamed test thread)")
+        .to_string()
+}
+
+/// Panic for a wait that ran out of time.
+fn timed_out(what: &str, after: Duration, last: &dyn std::fmt::Debug) -> ! {
+    panic!(
+        "{}: timed out after {after:?} waiting for {what}; last seen: {last:?}",
+        test_name()
+    )
+}
+
+/// Poll `probe` every 100 ms until it gives `Ok`, for at most `within`; on time-out, panic
+/// naming the test, `what`, and the last `Err` the probe gave.
+async fn eventually_within<T, L: std::fmt::Debug>(
+    what: &str,
+    within: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, L>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        let last = match probe().await {
+            Ok(v) => return v,
+            Err(l) => l,
+        };
+        if start.elapsed() > within {
+            timed_out(what, within, &last);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn eventually<T, L: std::fmt::Debug>(
+    what: &str,
+    probe: impl AsyncFnMut() -> Result<T, L>,
+) -> T {
+    eventually_within(what, WAIT, probe).await
+}
+
+/// Await `fut` for at most `within`, or panic naming the test and `what`.
+async fn within<T>(what: &str, within: Duration, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(within, fut).await {
+        Ok(v) => v,
+        Err(_) => timed_out(what, within, &"(still pending)"),
+    }
+}
+
+#[tokio::test]
+async fn waits_name_their_test() {
+    assert_eq!(test_name(), "waits_name_their_test");
+    let msg = tokio::spawn(async {
+        let r = std::panic::AssertUnwindSafe(eventually_within(
+            "the impossible",
+            Duration::from_millis(150),
+            async || Err::<(), _>("nope"),
+        ));
+        futures::FutureExt::catch_unwind(r).await
+    });
+    let err = msg.await.unwrap().unwrap_err();
+    let text = err.downcast_ref::<String>().unwrap();
+    assert!(
+        text.starts_with("waits_name_their_test: timed out after 150ms waiting for the impossible; last seen: \"nope\""),
+        "{text}"
+    );
+}
 
 // ---- environment -----------------------------------------------------------------------
 
@@ -112,12 +185,12 @@ async fn install_crd(client: &Client) {
     )
     .await
     .expect("install the CRD");
-    tokio::time::timeout(
+    within(
+        "the TaskRecord CRD to be established",
         WAIT,
         await_condition(crds, &name, conditions::is_crd_established()),
     )
     .await
-    .expect("CRD established in time")
     .expect("watching the CRD");
 }
 
@@ -139,7 +212,7 @@ async fn namespace(client: &Client, test: &str) -> String {
 
 struct Running {
     stop: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<anyhow::Result<()>>,
+    handle: JoinHandle<Result<(), klt_reconciler::controller::Error>>,
     shared: Arc<Shared>,
 }
 
@@ -158,8 +231,10 @@ fn start(client: Client, ns: &str) -> Running {
         client,
         config,
         Arc::clone(&shared),
+        Leadership::always(),
         async move {
             let _ = rx.await;
+            Stop::Drain
         },
     ));
     Running {
@@ -171,21 +246,27 @@ fn start(client: Client, ns: &str) -> Running {
 
 impl Running {
     async fn ready(&self) {
-        let start = Instant::now();
-        while !self.shared.ready.load(Ordering::SeqCst) {
-            assert!(start.elapsed() < WAIT, "reconciler not ready in time");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            "the in-process reconciler's caches to fill",
+            async || match self.shared.ready.load(Ordering::SeqCst) {
+                true => Ok(()),
+                false => Err("not ready"),
+            },
+        )
+        .await
     }
 
     /// Graceful stop (what SIGTERM does in the binary).
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(15), &mut self.handle)
-            .await
-            .expect("reconciler stops in time")
-            .expect("task")
-            .expect("run");
+        within(
+            "the in-process reconciler to stop",
+            Duration::from_secs(15),
+            &mut self.handle,
+        )
+        .await
+        .expect("task")
+        .expect("run");
     }
 
     fn metric(&self, series: &str) -> f64 {
@@ -341,23 +422,17 @@ async fn wait_record(
     ok: impl Fn(&TaskRecord) -> bool,
 ) -> TaskRecord {
     let api: Api<TaskRecord> = Api::namespaced(client.clone(), ns);
-    let start = Instant::now();
-    let mut last = None;
-    loop {
-        if let Ok(Some(r)) = api.get_opt(name).await {
-            if ok(&r) {
-                return r;
-            }
-            last = Some(r);
-        }
-        if start.elapsed() > WAIT {
-            panic!(
-                "record {ns}/{name}: not {what} within {WAIT:?}; last status:\n{}",
-                serde_json::to_string_pretty(&last.and_then(|r| r.status)).unwrap()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("record {ns}/{name} to be {what}");
+    eventually(&what, async || match api.get_opt(name).await {
+        Ok(Some(r)) if ok(&r) => Ok(r),
+        Ok(Some(r)) => Err(format!(
+            "status {}",
+            serde_json::to_string_pretty(&r.status).unwrap()
+        )),
+        Ok(None) => Err("no record".to_string()),
+        Err(e) => Err(format!("reading it: {e}")),
+    })
+    .await
 }
 
 /// How often each (reason, Job) was reported in the namespace (event series counted).
@@ -391,19 +466,19 @@ fn ev(list: &[(&str, &str)]) -> BTreeMap<(String, String), i32> {
 /// Wait until the events are exactly `want`, then make sure no more arrive.
 async fn expect_events(client: &Client, ns: &str, want: &[(&str, &str)]) {
     let want = ev(want);
-    let start = Instant::now();
-    loop {
+    let what = format!("exactly the events {want:?} in {ns}");
+    eventually(&what, async || {
         let got = events(client, ns).await;
-        if got == want {
-            break;
-        }
-        if start.elapsed() > WAIT {
-            panic!("events in {ns}: want {want:?}, got {got:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if got == want { Ok(()) } else { Err(got) }
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(events(client, ns).await, want, "events after a pause");
+    assert_eq!(
+        events(client, ns).await,
+        want,
+        "{}: events after a pause",
+        test_name()
+    );
 }
 
 // ---- tests ---------------------------------------------------------------------------------
@@ -487,17 +562,14 @@ async fn task_lifecycle_events_and_metrics() {
     );
 
     // pre-check may be seen running (or not) before it failed: its start event is optional.
-    let got = {
-        let start = Instant::now();
-        loop {
-            let got = events(c, &ns).await;
-            if got.contains_key(&("TaskFailed".to_string(), "pre-check".to_string())) {
-                break got;
-            }
-            assert!(start.elapsed() < WAIT, "no TaskFailed event: {got:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    let got = eventually("the TaskFailed event of pre-check", async || {
+        let got = events(c, &ns).await;
+        match got.contains_key(&("TaskFailed".to_string(), "pre-check".to_string())) {
+            true => Ok(got),
+            false => Err(got),
         }
-    };
+    })
+    .await;
     let mut want = vec![
         ("TaskStarted", "pre-notify"),
         ("TaskSucceeded", "pre-notify"),
@@ -1039,11 +1111,14 @@ async fn deploy_rbac_is_enough_and_no_more() {
     let sa_client = Client::try_from(cfg).unwrap();
 
     // RBAC caches are updated asynchronously: wait until the binding is in force.
-    let start_t = Instant::now();
-    while !access(&sa_client, "watch", "batch", "jobs", None).await {
-        assert!(start_t.elapsed() < WAIT, "binding not effective");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the ClusterRoleBinding to be in force",
+        async || match access(&sa_client, "watch", "batch", "jobs", None).await {
+            true => Ok(()),
+            false => Err("watch jobs denied"),
+        },
+    )
+    .await;
     // What it may do, cluster-wide, and what it may not.
     for (verb, group, resource) in [
         ("list", "batch", "jobs"),
@@ -1086,20 +1161,14 @@ async fn deploy_rbac_is_enough_and_no_more() {
         |r| state_of(r, "pre-notify") == Some(TaskState::Succeeded),
     )
     .await;
-    let ok = {
-        let start = Instant::now();
-        loop {
-            let got = events(c, &ns).await;
-            if got.contains_key(&("TaskSucceeded".into(), "pre-notify".into())) {
-                break true;
-            }
-            if start.elapsed() > WAIT {
-                break false;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("the event published under the ServiceAccount", async || {
+        let got = events(c, &ns).await;
+        match got.contains_key(&("TaskSucceeded".into(), "pre-notify".into())) {
+            true => Ok(()),
+            false => Err(got),
         }
-    };
-    assert!(ok, "event published under the ServiceAccount");
+    })
+    .await;
     assert_eq!(
         rec.metric("klt_reconciler_reconcile_errors_total{error=\"forbidden\"}"),
         0.0
@@ -1132,34 +1201,118 @@ async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String, String)>
     Some((code, ctype, body.to_string()))
 }
 
-#[tokio::test]
-async fn binary_serves_probes_and_metrics_and_stops_on_sigterm() {
-    let env = testenv_or_skip!("binary_serves_probes_and_metrics_and_stops_on_sigterm");
-    let c = &env.client;
-    let ns = namespace(c, "binary").await;
+fn free_addr() -> SocketAddr {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_klt-reconciler"))
-        .args(["run", "--namespace", &ns, "--listen", &addr.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let start_t = Instant::now();
-    loop {
-        if let Some((200, _, body)) = http_get(addr, "/readyz").await {
-            assert_eq!(body, "ok\n");
-            break;
+    format!("127.0.0.1:{port}").parse().unwrap()
+}
+
+/// A `klt-reconciler run` process (killed when dropped).
+struct Process {
+    name: String,
+    addr: SocketAddr,
+    child: tokio::process::Child,
+}
+
+impl Process {
+    fn spawn(name: &str, ns: &str, extra: &[&str]) -> Process {
+        let addr = free_addr();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_klt-reconciler"))
+            .args(["run", "--namespace", ns, "--listen", &addr.to_string()])
+            .args(["--lease-namespace", ns])
+            .args(extra)
+            .env("POD_NAME", name)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Process {
+            name: name.to_string(),
+            addr,
+            child,
         }
-        assert!(start_t.elapsed() < WAIT, "binary not ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (code, _, _) = http_get(addr, "/healthz").await.unwrap();
+
+    /// Wait until `/readyz` answers 200; its body (`ok` leading, `standby` following).
+    async fn ready(&self) -> String {
+        let what = format!("{} to answer /readyz with 200", self.name);
+        eventually(&what, async || match http_get(self.addr, "/readyz").await {
+            Some((200, _, body)) => Ok(body),
+            other => Err(other),
+        })
+        .await
+    }
+
+    async fn metrics(&self) -> String {
+        let (code, ctype, body) = http_get(self.addr, "/metrics").await.unwrap();
+        assert_eq!(code, 200);
+        assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
+        body
+    }
+
+    async fn metric(&self, series: &str) -> f64 {
+        metric(&self.metrics().await, series)
+    }
+
+    /// Wait until the metric `series` satisfies `ok`.
+    async fn metric_until(&self, series: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        let what = format!("{series} of {} to reach the value wanted", self.name);
+        eventually(&what, async || {
+            let v = self.metric(series).await;
+            if ok(v) { Ok(v) } else { Err(v) }
+        })
+        .await
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Wait for the exit; the exit status and the JSON log lines' messages.
+    async fn exit(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let what = format!("{} to exit", self.name);
+        let status = within(&what, Duration::from_secs(20), self.child.wait())
+            .await
+            .unwrap();
+        let mut stderr = String::new();
+        use tokio::io::AsyncReadExt;
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .await
+            .unwrap();
+        let messages = stderr
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"));
+                v["message"].as_str().unwrap_or_default().to_string()
+            })
+            .collect();
+        (status, messages)
+    }
+}
+
+#[tokio::test]
+async fn binary_serves_probes_and_metrics_and_stops_on_sigterm() {
+    let env = testenv_or_skip!("binary_serves_probes_and_metrics_and_stops_on_sigterm");
+    let c = &env.client;
+    let ns = namespace(c, "binary").await;
+    let p = Process::spawn("binary-0", &ns, &[]);
+    assert_eq!(p.ready().await, "ok\n");
+    let (code, _, _) = http_get(p.addr, "/healthz").await.unwrap();
     assert_eq!(code, 200);
 
     create_job(c, &ns, task("pre-notify", "app-pre")).await;
@@ -1168,47 +1321,35 @@ async fn binary_serves_probes_and_metrics_and_stops_on_sigterm() {
         state_of(r, "pre-notify") == Some(TaskState::Succeeded)
     })
     .await;
-    let (code, ctype, body) = http_get(addr, "/metrics").await.unwrap();
-    assert_eq!(code, 200);
-    assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
-    assert_eq!(
-        metric(
-            &body,
-            "klt_reconciler_task_results_total{phase=\"app-pre\",outcome=\"succeeded\"}"
-        ),
-        1.0,
-        "{body}"
-    );
+    // The status is visible before the process has counted what it wrote: wait for the count.
+    let series = "klt_reconciler_task_results_total{phase=\"app-pre\",outcome=\"succeeded\"}";
+    assert_eq!(p.metric_until(series, |v| v > 0.0).await, 1.0);
+    let body = p.metrics().await;
     assert!(body.ends_with("# EOF\n"));
+    assert_eq!(metric(&body, "klt_reconciler_leader"), 1.0, "{body}");
 
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .unwrap();
+    p.signal("-TERM");
+    let (status, messages) = p.exit().await;
     assert!(status.success(), "exit status {status}");
-    let mut stderr = String::new();
-    use tokio::io::AsyncReadExt;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .await
-        .unwrap();
-    let lines: Vec<Value> = stderr
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
-        })
+    for m in [
+        "leader election on",
+        "became leader",
+        "reconciler started",
+        "task succeeded",
+    ] {
+        assert!(messages.iter().any(|x| x == m), "{m}: {messages:?}");
+    }
+    // Drained first, then the lease handed back.
+    let tail: Vec<&str> = messages
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .map(String::as_str)
         .collect();
-    let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
-    assert!(messages.contains(&"reconciler started"), "{messages:?}");
-    assert!(messages.contains(&"task succeeded"), "{messages:?}");
-    assert_eq!(messages.last(), Some(&"reconciler stopped"), "{messages:?}");
+    assert_eq!(
+        tail,
+        ["reconciler stopped", "released the lease"],
+        "{messages:?}"
+    );
 }

@@ -137,6 +137,7 @@ fn setup(records: Vec<TaskRecord>, jobs: Vec<Job>) -> Setup {
         Arc::new(RwLock::new(index)),
         Arc::new(Shared::default()),
         Some("test-pod".into()),
+        klt_reconciler::Leadership::always(),
     );
     Setup {
         ctx: Arc::new(ctx),
