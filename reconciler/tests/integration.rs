@@ -21,7 +21,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use klt_reconciler::crd::TaskRecord;
 use klt_reconciler::election::Timing;
@@ -730,8 +730,15 @@ async fn restarts_do_not_repeat_events() {
     // A restart in a steady state writes nothing and tells nothing.
     let third = start(c.clone(), &ns);
     third.ready().await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(third.metric("klt_reconciler_reconciles_total") >= 1.0);
+    // Its first reconcile, not a fixed pause (a loaded machine can take longer than that).
+    eventually("the third process' first reconcile", async || {
+        match third.metric("klt_reconciler_reconciles_total") {
+            n if n >= 1.0 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(third.metric("klt_reconciler_status_writes_total"), 0.0);
     assert_eq!(third.metric("klt_reconciler_events_published_total"), 0.0);
     third.stop().await;
@@ -1148,6 +1155,26 @@ async fn deploy_rbac_is_enough_and_no_more() {
         .patch(&role_name, &pp, &Patch::Apply(&binding))
         .await
         .unwrap();
+    // The leader-election Role, bound in the test namespace (kustomize puts it in the
+    // reconciler's namespace).
+    let lease_role: Role =
+        serde_json::from_value(docs.iter().find(|d| d["kind"] == "Role").unwrap().clone()).unwrap();
+    let lease_role_name = lease_role.metadata.name.clone().unwrap();
+    Api::<Role>::namespaced(c.clone(), &ns)
+        .patch(&lease_role_name, &pp, &Patch::Apply(&lease_role))
+        .await
+        .unwrap();
+    let mut lease_binding: Value = docs
+        .iter()
+        .find(|d| d["kind"] == "RoleBinding")
+        .unwrap()
+        .clone();
+    lease_binding["subjects"][0]["namespace"] = json!(ns);
+    let lease_binding: RoleBinding = serde_json::from_value(lease_binding).unwrap();
+    Api::<RoleBinding>::namespaced(c.clone(), &ns)
+        .patch(&lease_role_name, &pp, &Patch::Apply(&lease_binding))
+        .await
+        .unwrap();
 
     let mut cfg = env.config.clone();
     cfg.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:klt-reconciler"));
@@ -1160,10 +1187,20 @@ async fn deploy_rbac_is_enough_and_no_more() {
 
     // RBAC caches are updated asynchronously: wait until the binding is in force.
     eventually(
-        "the ClusterRoleBinding to be in force",
-        async || match access(&sa_client, "watch", "batch", "jobs", None).await {
-            true => Ok(()),
-            false => Err("watch jobs denied"),
+        "the ClusterRoleBinding and the RoleBinding to be in force",
+        async || match (
+            access(&sa_client, "watch", "batch", "jobs", None).await,
+            access(
+                &sa_client,
+                "create",
+                "coordination.k8s.io",
+                "leases",
+                Some(&ns),
+            )
+            .await,
+        ) {
+            (true, true) => Ok(()),
+            denied => Err(denied),
         },
     )
     .await;
@@ -1195,8 +1232,28 @@ async fn deploy_rbac_is_enough_and_no_more() {
         );
     }
 
-    // The whole reconcile path works under these rights.
-    let rec = start(sa_client, &ns);
+    // Leases: only in the reconciler's own namespace, never listed or deleted.
+    for (verb, lease_ns) in [
+        ("create", "default"),
+        ("delete", ns.as_str()),
+        ("list", ns.as_str()),
+    ] {
+        assert!(
+            !access(
+                &sa_client,
+                verb,
+                "coordination.k8s.io",
+                "leases",
+                Some(lease_ns)
+            )
+            .await,
+            "{verb} leases in {lease_ns} allowed"
+        );
+    }
+
+    // The whole reconcile path, leader election included, works under these rights.
+    let rec = start_elected(sa_client, &ns, "rbac-0");
+    wait_holder(c, &ns, "rbac-0", |h| h == "rbac-0").await;
     rec.ready().await;
     create_job(c, &ns, task("pre-notify", "app-pre")).await;
     job_status(c, &ns, "pre-notify", running()).await;
@@ -1621,14 +1678,14 @@ async fn killed_leader_is_replaced_and_no_job_state_is_lost() {
     for (reason, job) in after_kill {
         assert_eq!(
             who(&by, reason, job),
-            [next.clone()],
+            std::slice::from_ref(&next),
             "{reason} {job}: {by:?}"
         );
     }
     for j in ["j1", "j2", "j3"] {
         assert_eq!(
             who(&by, "TaskStarted", j),
-            [dead.clone()],
+            std::slice::from_ref(&dead),
             "TaskStarted {j}: {by:?}"
         );
     }
