@@ -335,3 +335,51 @@ fn post_params() -> PostParams {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leading_for(d: Duration) -> (watch::Sender<Role>, Leadership) {
+        let (tx, rx) = watch::channel(Role::Leading(Instant::now() + d));
+        (tx, Leadership { rx, _always: None })
+    }
+
+    #[tokio::test]
+    async fn leadership_ends_at_its_deadline_without_news_from_the_elector() {
+        let (_tx, mut l) = leading_for(Duration::from_millis(80));
+        assert!(l.is_leading());
+        let start = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), l.lost())
+            .await
+            .expect("lost at the deadline");
+        assert!(start.elapsed() >= Duration::from_millis(70));
+        assert!(!l.is_leading());
+    }
+
+    #[tokio::test]
+    async fn a_renewal_moves_the_deadline_and_following_ends_leadership_at_once() {
+        let (tx, mut l) = leading_for(Duration::from_millis(60));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        tx.send_replace(Role::Leading(Instant::now() + Duration::from_secs(60)));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(l.is_leading(), "renewed");
+        let lost = tokio::spawn(async move {
+            l.lost().await;
+            l
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tx.send_replace(Role::Following);
+        let l = tokio::time::timeout(Duration::from_secs(5), lost)
+            .await
+            .expect("lost at once")
+            .unwrap();
+        assert!(!l.is_leading());
+        assert_eq!(l.role(), Role::Following);
+    }
+
+    #[test]
+    fn always_leads() {
+        assert!(Leadership::always().is_leading());
+    }
+}

@@ -103,14 +103,18 @@ fn identity(explicit: Option<String>) -> String {
 }
 
 impl ElectionArgs {
-    fn lease(&self, client: &kube::Client) -> anyhow::Result<LeaseConfig> {
+    fn timing(&self) -> anyhow::Result<Timing> {
         let timing = Timing {
             lease_duration: Duration::from_secs(self.lease_duration.into()),
             renew_deadline: seconds("lease-renew-deadline", self.lease_renew_deadline)?,
             retry_period: seconds("lease-retry-period", self.lease_retry_period)?,
         };
         timing.check()?;
-        Ok(LeaseConfig {
+        Ok(timing)
+    }
+
+    fn lease(&self, timing: Timing, client: &kube::Client) -> LeaseConfig {
+        LeaseConfig {
             name: self.lease_name.clone(),
             namespace: self
                 .lease_namespace
@@ -119,7 +123,7 @@ impl ElectionArgs {
                 .unwrap_or_else(|| client.default_namespace().to_string()),
             identity: identity(self.lease_identity.clone()),
             timing,
-        })
+        }
     }
 }
 
@@ -155,10 +159,11 @@ async fn signal_stop(tx: watch::Sender<bool>, timeout: Duration) {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Settings are checked before anything connects or listens.
+    let timing = args.election.timing()?;
     let client = kube::Client::try_default().await?;
-    // Settings are checked before anything starts listening.
     let lease = match args.election.leader_election {
-        true => Some(args.election.lease(&client)?),
+        true => Some(args.election.lease(timing, &client)),
         false => None,
     };
     let shared = Arc::new(Shared::default());
