@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -26,7 +26,6 @@ use tracing::{debug, info, warn};
 use crate::crd::{API_VERSION, FIELD_MANAGER, KIND, TaskRecord, TaskRecordSpec, TaskRecordStatus};
 use crate::events::EventQueue;
 use crate::lease::Leadership;
-use crate::metrics::Metrics;
 use crate::queue::WorkQueue;
 use crate::state::{self, JobObservation, RecordKey, Transition};
 
@@ -59,15 +58,7 @@ impl Default for Config {
     }
 }
 
-/// State shared with the HTTP server.
-#[derive(Default)]
-pub struct Shared {
-    pub metrics: Metrics,
-    /// Both caches are filled (the initial lists are in).
-    pub ready: AtomicBool,
-    /// A follower that reaches the API server (another replica holds the lease).
-    pub standby: AtomicBool,
-}
+pub use crate::shared::Shared;
 
 /// How [`run`] ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

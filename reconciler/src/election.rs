@@ -3,7 +3,7 @@
 //! until when a leader may act.
 //!
 //! The protocol is client-go's `tools/leaderelection` (what kube-controller-manager and
-//! kube-scheduler use), for the reasons in [`crate::lease`]:
+//! kube-scheduler use), for the reasons given in the `lease` module:
 //! - a follower measures a lease's expiry on its own monotonic clock, from the moment it
 //!   *observed* the record change, never from the holder's `renewTime` (no clock-skew
 //!   assumption between nodes);

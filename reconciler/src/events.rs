@@ -16,8 +16,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use crate::controller::Shared;
 use crate::lease::Leadership;
+use crate::shared::Shared;
 use crate::state::RecordKey;
 
 struct Item {

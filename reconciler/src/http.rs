@@ -12,8 +12,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::controller::Shared;
 use crate::metrics::CONTENT_TYPE;
+use crate::shared::Shared;
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     (

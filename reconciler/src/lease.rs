@@ -1,6 +1,6 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, against the API server: the elector
 //! task reads and writes the Lease, publishes the [`Leadership`] of this process, and releases
-//! the Lease when asked to stop. The rules themselves are in [`crate::election`].
+//! the Lease when asked to stop. The rules themselves are in [`election`].
 //!
 //! Why our own and not a crate (checked with `cargo info` and the crates' sources, 2026-12):
 //! `kube-lease-manager` 0.13 is the only one on kube 5, but a leader whose renewal fails keeps

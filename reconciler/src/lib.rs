@@ -6,7 +6,8 @@
 //! - [`controller`]: watches, caches, work queue, reconcile, events;
 //! - [`election`] (pure rules), [`lease`] (the Lease on the API server), [`replica`] (reconcile
 //!   only while holding it): leader election, so that several replicas can run;
-//! - [`metrics`], [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
+//! - [`metrics`], [`http`], [`shared`]: Prometheus metrics, the `/metrics`, `/healthz`,
+//!   `/readyz` server, and the state they read.
 
 pub mod controller;
 pub mod crd;
@@ -17,6 +18,7 @@ pub mod lease;
 pub mod metrics;
 pub mod queue;
 pub mod replica;
+pub mod shared;
 pub mod state;
 
 pub use controller::{Config, Shared, Stop, run};
