@@ -1343,11 +1343,11 @@ impl Process {
         }
     }
 
-    /// Wait until `/readyz` answers 200; its body (`ok` leading, `standby` following).
-    async fn ready(&self) -> String {
-        let what = format!("{} to answer /readyz with 200", self.name);
+    /// Wait until `/readyz` answers 200 with `body` (`ok` leading, `standby` following).
+    async fn ready_as(&self, body: &str) {
+        let what = format!("{} to answer /readyz with 200 {body:?}", self.name);
         eventually(&what, async || match http_get(self.addr, "/readyz").await {
-            Some((200, _, body)) => Ok(body),
+            Some((200, _, b)) if b == body => Ok(()),
             other => Err(other),
         })
         .await
@@ -1416,7 +1416,7 @@ async fn binary_serves_probes_and_metrics_and_stops_on_sigterm() {
     let c = &env.client;
     let ns = namespace(c, "binary").await;
     let p = Process::spawn("binary-0", &ns, &[]);
-    assert_eq!(p.ready().await, "ok\n");
+    p.ready_as("ok\n").await;
     let (code, _, _) = http_get(p.addr, "/healthz").await.unwrap();
     assert_eq!(code, 200);
 
@@ -1547,8 +1547,8 @@ async fn killed_leader_is_replaced_and_no_job_state_is_lost() {
     let b = Process::spawn("replica-b", &ns, &FAST);
     let first = wait_holder(c, &ns, "either replica", |_| true).await;
     let (leader, follower) = if first == "replica-a" { (a, b) } else { (b, a) };
-    assert_eq!(leader.ready().await, "ok\n");
-    assert_eq!(follower.ready().await, "standby\n");
+    leader.ready_as("ok\n").await;
+    follower.ready_as("standby\n").await;
 
     // The leader reconciles; the follower only waits.
     for j in ["j1", "j2", "j3"] {
@@ -1617,7 +1617,7 @@ async fn killed_leader_is_replaced_and_no_job_state_is_lost() {
         takeover <= Duration::from_secs(6),
         "took over after {takeover:?}"
     );
-    assert_eq!(follower.ready().await, "ok\n");
+    follower.ready_as("ok\n").await;
 
     // The new leader catches up with the outage first (or j5's start could go unseen).
     wait_record(c, &ns, "checkout-1.4.0", "caught up after the kill", |r| {
@@ -1722,8 +1722,8 @@ async fn sigterm_hands_the_lease_over_at_once() {
     let b = Process::spawn("replica-b", &ns, &slow);
     let first = wait_holder(c, &ns, "either replica", |_| true).await;
     let (leader, follower) = if first == "replica-a" { (a, b) } else { (b, a) };
-    assert_eq!(leader.ready().await, "ok\n");
-    assert_eq!(follower.ready().await, "standby\n");
+    leader.ready_as("ok\n").await;
+    follower.ready_as("standby\n").await;
     create_job(c, &ns, task("pre-notify", "app-pre")).await;
     job_status(c, &ns, "pre-notify", running()).await;
     wait_record(c, &ns, "checkout-1.4.0", "running", |r| {
