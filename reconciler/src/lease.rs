@@ -56,7 +56,12 @@ impl Leadership {
     /// A process that always leads (leader election off).
     pub fn always() -> Leadership {
         let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-        let (tx, rx) = watch::channel(Role::Leading(far));
+        Leadership::fixed(Role::Leading(far))
+    }
+
+    /// A role that never changes (tests, and [`Leadership::always`]).
+    pub fn fixed(role: Role) -> Leadership {
+        let (tx, rx) = watch::channel(role);
         Leadership {
             rx,
             _always: Some(std::sync::Arc::new(tx)),
