@@ -15,6 +15,7 @@ pub mod lint;
 pub mod model;
 pub mod object;
 pub mod options;
+pub mod plan;
 pub mod render;
 pub mod schema;
 pub mod suggest;

@@ -274,11 +274,10 @@ fn plan_runs<'d>(
     runs
 }
 
-/// Secret values redacted, then sorted and each once.
+/// Secret values redacted, then put in order (see [`crate::diag::finish`]).
 fn finish_diagnostics(diags: &mut Vec<Diagnostic>, files: &[SourceFile]) {
     crate::diag::redact_secrets(diags, source_texts(files));
-    diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    diags.dedup();
+    crate::diag::finish(diags);
 }
 
 /// A finished render: its diagnostics and, unless they hold an error, its documents in
