@@ -42,9 +42,13 @@ pub struct PodArgs {
 impl PodArgs {
     pub fn from(m: &ArgMatches, pod: &Path) -> anyhow::Result<PodArgs> {
         let path = |name: &str| m.get_one::<PathBuf>(name).cloned();
+        let root = path("root").context("--pod needs --root")?;
+        // The task runs in a HOME of its own: SCRIPT must not depend on the caller's cwd.
+        let root = std::path::absolute(&root)
+            .with_context(|| format!("--root {}: cannot resolve", root.display()))?;
         Ok(PodArgs {
             pod: pod.to_path_buf(),
-            root: path("root").context("--pod needs --root")?,
+            root,
             deno: path("deno"),
             python: path("python"),
         })
