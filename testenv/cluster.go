@@ -1,6 +1,7 @@
 // The --cluster mode: kube-controller-manager and kube-scheduler in the same
 // process as the API server, each with its own cancellable context, talking to
 // it through the admin kubeconfig like the real components do.
+
 package main
 
 import (

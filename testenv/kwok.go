@@ -2,6 +2,7 @@
 // play the kubelet of one Node for ordinary pods, with kwok's own default
 // node and pod Stages. Pods of klt-render Jobs are excluded from every pod
 // Stage: the task runner (taskrunner.go) plays the kubelet for those.
+
 package main
 
 import (

@@ -9,6 +9,11 @@
 // server, waits for /readyz, writes a self-contained kubeconfig and prints
 // exactly one line "READY <kubeconfig>" on stdout. SIGTERM or SIGINT shuts the
 // API server down, stops etcd and exits 0.
+//
+// With --cluster the same process is a small cluster (cluster.go): the
+// kube-controller-manager and kube-scheduler, a kwok node (kwok.go) and the
+// task-pod runner that plays the kubelet for klt-render's Job pods
+// (taskrunner.go); READY then also waits for the node and the controllers.
 package main
 
 import (

@@ -1,5 +1,6 @@
 // Pod status as a kubelet reports it for the task runner's pods, the end of
 // a deletion, and the JSON-lines task log.
+
 package main
 
 import (

@@ -2,6 +2,7 @@
 // env values (with $(VAR) expansion), valueFrom secretKeyRef / configMapKeyRef
 // / fieldRef, envFrom, and configMap / secret / emptyDir volumes written as
 // files under a root directory at their mountPath (subPath too).
+
 package main
 
 import (

@@ -6,6 +6,7 @@
 // does: Running, then Succeeded/Failed (restartPolicy Never) or, for
 // OnFailure, a restart in the same pod with restartCount+1 after a short
 // backoff. A deleted pod's process is stopped and the deletion finished.
+
 package main
 
 import (
