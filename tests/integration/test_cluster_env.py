@@ -293,3 +293,24 @@ def test_the_runner_resolves_env_and_volumes_as_a_kubelet_and_waits_for_a_missin
         "SECURE_DATA s3cret",
         "token t0ken",
     ]
+
+
+def test_a_job_annotation_decides_a_container_task_over_its_env(cluster):
+    """The scenario's side of the container-task rule: an annotation on the Job it applies
+    (here set on the rendered Job, as a kustomize patch in Git or the scenario would) wins over
+    TESTENV_EXIT_CODE in the definition's env."""
+    ns = "annotated"
+    docs = render(str(CLUSTER_FIXTURES / "tasks"), "--namespace", ns)
+    job = job_named(docs, "container-exit-4-run-")
+    docs = [d for d in docs if d["kind"] != "Job" or d["metadata"]["name"] == job]
+    for d in docs:
+        if d["kind"] == "Job":
+            d["metadata"]["annotations"]["testenv.klt-render.dev/exit-code"] = "0"
+            d["metadata"]["annotations"]["testenv.klt-render.dev/sleep-seconds"] = "1"
+    apply(cluster, ns, docs)
+    done = wait_for(f"Job {job} to finish", lambda: job_condition(cluster.get("job", job, ns)), 90, cluster)
+    assert done == ("Complete", "CompletionsReached"), cluster.logs()
+    ends = [e for e in cluster.events(job) if e["event"] == "task-exec-end" and e["namespace"] == ns]
+    assert [e["exit"] for e in ends] == [0]
+    out = pathlib.Path(ends[0]["stdout"]).read_text()
+    assert "exits 0 after 1s (annotation testenv.klt-render.dev/exit-code, annotation testenv.klt-render.dev/sleep-seconds)" in out
