@@ -253,6 +253,8 @@ func (w *podWorker) run() {
 // when the pod went away first.
 func (w *podWorker) prepare(dir string) (string, bool) {
 	root := filepath.Join(dir, "root")
+	// As a kubelet reports a pod it has accepted: Pending, the container being created.
+	w.setWaiting(w.pod.Spec.Containers[0].Name, "ContainerCreating", "")
 	for {
 		if w.pod.DeletionTimestamp != nil {
 			return "", false
