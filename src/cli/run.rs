@@ -76,7 +76,7 @@ pub fn command() -> Command {
         .arg(opt("workload", "WORKLOAD", "Run as a workload task of this workload (workloadName becomes <app>-<workload>)"))
         .arg(opt("workload-version", "VERSION", "workloadVersion of a workload task"))
         .arg(
-            opt("phase", "PHASE", "taskType of the context [default: pre]")
+            opt("phase", "PHASE", "taskType of the context (default: the phase of the task's one use in the input that fits the other options, else pre)")
                 .value_parser(["pre", "post"]),
         )
         .arg(
@@ -368,11 +368,29 @@ fn definitions_named<'d>(
             .map(|s| format!("; did you mean {s:?}?"))
             .unwrap_or_default();
         bail!(
-            "no KeptnTaskDefinition {task:?} in {}{hint}",
-            paths_phrase(paths)
+            "no KeptnTaskDefinition {task:?} in {}{hint}{}",
+            paths_phrase(paths),
+            known_definitions(definitions)
         );
     }
     Ok(named)
+}
+
+/// The definitions there are, for an unknown TASK: a newcomer's next step.
+fn known_definitions(definitions: &[&Doc<'_>]) -> String {
+    const SHOWN: usize = 20;
+    let mut names: Vec<&str> = definitions.iter().map(|d| &*d.name).collect();
+    names.sort_unstable();
+    names.dedup();
+    match names.len() {
+        0 => "; the paths hold no KeptnTaskDefinition".to_string(),
+        n if n <= SHOWN => format!("; the definitions there: {}", names.join(", ")),
+        n => format!(
+            "; the definitions there: {}, and {} more",
+            names[..SHOWN].join(", "),
+            n - SHOWN
+        ),
+    }
 }
 
 /// The namespace and context of the one use of TASK in the render output that fits the
