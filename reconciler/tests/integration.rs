@@ -333,6 +333,9 @@ struct TaskJob<'a> {
     app: &'a str,
     version: &'a str,
     record_label: bool,
+    /// A workload task as klt-render renders it: no app version (no app-version or record
+    /// label), the workload's version instead.
+    workload_version: Option<&'a str>,
 }
 
 fn task<'a>(name: &'a str, phase: &'a str) -> TaskJob<'a> {
@@ -344,6 +347,7 @@ fn task<'a>(name: &'a str, phase: &'a str) -> TaskJob<'a> {
         app: "checkout",
         version: "1.4.0",
         record_label: true,
+        workload_version: None,
     }
 }
 
@@ -356,7 +360,10 @@ async fn create_job(client: &Client, ns: &str, t: TaskJob<'_>) -> Job {
         ("klt-render.dev/task-definition", t.definition.to_string()),
         ("app.kubernetes.io/instance", "argocd-app".to_string()),
     ]);
-    if t.record_label {
+    if let Some(v) = t.workload_version {
+        labels.remove("klt-render.dev/app-version");
+        labels.insert("klt-render.dev/version", v.to_string());
+    } else if t.record_label {
         labels.insert("klt-render.dev/record", format!("{}-{}", t.app, t.version));
     }
     if let Some(w) = t.workload {
@@ -423,11 +430,15 @@ fn failed() -> Value {
 }
 
 async fn create_record(client: &Client, ns: &str, tasks: Value) {
+    create_record_of(client, ns, "1.4.0", tasks).await
+}
+
+async fn create_record_of(client: &Client, ns: &str, app_version: &str, tasks: Value) {
     let record: TaskRecord = serde_json::from_value(json!({
         "apiVersion": "klt-render.dev/v1alpha1",
         "kind": "TaskRecord",
-        "metadata": {"name": "checkout-1.4.0", "labels": {"app.kubernetes.io/managed-by": "klt-render"}},
-        "spec": {"app": "checkout", "appVersion": "1.4.0", "tasks": tasks}
+        "metadata": {"name": format!("checkout-{app_version}"), "labels": {"app.kubernetes.io/managed-by": "klt-render"}},
+        "spec": {"app": "checkout", "appVersion": app_version, "tasks": tasks}
     }))
     .unwrap();
     Api::<TaskRecord>::namespaced(client.clone(), ns)
@@ -858,6 +869,65 @@ async fn record_is_created_from_job_labels() {
     })
     .await;
     assert_eq!(r2.status.unwrap().observed_jobs, 1);
+    rec.stop().await;
+}
+
+/// A workload task's Job carries no app version: the records of two app versions that keep
+/// the workload's version both list it and both see its state; no record of its own is made
+/// while one lists it, and one is made (the workload version's) once none does.
+#[tokio::test]
+async fn workload_jobs_are_shared_by_the_records_that_list_them() {
+    let env = testenv_or_skip!("workload_jobs_are_shared_by_the_records_that_list_them");
+    let c = &env.client;
+    let ns = namespace(c, "shared").await;
+    let rec = start(c.clone(), &ns);
+    rec.ready().await;
+    let listed = |app_job: &str| {
+        json!([
+            {"job": app_job, "definition": "notify", "phase": "app-pre"},
+            {"job": "pre-db-migrate", "definition": "db-migrate", "phase": "workload-pre", "workload": "checkout-checkout-api"}
+        ])
+    };
+    create_record_of(c, &ns, "1.4.0", listed("pre-notify-a")).await;
+    create_record_of(c, &ns, "1.4.1", listed("pre-notify-b")).await;
+    let mut wl = task("pre-db-migrate", "workload-pre");
+    wl.definition = "db-migrate";
+    wl.workload = Some("checkout-checkout-api");
+    wl.workload_version = Some("1.4.0");
+    create_job(c, &ns, wl).await;
+    job_status(c, &ns, "pre-db-migrate", succeeded()).await;
+    for v in ["1.4.0", "1.4.1"] {
+        wait_record(
+            c,
+            &ns,
+            &format!("checkout-{v}"),
+            "holding the shared Job",
+            |r| state_of(r, "pre-db-migrate") == Some(TaskState::Succeeded),
+        )
+        .await;
+    }
+    let own = "checkout-checkout-api-1.4.0";
+    let records: Api<TaskRecord> = Api::namespaced(c.clone(), &ns);
+    assert!(
+        records.get_opt(own).await.unwrap().is_none(),
+        "no record of its own while listed"
+    );
+    assert_eq!(rec.metric("klt_reconciler_records_created_total"), 0.0);
+
+    for v in ["1.4.0", "1.4.1"] {
+        records
+            .delete(&format!("checkout-{v}"), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    let r = wait_record(c, &ns, own, "created once no record lists the Job", |r| {
+        state_of(r, "pre-db-migrate") == Some(TaskState::Succeeded)
+    })
+    .await;
+    assert_eq!(
+        (r.spec.app.as_str(), r.spec.app_version.as_str()),
+        ("checkout-checkout-api", "1.4.0")
+    );
     rec.stop().await;
 }
 
