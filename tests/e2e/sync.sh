@@ -4,7 +4,7 @@
 #
 #   tests/e2e/sync.sh APP_DIR [--mode waves|hooks] [--records] [--revision N]
 #                     [--keep-env | --env-dir DIR] [--app-name NAME] [--namespace NS]
-#                     [--retry-limit N] [--timeout DURATION] [-v]
+#                     [--param NAME=VALUE]... [--retry-limit N] [--timeout DURATION] [-v]
 #   tests/e2e/sync.sh --stop DIR          # stop an environment kept by --keep-env / --env-dir
 #
 # APP_DIR is copied into a fresh one-app repository (as Argo CD's repo-server would stream
@@ -18,18 +18,19 @@
 # environment error; 3 the Go build is impossible on this machine (reason on stderr).
 #
 # Env: KLT_RENDER_BIN, KLT_RECONCILER_BIN (default target/debug/*, built when missing),
-# ARGOCD_SYNC_WAVE_DELAY (Argo CD's, default 2 s).
+# ARGOCD_SYNC_WAVE_DELAY (Argo CD's, default 2 s), SYNCDRIVER_BIN (a syncdriver built by hand,
+# for working on it).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO="$(cd "$HERE/../.." && pwd -P)"
 
-usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "sync.sh: $*" >&2; exit 2; }
 log() { printf 'sync.sh: %s\n' "$*" >&2; }
 
 app_dir="" mode="waves" records=false revision="" keep=false env_dir="" app_name="" namespace=""
-retry_limit=0 timeout=10m verbose=() stop_dir=""
+retry_limit=0 timeout=10m verbose=() stop_dir="" extra_params=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --mode) [[ $# -ge 2 ]] || die "--mode needs a value"; mode="$2"; shift ;;
@@ -40,6 +41,7 @@ while [[ $# -gt 0 ]]; do
         --env-dir) [[ $# -ge 2 ]] || die "--env-dir needs a value"; env_dir="$2"; shift ;;
         --app-name) [[ $# -ge 2 ]] || die "--app-name needs a value"; app_name="$2"; shift ;;
         --namespace) [[ $# -ge 2 ]] || die "--namespace needs a value"; namespace="$2"; shift ;;
+        --param) [[ $# -ge 2 && "$2" == ?*=* ]] || die "--param needs NAME=VALUE"; extra_params+=(-param "$2"); shift ;;
         --retry-limit) [[ $# -ge 2 ]] || die "--retry-limit needs a value"; retry_limit="$2"; shift ;;
         --timeout) [[ $# -ge 2 ]] || die "--timeout needs a value"; timeout="$2"; shift ;;
         --stop) [[ $# -ge 2 ]] || die "--stop needs a directory"; stop_dir="$2"; shift ;;
@@ -199,8 +201,9 @@ log "syncing $app_name (revision $revision, mode $mode$($records && echo ', reco
 
 params=(-param "mode=$mode")
 $records && params+=(-param records=true)
+params+=("${extra_params[@]}")
 set +e
-ARGOCD_PLUGINSOCKFILEPATH="$tmp/plugins" "$gobin/syncdriver" "${verbose[@]}" \
+ARGOCD_PLUGINSOCKFILEPATH="$tmp/plugins" "${SYNCDRIVER_BIN:-$gobin/syncdriver}" "${verbose[@]}" \
     -repo-root "$repo" -app-path "$app_name" -app-name "$app_name" -namespace "$namespace" \
     -revision "$revision" "${params[@]}" -task-log "$task_log" -retry-limit "$retry_limit" \
     -timeout "$timeout" -health-lua "$REPO/deploy/argocd/health/klt-render.dev_TaskRecord.lua"

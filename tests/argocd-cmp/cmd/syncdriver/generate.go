@@ -26,12 +26,12 @@ import (
 )
 
 type source struct {
-	repoRoot, appPath string // appPath relative to repoRoot
-	appName, namespace  string
-	revision            string
-	plugin              string
-	params              v1alpha1.ApplicationSourcePluginParameters
-	pluginEnv           v1alpha1.Env
+	repoRoot, appPath  string // appPath relative to repoRoot
+	appName, namespace string
+	revision           string
+	plugin             string
+	params             v1alpha1.ApplicationSourcePluginParameters
+	pluginEnv          v1alpha1.Env
 }
 
 // pluginEnviron is the env list repo-server sends with the request.

@@ -32,6 +32,7 @@ import (
 
 	log "github.com/sirupsen/logrus"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
@@ -129,7 +130,7 @@ func (o *options) healthOverrides() (lua.ResourceHealthOverrides, error) {
 }
 
 func main() {
-	klog.SetLogger(utillog.NewLogrusLogger(utillog.NewWithCurrentConfig()))
+	klog.SetLogger(utillog.NewLogrusLogger(log.StandardLogger()))
 	o, err := parseFlags()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "syncdriver:", err)
@@ -164,9 +165,16 @@ func run(o *options) (int, error) {
 	if err != nil {
 		return 2, fmt.Errorf("kubeconfig: %w", err)
 	}
+	// The controller has two configs per cluster: the raw one (Cluster.RawRestConfig, for
+	// kubectl's apply) and one tuned by SetK8SConfigDefaults (Cluster.RESTConfig: QPS 50,
+	// burst 100, its own transport) for the cluster cache and the sync context's clients.
+	rawCfg := rest.CopyConfig(cfg)
+	if err := v1alpha1.SetK8SConfigDefaults(cfg); err != nil {
+		return 2, fmt.Errorf("kubeconfig: %w", err)
+	}
 	obs := &observer{tl: tl, appName: o.appName, override: overrides,
 		jobWave: map[string]*int64{}, readyPods: map[string]bool{}, hooks: map[kube.ResourceKey]bool{}}
-	op := &operation{cfg: cfg, namespace: o.namespace, appName: o.appName, override: overrides,
+	op := &operation{cfg: cfg, rawCfg: rawCfg, namespace: o.namespace, appName: o.appName, override: overrides,
 		revision: src.revision, tl: tl, isManaged: obs.isManaged, kick: make(chan struct{}, 1),
 		retry: v1alpha1.RetryStrategy{Limit: o.retryLimit}}
 	obs.wake = op.wake
@@ -174,43 +182,49 @@ func run(o *options) (int, error) {
 	clusterCache := cache.NewClusterCache(cfg,
 		cache.SetKubectl(kubectl),
 		cache.SetPopulateResourceInfoHandler(obs.populate),
-		cache.SetLogr(utillog.NewLogrusLogger(utillog.NewWithCurrentConfig())))
+		cache.SetLogr(utillog.NewLogrusLogger(log.StandardLogger())))
 	if err := clusterCache.EnsureSynced(); err != nil {
 		return 2, fmt.Errorf("cluster cache: %w", err)
 	}
+	log.Infof("cluster cache synced in %s", time.Since(start).Round(time.Millisecond))
 	defer clusterCache.Invalidate()
-	for key := range clusterCache.FindResources("", func(r *cache.Resource) bool { return r.Resource != nil && hook.IsHook(r.Resource) }) {
-		obs.hooks[key] = true
+	for key, r := range clusterCache.FindResources("", func(r *cache.Resource) bool { return r.Resource != nil }) {
+		if hook.IsHook(r.Resource) {
+			obs.hooks[key] = true
+		}
+		if key.Group == "batch" && key.Kind == "Job" && obs.isManaged(r) {
+			obs.jobWave[key.Namespace+"/"+key.Name] = waveOf(r.Resource)
+		}
 	}
 	unsubscribe := clusterCache.OnResourceUpdated(obs.onUpdate)
 	defer unsubscribe()
 	go obs.tailTaskLog(ctx, o.taskLog)
 
-	targets, err := generate(ctx, src, cfg.Host, clusterCache, kubectl, o)
+	targets, err := generate(ctx, src, cfg, clusterCache, kubectl)
 	if err != nil {
 		return 2, err
 	}
+	log.Infof("manifests generated at %s", time.Since(start).Round(time.Millisecond))
 	tl.emit("generate", subject{}, f("revision", src.revision), f("objects", len(targets)))
 	op.cache, op.targets = clusterCache, targets
 	op.kubectl = &stampingKubectl{Kubectl: kubectl, tl: tl, isHook: obs.isHook}
 
 	opCtx, opCancel := context.WithTimeout(ctx, o.timeout)
 	defer opCancel()
-	st := op.run(opCtx)
+	st, timedOut := op.run(opCtx)
 	time.Sleep(o.settle)
 	tl.emit("sync-result", subject{}, f("phase", string(st.phase)), f("message", st.message),
-		f("retries", st.retryCount), f("resources", resultLines(st.results)))
+		f("timedOut", timedOut), f("retries", st.retryCount), f("resources", resultLines(st.results)))
 	if st.phase == common.OperationSucceeded {
 		return 0, nil
 	}
 	return 1, nil
 }
 
-func generate(ctx context.Context, src *source, host string, cc cache.ClusterCache, kubectl kube.Kubectl, o *options) ([]*unstructured.Unstructured, error) {
-	cfg, _ := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+func generate(ctx context.Context, src *source, cfg *rest.Config, cc cache.ClusterCache, kubectl kube.Kubectl) ([]*unstructured.Unstructured, error) {
 	version, err := kubectl.GetServerVersion(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("server version of %s: %w", host, err)
+		return nil, fmt.Errorf("server version of %s: %w", cfg.Host, err)
 	}
 	env, err := src.pluginEnviron(version, apiVersionStrings(cc.GetAPIResources()))
 	if err != nil {

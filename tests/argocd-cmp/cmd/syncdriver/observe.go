@@ -91,11 +91,12 @@ func (o *observer) onUpdate(newRes, oldRes *cache.Resource, ns map[kube.Resource
 		o.hooks[key] = true
 	}
 	o.mu.Unlock()
+	// Only this app's objects and what they own: other apps may share the cluster.
 	switch {
-	case key.Group == "batch" && key.Kind == "Job":
+	case key.Group == "batch" && key.Kind == "Job" && (o.isManaged(newRes) || o.isManaged(oldRes)):
 		o.jobEvents(newObj, oldObj)
 	case key.Group == "" && key.Kind == "Pod":
-		o.podEvents(newObj, oldObj, ns)
+		o.podEvents(newObj, ns)
 	}
 	if o.isManaged(newRes) || o.isManaged(oldRes) {
 		oldInfo, newInfo := infoOf(oldRes), infoOf(newRes)
@@ -170,7 +171,7 @@ func (o *observer) jobEvents(newObj, oldObj *unstructured.Unstructured) {
 
 // podEvents reports a Pod becoming Ready, with its top owner (Deployment, Job ...) and that
 // owner's wave.
-func (o *observer) podEvents(newObj, oldObj *unstructured.Unstructured, ns map[kube.ResourceKey]*cache.Resource) {
+func (o *observer) podEvents(newObj *unstructured.Unstructured, ns map[kube.ResourceKey]*cache.Resource) {
 	if newObj == nil {
 		return
 	}
@@ -186,14 +187,12 @@ func (o *observer) podEvents(newObj, oldObj *unstructured.Unstructured, ns map[k
 		return
 	}
 	owner := topOwner(newObj, ns)
-	s := subjectOf(newObj)
-	s.wave = nil
-	extra := []field{}
-	if owner != nil {
-		s.wave = waveOf(owner)
-		extra = append(extra, f("owner", owner.GetKind()+"/"+owner.GetName()))
+	if owner == nil || argo.NewResourceTracking().GetAppName(owner, "", v1alpha1.TrackingMethodAnnotation, "") != o.appName {
+		return
 	}
-	o.tl.emit("pod-ready", s, extra...)
+	s := subjectOf(newObj)
+	s.wave = waveOf(owner)
+	o.tl.emit("pod-ready", s, f("owner", owner.GetKind()+"/"+owner.GetName()))
 }
 
 func topOwner(un *unstructured.Unstructured, ns map[kube.ResourceKey]*cache.Resource) *unstructured.Unstructured {
@@ -268,8 +267,11 @@ func (o *observer) taskExec(line []byte) {
 		return
 	}
 	o.mu.Lock()
-	wave := o.jobWave[e.Namespace+"/"+e.Job]
+	wave, ours := o.jobWave[e.Namespace+"/"+e.Job]
 	o.mu.Unlock()
+	if !ours {
+		return // another app's task (jobWave holds this app's Jobs)
+	}
 	extra := []field{f("phase", phase), f("job", e.Job), f("container", e.Container)}
 	if e.Exit != nil {
 		extra = append(extra, f("exit", *e.Exit))

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	log "github.com/sirupsen/logrus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
@@ -52,7 +53,8 @@ type operationState struct {
 }
 
 type operation struct {
-	cfg       *rest.Config
+	cfg       *rest.Config // tuned (Cluster.RESTConfig)
+	rawCfg    *rest.Config // raw (Cluster.RawRestConfig), for kubectl
 	cache     cache.ClusterCache
 	kubectl   kube.Kubectl
 	targets   []*unstructured.Unstructured
@@ -110,21 +112,20 @@ func (op *operation) waitTurn(ctx context.Context) error {
 	}
 }
 
-// run processes the operation until it completes or ctx ends (then it is terminated, as the
-// controller does on its sync timeout).
-func (op *operation) run(ctx context.Context) operationState {
-	st := operationState{phase: common.OperationRunning, startedAt: metav1.Now()}
+// run processes the operation until it completes or ctx ends. At the end of ctx the operation
+// is left as it is, Running: the controller's sync timeout (controller.sync.timeout.seconds)
+// is 0 by default, so Argo CD would keep it running (appcontroller.go:1671 terminates it only
+// when a timeout is set). timedOut tells the caller.
+func (op *operation) run(ctx context.Context) (st operationState, timedOut bool) {
+	st = operationState{phase: common.OperationRunning, startedAt: metav1.Now()}
 	op.tl.emit("sync-phase", subject{}, f("phase", string(st.phase)), f("message", ""))
 	op.schedule(time.Now())
 	for {
 		if err := op.waitTurn(ctx); err != nil {
-			st.phase = common.OperationTerminating
-			op.process(context.Background(), &st)
-			st.message = fmt.Sprintf("driver timeout: the operation was still running (%s)", st.message)
-			return st
+			return st, true
 		}
 		if !op.processTurn(ctx, &st) {
-			return st
+			return st, false
 		}
 	}
 }
@@ -183,7 +184,7 @@ func (op *operation) process(ctx context.Context, st *operationState) {
 	}
 	foreground := metav1.DeletePropagationForeground
 	opts := []gsync.SyncOpt{
-		gsync.WithLogr(utillog.NewLogrusLogger(utillog.NewWithCurrentConfig())),
+		gsync.WithLogr(utillog.NewLogrusLogger(log.StandardLogger())),
 		gsync.WithHealthOverride(op.override),
 		// syncPolicy.automated {prune: true}; no dry run, no force, hooks not skipped.
 		gsync.WithOperationSettings(false, true, false, false),
@@ -208,7 +209,7 @@ func (op *operation) process(ctx context.Context, st *operationState) {
 			return managed != nil && live == nil, nil
 		}),
 	}
-	syncCtx, cleanup, err := gsync.NewSyncContext(op.revision, recon, op.cfg, op.cfg, op.kubectl, op.namespace, opts...)
+	syncCtx, cleanup, err := gsync.NewSyncContext(op.revision, recon, op.cfg, op.rawCfg, op.kubectl, op.namespace, opts...)
 	if err != nil {
 		st.phase, st.message = common.OperationError, "failed to initialize sync context: "+err.Error()
 		return
