@@ -202,10 +202,14 @@ log "syncing $app_name (revision $revision, mode $mode$($records && echo ', reco
 params=(-param "mode=$mode")
 $records && params+=(-param records=true)
 params+=("${extra_params[@]}")
+await=()
+# The TaskRecord is in the last wave, whose health Argo CD does not wait for: wait for the
+# reconciler's verdict (the Lua health check's) before the sync-result line.
+$records && await=(-await-health klt-render.dev/TaskRecord)
 set +e
 ARGOCD_PLUGINSOCKFILEPATH="$tmp/plugins" "${SYNCDRIVER_BIN:-$gobin/syncdriver}" "${verbose[@]}" \
     -repo-root "$repo" -app-path "$app_name" -app-name "$app_name" -namespace "$namespace" \
-    -revision "$revision" "${params[@]}" -task-log "$task_log" -retry-limit "$retry_limit" \
+    -revision "$revision" "${params[@]}" "${await[@]}" -task-log "$task_log" -retry-limit "$retry_limit" \
     -timeout "$timeout" -health-lua "$REPO/deploy/argocd/health/klt-render.dev_TaskRecord.lua"
 rc=$?
 set -e

@@ -59,6 +59,7 @@ type options struct {
 	params                                paramFlags
 	retryLimit                            int64
 	timeout, settle                       time.Duration
+	awaitHealth                           string
 	verbose                               bool
 }
 
@@ -79,6 +80,7 @@ func parseFlags() (*options, error) {
 	fs.Int64Var(&o.retryLimit, "retry-limit", 0, "syncPolicy.retry.limit (Argo CD's default: no retry)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up (terminate the operation) after this long")
 	fs.DurationVar(&o.settle, "settle", 3*time.Second, "keep watching this long after the operation completed")
+	fs.StringVar(&o.awaitHealth, "await-health", "", "after the operation, wait (up to 2 min) until the app's objects of this group/Kind are no longer Progressing (e.g. klt-render.dev/TaskRecord: the last wave is not waited for)")
 	fs.BoolVar(&o.verbose, "v", false, "gitops-engine's log on stderr at info level (default: warnings)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return nil, err
@@ -213,6 +215,9 @@ func run(o *options) (int, error) {
 	defer opCancel()
 	st, timedOut := op.run(opCtx)
 	time.Sleep(o.settle)
+	if o.awaitHealth != "" {
+		awaitHealth(clusterCache, obs, o.awaitHealth, 2*time.Minute)
+	}
 	tl.emit("sync-result", subject{}, f("phase", string(st.phase)), f("message", st.message),
 		f("timedOut", timedOut), f("retries", st.retryCount), f("resources", resultLines(st.results)))
 	if st.phase == common.OperationSucceeded {
@@ -247,4 +252,26 @@ func resultLines(results []common.ResourceSyncResult) []map[string]string {
 		})
 	}
 	return out
+}
+
+// awaitHealth waits until every object of the app with the given group/Kind has a health
+// other than Progressing (Argo CD does not wait for the last wave's health; the app's health
+// settles later, which is what a user sees next).
+func awaitHealth(cc cache.ClusterCache, obs *observer, groupKind string, limit time.Duration) {
+	group, kind, _ := strings.Cut(groupKind, "/")
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		pending := 0
+		for _, r := range cc.FindResources("", func(r *cache.Resource) bool {
+			return r.Ref.Kind == kind && r.ResourceKey().Group == group && obs.isManaged(r)
+		}) {
+			if i := infoOf(r); i == nil || i.health == "" || i.health == "Progressing" {
+				pending++
+			}
+		}
+		if pending == 0 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
