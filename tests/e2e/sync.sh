@@ -5,6 +5,7 @@
 #   tests/e2e/sync.sh APP_DIR [--mode waves|hooks] [--records] [--revision N]
 #                     [--keep-env | --env-dir DIR] [--app-name NAME] [--namespace NS]
 #                     [--param NAME=VALUE]... [--retry-limit N] [--timeout DURATION] [-v]
+#   tests/e2e/sync.sh --start DIR         # only start (or find) the environment kept in DIR
 #   tests/e2e/sync.sh --stop DIR          # stop an environment kept by --keep-env / --env-dir
 #
 # APP_DIR is copied into a fresh one-app repository (as Argo CD's repo-server would stream
@@ -30,7 +31,7 @@ die() { echo "sync.sh: $*" >&2; exit 2; }
 log() { printf 'sync.sh: %s\n' "$*" >&2; }
 
 app_dir="" mode="waves" records=false revision="" keep=false env_dir="" app_name="" namespace=""
-retry_limit=0 timeout=10m verbose=() stop_dir="" extra_params=()
+retry_limit=0 timeout=10m verbose=() stop_dir="" extra_params=() start_only=false
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --mode) [[ $# -ge 2 ]] || die "--mode needs a value"; mode="$2"; shift ;;
@@ -44,6 +45,7 @@ while [[ $# -gt 0 ]]; do
         --param) [[ $# -ge 2 && "$2" == ?*=* ]] || die "--param needs NAME=VALUE"; extra_params+=(-param "$2"); shift ;;
         --retry-limit) [[ $# -ge 2 ]] || die "--retry-limit needs a value"; retry_limit="$2"; shift ;;
         --timeout) [[ $# -ge 2 ]] || die "--timeout needs a value"; timeout="$2"; shift ;;
+        --start) [[ $# -ge 2 ]] || die "--start needs a directory"; env_dir="$2"; start_only=true; shift ;;
         --stop) [[ $# -ge 2 ]] || die "--stop needs a directory"; stop_dir="$2"; shift ;;
         -v) verbose=(-v) ;;
         -h|--help) usage; exit 0 ;;
@@ -73,6 +75,10 @@ if [[ -n "$stop_dir" ]]; then
     exit 0
 fi
 
+if $start_only; then
+    [[ -z "$app_dir" ]] || die "--start takes no APP_DIR"
+    app_dir="$REPO" # not synced; keeps the checks below simple
+fi
 [[ -n "$app_dir" ]] || { usage >&2; exit 2; }
 [[ -d "$app_dir" ]] || die "APP_DIR is not a directory: $app_dir"
 case "$mode" in waves|hooks) ;; *) die "--mode must be waves or hooks (got $mode)" ;; esac
@@ -93,12 +99,15 @@ if [[ ! -x "$klt" ]]; then
     log "cargo build --bin klt-render"
     (cd "$REPO" && nice cargo build --locked --quiet --bin klt-render) || die "cargo build of klt-render failed"
 fi
-set +e
-gobin="$("$REPO/tests/argocd-cmp/run.sh" --build-only)"
-rc=$?
-set -e
-[[ $rc -eq 3 ]] && exit 3
-[[ $rc -eq 0 && -x "$gobin/syncdriver" ]] || die "building the Argo CD binaries failed (tests/argocd-cmp/run.sh --build-only: exit $rc)"
+gobin=""
+if ! $start_only; then
+    set +e
+    gobin="$("$REPO/tests/argocd-cmp/run.sh" --build-only)"
+    rc=$?
+    set -e
+    [[ $rc -eq 3 ]] && exit 3
+    [[ $rc -eq 0 && -x "$gobin/syncdriver" ]] || die "building the Argo CD binaries failed (tests/argocd-cmp/run.sh --build-only: exit $rc)"
+fi
 reconciler=""
 if $records; then
     reconciler="${KLT_RECONCILER_BIN:-$target/debug/klt-reconciler}"
@@ -151,6 +160,14 @@ else
     else
         log "testenv has no --cluster here: API server only, Jobs will not run"
     fi
+    # The task runner's klt-render runs deno and python3 from PATH: deno from the test venv
+    # (the PyPI package, tests/requirements.txt) when it is not installed.
+    if ! command -v deno >/dev/null && [[ -x "$REPO/.venv/bin/deno" ]]; then
+        mkdir -p "$env_dir/bin"
+        ln -sf "$REPO/.venv/bin/deno" "$env_dir/bin/deno"
+        export PATH="$env_dir/bin:$PATH"
+    fi
+    command -v deno >/dev/null || log "no deno on PATH: deno tasks will fail (pip install deno, or scripts/test.sh's venv)"
     log "starting the test environment in $env_dir"
     KUBE_TESTENV_DIR="$env_dir/testenv" "$REPO/testenv/run.sh" "${env_args[@]}" > "$env_dir/env.sh.new" \
         || die "testenv/run.sh failed (logs in $env_dir/testenv)"
@@ -158,6 +175,10 @@ else
 fi
 # shellcheck disable=SC1091
 source "$env_dir/env.sh"
+if $start_only; then
+    log "environment running in $env_dir (kubeconfig $KUBECONFIG)"
+    exit 0
+fi
 
 if $records; then
     kubectl apply --server-side -f "$REPO/deploy/reconciler/crd.yaml" >/dev/null \

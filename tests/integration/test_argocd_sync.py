@@ -14,11 +14,13 @@ Skipped only when the Go build is impossible here (sync.sh / run.sh exit 3).
 
 from __future__ import annotations
 
+import http.server
 import json
-import os
 import pathlib
+import shutil
 import subprocess
 import tempfile
+import threading
 
 import pytest
 
@@ -94,6 +96,14 @@ def env():
             yield state
         finally:
             subprocess.run(["bash", str(SYNC), "--stop", tmp], env=state["env"], capture_output=True, check=False)
+
+
+def start(env) -> None:
+    """Start the module's environment without syncing (to create what is not in Git)."""
+    proc = subprocess.run(
+        ["bash", str(SYNC), "--start", env["dir"]], cwd=REPO, env=env["env"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
 
 
 def sync(env, app_dir: pathlib.Path, *args: str) -> Timeline:
@@ -206,8 +216,50 @@ def test_multi_app_first_sync_then_resync_runs_nothing(env):
     assert again.events("prune") == [], again
 
 
-def test_checkout_example_first_sync(env):
-    tl = sync(env, REPO / "examples" / "checkout")
+class Local(http.server.BaseHTTPRequestHandler):
+    """Stands in for what examples/checkout's tasks call: the Slack webhook (POST) and
+    checkout-api's /healthz (GET); the environment has no cluster DNS."""
+
+    requests: list[tuple[str, str, bytes]] = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["content-length"]))
+        Local.requests.append(("POST", self.path, body))
+        self.send_response(200)
+        self.end_headers()
+
+    def do_GET(self):
+        Local.requests.append(("GET", self.path, b""))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def local_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Local)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_checkout_example_first_sync(env, local_server, tmp_path):
+    # examples/checkout as is, but for two things a real cluster would provide: the smoke
+    # test's URL (a Service of the cluster) points at a local server, and the Secret its deno
+    # task reads (never in Git) holds the local webhook's URL.
+    app = tmp_path / "checkout"
+    shutil.copytree(REPO / "examples" / "checkout", app)
+    tasks = app / "tasks.yaml"
+    text = tasks.read_text()
+    assert "url: http://checkout-api/healthz" in text
+    tasks.write_text(text.replace("url: http://checkout-api/healthz", f"url: {local_server}/healthz"))
+    start(env)
+    kubectl(env, "create", "namespace", "checkout")
+    kubectl(env, "-n", "checkout", "create", "secret", "generic", "slack-webhook", f"--from-literal=SECURE_DATA={local_server}/hook")
+
+    tl = sync(env, app)
     assert_succeeded(tl)
     for prefix in ("pre-check-dependencies-", "pre-db-migrate-", "post-smoke-test-", "post-notify-release-"):
         assert_jobs_ran(tl, prefix, 1)
@@ -219,6 +271,10 @@ def test_checkout_example_first_sync(env):
         "post-smoke-test-",
         "post-notify-release-",
     )
+    # The code really ran: the smoke test fetched /healthz, the deno task posted its message.
+    assert ("GET", "/healthz", b"") in Local.requests
+    posted = [json.loads(body) for method, path, body in Local.requests if method == "POST" and path == "/hook"]
+    assert {"channel": "#deployments", "text": "checkout released (checkout 1.4.0, post)"} in posted
 
 
 # ---- scenario 4: a failing pre-deployment task, then the fix; a task past its timeout -------

@@ -220,6 +220,7 @@ type taskLogEntry struct {
 	Pod       string `json:"pod"`
 	Job       string `json:"job"`
 	Container string `json:"container"`
+	Attempt   int    `json:"attempt"`
 	Exit      *int   `json:"exit"`
 }
 
@@ -272,7 +273,7 @@ func (o *observer) taskExec(line []byte) {
 	if !ours {
 		return // another app's task (jobWave holds this app's Jobs)
 	}
-	extra := []field{f("phase", phase), f("job", e.Job), f("container", e.Container)}
+	extra := []field{f("phase", phase), f("job", e.Job), f("container", e.Container), f("attempt", e.Attempt)}
 	if e.Exit != nil {
 		extra = append(extra, f("exit", *e.Exit))
 	}
