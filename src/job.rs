@@ -205,7 +205,19 @@ pub fn render_task<'d>(
 pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered<'_>) -> String {
     let mut ignored = Vec::new();
     let built = build(run, index, &mut ignored).expect("the run was rendered before");
-    let job = named(built.job, &rendered.job_name, index.placement, run.phase);
+    // Keptn labels a Job with the name of the KeptnTask it runs: a hand-written one's own
+    // name; for the tasks the operator would create, the Job stands in for the KeptnTask.
+    let task_name = match run.task_limits {
+        Some(_) => run.name_base.as_str(),
+        None => rendered.job_name.as_str(),
+    };
+    let job = named(
+        built.job,
+        &rendered.job_name,
+        task_name,
+        index.placement,
+        run.phase,
+    );
     crate::yaml::emit(&job)
 }
 
@@ -392,14 +404,20 @@ fn invalid_name(run: &TaskRun<'_>, job_name: &str) -> Diagnostic {
 }
 
 /// The Job with its name (first in metadata, as in Keptn's Jobs) and ordering annotations.
-fn named(mut job: Value, job_name: &str, placement: &Placement, phase: Phase) -> Value {
+fn named(
+    mut job: Value,
+    job_name: &str,
+    task_name: &str,
+    placement: &Placement,
+    phase: Phase,
+) -> Value {
     let mut named = Map::new();
     named.insert("name".into(), json!(job_name));
     if let Some(Value::Object(meta)) = job.get_mut("metadata").map(Value::take) {
         named.extend(meta);
     }
     if let Some(ann) = named.get_mut("annotations").and_then(Value::as_object_mut) {
-        ann.insert("keptn.sh/task-name".into(), json!(job_name));
+        ann.insert("keptn.sh/task-name".into(), json!(task_name));
     }
     job["metadata"] = Value::Object(named);
     placement.annotate(&mut job, phase, true);
@@ -454,9 +472,16 @@ pub fn own_labels(run: &TaskRun<'_>) -> BTreeMap<String, String> {
         }
     };
     put(LABEL_APP, &ctx.app_name);
-    put(LABEL_APP_VERSION, &run.app_version);
-    if let Some(record) = record_name(&ctx.app_name, &run.app_version) {
-        put(LABEL_RECORD, &record);
+    // A workload task belongs to its workload version only, as a KeptnWorkloadVersion is
+    // named `<app>-<workload>-<version>`: nothing that only the app version holds may reach
+    // its Job (labels are hashed into the name and sit in the immutable pod template), or an
+    // app version bump alone would run every workload task again. Its TaskRecord lists it
+    // by name instead.
+    if !is_workload_phase(run.phase) {
+        put(LABEL_APP_VERSION, &run.app_version);
+        if let Some(record) = record_name(&ctx.app_name, &run.app_version) {
+            put(LABEL_RECORD, &record);
+        }
     }
     put(LABEL_DEFINITION, &run.definition.value);
     put(LABEL_PHASE, run.phase.label());
@@ -467,6 +492,10 @@ pub fn own_labels(run: &TaskRun<'_>) -> BTreeMap<String, String> {
         put(LABEL_VERSION, &ctx.app_version);
     }
     l
+}
+
+fn is_workload_phase(phase: Phase) -> bool {
+    matches!(phase, Phase::WorkloadPre | Phase::WorkloadPost)
 }
 
 /// The name of the TaskRecord that tracks an app version: `<app>-<version>`, made a valid

@@ -223,6 +223,23 @@ fn revision_bump_reruns_app_tasks_only() {
     );
 }
 
+/// Keptn names a KeptnWorkloadVersion `<app>-<workload>-<version>`: a new app version that
+/// keeps every workload version re-runs the app's tasks and no workload's.
+#[test]
+fn app_version_bump_alone_reruns_app_tasks_only() {
+    let base = job_names(&checkout());
+    let bumped = job_names(&edit(
+        &checkout(),
+        "app.yaml",
+        "  version: \"1.4.0\"\n  revision",
+        "  version: \"1.4.1\"\n  revision",
+    ));
+    assert_eq!(
+        changed(&base, &bumped),
+        ["app-post/notify-release/", "app-pre/check-dependencies/"]
+    );
+}
+
 #[test]
 fn new_workload_version_reruns_that_workloads_tasks_and_the_app_tasks() {
     let files = edit(

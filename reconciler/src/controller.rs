@@ -97,10 +97,17 @@ impl Error {
 }
 
 /// The klt-render Jobs, reduced to [`JobObservation`]s and indexed by record.
+///
+/// A Job has one record of its own (from its labels), and may also be listed by name in the
+/// spec of other records: a workload task's Job is listed by the record of every app version
+/// that keeps that workload version.
 #[derive(Default)]
 pub struct JobIndex {
     by_record: HashMap<RecordKey, BTreeMap<String, Arc<JobObservation>>>,
     by_job: HashMap<(String, String), RecordKey>,
+    /// Per record, the Jobs its spec lists; and the reverse.
+    listings: HashMap<RecordKey, Vec<String>>,
+    listed_by: HashMap<(String, String), BTreeSet<RecordKey>>,
     /// Observations of a relist in progress (between `Init` and `InitDone`).
     relist: Option<Vec<JobObservation>>,
     len: usize,
@@ -112,6 +119,84 @@ impl JobIndex {
             .get(key)
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The Jobs of a record: its own and those its spec lists by name.
+    pub fn jobs_of_record(&self, key: &RecordKey) -> Vec<Arc<JobObservation>> {
+        let mut jobs: BTreeMap<String, Arc<JobObservation>> =
+            self.by_record.get(key).cloned().unwrap_or_default();
+        for name in self.listings.get(key).into_iter().flatten() {
+            if let Some(j) = self.job(&key.namespace, name) {
+                jobs.entry(name.clone()).or_insert(j);
+            }
+        }
+        jobs.into_values().collect()
+    }
+
+    fn job(&self, ns: &str, name: &str) -> Option<Arc<JobObservation>> {
+        let key = self.by_job.get(&(ns.to_string(), name.to_string()))?;
+        self.by_record.get(key)?.get(name).cloned()
+    }
+
+    /// Whether some record other than the Job's own lists it.
+    pub fn is_listed(&self, job: &JobObservation) -> bool {
+        let own = job.key();
+        self.listed_by
+            .get(&(job.namespace.clone(), job.name.clone()))
+            .is_some_and(|keys| keys.iter().any(|k| *k != own))
+    }
+
+    /// Record that `key`'s spec lists these Jobs (replacing what it listed before); `None`
+    /// when the record is gone. Returns nothing to queue: the record's own change is queued.
+    pub fn set_listing(&mut self, key: &RecordKey, jobs: Option<Vec<String>>) {
+        for name in self.listings.remove(key).into_iter().flatten() {
+            let id = (key.namespace.clone(), name);
+            if let Some(keys) = self.listed_by.get_mut(&id) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.listed_by.remove(&id);
+                }
+            }
+        }
+        let Some(jobs) = jobs.filter(|j| !j.is_empty()) else {
+            return;
+        };
+        for name in &jobs {
+            self.listed_by
+                .entry((key.namespace.clone(), name.clone()))
+                .or_default()
+                .insert(key.clone());
+        }
+        self.listings.insert(key.clone(), jobs);
+    }
+
+    /// The own records of the Jobs a record lists.
+    fn listed_jobs_of(&self, key: &RecordKey) -> Vec<RecordKey> {
+        let names = self.listings.get(key).into_iter().flatten();
+        let own = names.filter_map(|n| self.by_job.get(&(key.namespace.clone(), n.clone())));
+        own.filter(|k| *k != key).cloned().collect()
+    }
+
+    /// Forget the listings of records that no longer exist (deleted while not watching).
+    pub fn keep_listings(&mut self, present: &BTreeSet<RecordKey>) {
+        let gone: Vec<RecordKey> = self
+            .listings
+            .keys()
+            .filter(|k| !present.contains(k))
+            .cloned()
+            .collect();
+        for k in gone {
+            self.set_listing(&k, None);
+        }
+    }
+
+    /// Records whose spec lists this Job.
+    fn listing_keys(&self, ns: &str, name: &str) -> impl Iterator<Item = RecordKey> + '_ {
+        self.listed_by
+            .get(&(ns.to_string(), name.to_string()))
+            .into_iter()
+            .flatten()
+            .cloned()
     }
 
     pub fn len(&self) -> usize {
@@ -168,8 +253,25 @@ impl JobIndex {
         touched
     }
 
-    /// Apply one watch event; returns the record keys to reconcile.
+    /// Apply one watch event; returns the record keys to reconcile: the Job's own record
+    /// and every record that lists it.
     pub fn apply(&mut self, event: watcher::Event<Job>) -> Vec<RecordKey> {
+        let job = match &event {
+            watcher::Event::Apply(j) | watcher::Event::Delete(j) => {
+                Some((j.namespace().unwrap_or_default(), j.name_any()))
+            }
+            _ => None,
+        };
+        let mut keys = self.apply_own(event);
+        if let Some((ns, name)) = job.filter(|_| !keys.is_empty()) {
+            keys.extend(self.listing_keys(&ns, &name));
+            keys.sort();
+            keys.dedup();
+        }
+        keys
+    }
+
+    fn apply_own(&mut self, event: watcher::Event<Job>) -> Vec<RecordKey> {
         match event {
             watcher::Event::Apply(job) => match state::observe(&job) {
                 Some(obs) => self.upsert(obs),
@@ -203,11 +305,23 @@ impl JobIndex {
                     keys.insert(obs.key());
                     self.upsert(obs);
                 }
+                keys.extend(self.listings.keys().cloned());
                 // Every record whose Jobs may have changed while we were not watching.
                 keys.into_iter().collect()
             }
         }
     }
+}
+
+fn record_key(r: &TaskRecord) -> RecordKey {
+    RecordKey {
+        namespace: r.namespace().unwrap_or_default(),
+        name: r.name_any(),
+    }
+}
+
+fn listed_jobs(r: &TaskRecord) -> Vec<String> {
+    r.spec.tasks.iter().map(|t| t.job.clone()).collect()
 }
 
 /// Publisher tasks of events (the events of one record keep their order).
@@ -257,7 +371,14 @@ impl Ctx {
         self.jobs
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .jobs_for(key)
+            .jobs_of_record(key)
+    }
+
+    /// Whether every one of these Jobs is listed by another record (then their own record,
+    /// a workload version's, is not created: the app versions' records track them).
+    fn all_listed(&self, jobs: &[Arc<JobObservation>]) -> bool {
+        let index = self.jobs.read().unwrap_or_else(|e| e.into_inner());
+        jobs.iter().all(|j| index.is_listed(j))
     }
 
     fn written(&self, key: &RecordKey) -> Option<(String, TaskRecordStatus)> {
@@ -360,7 +481,7 @@ pub async fn reconcile(ctx: &Ctx, key: &RecordKey) -> Result<(), Error> {
         .get(&ObjectRef::new(&key.name).within(&key.namespace));
     let record: Arc<TaskRecord> = match cached {
         Some(r) => r,
-        None if jobs.is_empty() => {
+        None if jobs.is_empty() || ctx.all_listed(&jobs) => {
             ctx.remember(key, None);
             return Ok(());
         }
@@ -521,22 +642,40 @@ pub async fn run(
                 };
                 let Some(ev) = ev else { break };
                 match ev {
-                    Ok(watcher::Event::Apply(r) | watcher::Event::Delete(r))
-                    | Ok(watcher::Event::InitApply(r)) => {
-                        queue.add(RecordKey {
-                            namespace: r.namespace().unwrap_or_default(),
-                            name: r.name_any(),
-                        });
+                    Ok(watcher::Event::Apply(r) | watcher::Event::InitApply(r)) => {
+                        let key = record_key(&r);
+                        // Before the record is queued, so that its listed Jobs are known
+                        // when anything reconciles.
+                        index
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .set_listing(&key, Some(listed_jobs(&r)));
+                        queue.add(key);
+                    }
+                    Ok(watcher::Event::Delete(r)) => {
+                        let key = record_key(&r);
+                        let listed = {
+                            let mut idx = index.write().unwrap_or_else(|e| e.into_inner());
+                            let listed = idx.listed_jobs_of(&key);
+                            idx.set_listing(&key, None);
+                            listed
+                        };
+                        queue.add(key);
+                        // Their own records may now have to be created.
+                        for k in listed {
+                            queue.add(k);
+                        }
                     }
                     Ok(watcher::Event::Init) => {}
                     Ok(watcher::Event::InitDone) => {
                         // Records deleted while we were not watching: their Jobs say so.
-                        let keys: Vec<RecordKey> = index
-                            .read()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .record_keys()
-                            .cloned()
-                            .collect();
+                        let present: BTreeSet<RecordKey> =
+                            store.state().iter().map(|r| record_key(r)).collect();
+                        let keys: Vec<RecordKey> = {
+                            let mut idx = index.write().unwrap_or_else(|e| e.into_inner());
+                            idx.keep_listings(&present);
+                            idx.record_keys().cloned().collect()
+                        };
                         for k in keys {
                             queue.add(k);
                         }

@@ -11,7 +11,7 @@ use crate::crd::{TaskRecordSpec, TaskRecordStatus, TaskState, TaskStatus};
 // The renderer's label contract, from the renderer itself.
 pub use klt_render::job::{
     LABEL_APP, LABEL_APP_VERSION, LABEL_DEFINITION, LABEL_MANAGED_BY, LABEL_PHASE, LABEL_RECORD,
-    LABEL_WORKLOAD, MANAGED_BY,
+    LABEL_VERSION, LABEL_WORKLOAD, MANAGED_BY,
 };
 /// Label selector of the Jobs the reconciler watches.
 pub const JOB_SELECTOR: &str = "app.kubernetes.io/managed-by=klt-render";
@@ -65,6 +65,11 @@ impl JobObservation {
 
 /// The record a klt-render Job belongs to: its `klt-render.dev/record` label, else the name
 /// klt-render gives the record of its app and app-version labels. `None` for other Jobs.
+///
+/// A workload task's Job carries no app version (one Job serves every app version that keeps
+/// that workload version, as one KeptnWorkloadVersion does in Keptn): its own record is its
+/// workload version's, `<app>-<workload>-<version>` like a KeptnWorkloadVersion's name. The
+/// records of app versions list such Jobs by name in their spec instead.
 pub fn record_of(labels: &BTreeMap<String, String>) -> Option<String> {
     if labels.get(LABEL_MANAGED_BY).map(String::as_str) != Some(MANAGED_BY) {
         return None;
@@ -72,12 +77,18 @@ pub fn record_of(labels: &BTreeMap<String, String>) -> Option<String> {
     if let Some(r) = labels.get(LABEL_RECORD).filter(|r| !r.is_empty()) {
         return Some(r.clone());
     }
-    let app = labels.get(LABEL_APP)?;
-    let version = labels
-        .get(LABEL_APP_VERSION)
-        .map(String::as_str)
-        .unwrap_or("");
-    record_name(app, version)
+    let (owner, version) = owner_of(labels)?;
+    record_name(owner, version)
+}
+
+/// Whose tasks a Job without a record label runs, and at which version: the app at its app
+/// version, or, for a workload task without an app version, the workload at its version.
+fn owner_of(labels: &BTreeMap<String, String>) -> Option<(&str, &str)> {
+    let get = |k: &str| labels.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    match (get(LABEL_APP_VERSION), get(LABEL_WORKLOAD)) {
+        (None, Some(workload)) => Some((workload, get(LABEL_VERSION).unwrap_or(""))),
+        (version, _) => Some((get(LABEL_APP)?, version.unwrap_or(""))),
+    }
 }
 
 /// klt-render's record name for an app version: the renderer's own function, so the two
@@ -94,6 +105,13 @@ pub fn observe(job: &Job) -> Option<JobObservation> {
     let labels = meta.labels.as_ref()?;
     let record = record_of(labels)?;
     let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
+    let owner = match labels.get(LABEL_RECORD).filter(|r| !r.is_empty()) {
+        Some(_) => (
+            labels.get(LABEL_APP).map_or("", String::as_str),
+            labels.get(LABEL_APP_VERSION).map_or("", String::as_str),
+        ),
+        None => owner_of(labels).unwrap_or(("", "")),
+    };
     let status = job.status.clone().unwrap_or_default();
     let conditions = status.conditions.unwrap_or_default();
     let true_cond = |types: &[&str]| {
@@ -137,8 +155,8 @@ pub fn observe(job: &Job) -> Option<JobObservation> {
         namespace: meta.namespace.clone().unwrap_or_default(),
         uid: meta.uid.clone().unwrap_or_default(),
         record,
-        app: label(LABEL_APP),
-        app_version: label(LABEL_APP_VERSION),
+        app: owner.0.to_string(),
+        app_version: owner.1.to_string(),
         definition: label(LABEL_DEFINITION),
         phase: label(LABEL_PHASE),
         workload: labels
@@ -543,6 +561,32 @@ mod tests {
         assert_eq!(record_of(&l).as_deref(), Some("checkout-1.4.0"));
         l.insert(LABEL_RECORD.into(), "explicit".into());
         assert_eq!(record_of(&l).as_deref(), Some("explicit"));
+    }
+
+    #[test]
+    fn a_workload_task_without_app_version_belongs_to_its_workload_version() {
+        let l: BTreeMap<String, String> = [
+            (LABEL_MANAGED_BY, MANAGED_BY),
+            (LABEL_APP, "checkout"),
+            (LABEL_WORKLOAD, "checkout-checkout-api"),
+            (LABEL_VERSION, "1.4.0"),
+            (LABEL_PHASE, "workload-pre"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        // A KeptnWorkloadVersion's name: <app>-<workload>-<version>.
+        assert_eq!(
+            record_of(&l).as_deref(),
+            Some("checkout-checkout-api-1.4.0")
+        );
+        let mut job = job("pre-db-migrate-x", "workload-pre", JobStatus::default());
+        job.metadata.labels = Some(l);
+        let obs = observe(&job).unwrap();
+        assert_eq!(
+            (obs.app.as_str(), obs.app_version.as_str()),
+            ("checkout-checkout-api", "1.4.0")
+        );
     }
 
     #[test]

@@ -590,3 +590,55 @@ fn job_index_follows_watch_events() {
     assert_eq!(keys[0].name, "other");
     assert!(idx.is_empty());
 }
+
+/// A workload task's Job (no app version, so no record label) is listed by the records of
+/// two app versions: a change of the Job queues both, and each record sees it.
+#[test]
+fn records_that_list_a_job_by_name_follow_it() {
+    let mut idx = JobIndex::default();
+    let mut wl = job("pre-db-migrate-x", "workload-pre", running());
+    let labels = wl.metadata.labels.as_mut().unwrap();
+    labels.remove(state::LABEL_RECORD);
+    labels.remove(state::LABEL_APP_VERSION);
+    labels.insert(state::LABEL_WORKLOAD.into(), "checkout-checkout-api".into());
+    labels.insert(state::LABEL_VERSION.into(), "1.4.0".into());
+    let own = RecordKey {
+        namespace: NS.into(),
+        name: "checkout-checkout-api-1.4.0".into(),
+    };
+    let v2 = RecordKey {
+        namespace: NS.into(),
+        name: "checkout-1.4.1".into(),
+    };
+    assert_eq!(
+        idx.apply(watcher::Event::Apply(wl.clone())),
+        vec![own.clone()]
+    );
+    assert!(!idx.is_listed(&idx.jobs_for(&own)[0]));
+    for k in [&key(), &v2] {
+        idx.set_listing(
+            k,
+            Some(vec!["pre-db-migrate-x".into(), "pre-missing".into()]),
+        );
+    }
+    assert!(idx.is_listed(&idx.jobs_for(&own)[0]));
+    wl.status = Some(succeeded());
+    let mut keys = idx.apply(watcher::Event::Apply(wl.clone()));
+    keys.sort();
+    let mut want = vec![key(), v2.clone(), own.clone()];
+    want.sort();
+    assert_eq!(keys, want);
+    for k in [key(), v2.clone()] {
+        let jobs = idx.jobs_of_record(&k);
+        assert_eq!(jobs.len(), 1, "{k}");
+        assert_eq!(jobs[0].state, klt_reconciler::crd::TaskState::Succeeded);
+    }
+    // A record that no longer lists it is no longer queued.
+    idx.set_listing(&v2, None);
+    let mut keys = idx.apply(watcher::Event::Delete(wl));
+    keys.sort();
+    let mut want = vec![key(), own];
+    want.sort();
+    assert_eq!(keys, want);
+    assert!(idx.jobs_of_record(&key()).is_empty());
+}
