@@ -223,10 +223,10 @@ log "syncing $app_name (revision $revision, mode $mode$($records && echo ', reco
 params=(-param "mode=$mode")
 $records && params+=(-param records=true)
 params+=("${extra_params[@]}")
-await=()
-# The TaskRecord is in the last wave, whose health Argo CD does not wait for: wait for the
-# reconciler's verdict (the Lua health check's) before the sync-result line.
-$records && await=(-await-health klt-render.dev/TaskRecord)
+# Argo CD does not wait for the health of the last wave (gitops-engine sync_context.go:719):
+# keep watching until the app's Jobs (and the reconciler's TaskRecords) have an outcome.
+await=(-await-health batch/Job)
+$records && await+=(-await-health klt-render.dev/TaskRecord)
 set +e
 ARGOCD_PLUGINSOCKFILEPATH="$tmp/plugins" "${SYNCDRIVER_BIN:-$gobin/syncdriver}" "${verbose[@]}" \
     -repo-root "$repo" -app-path "$app_name" -app-name "$app_name" -namespace "$namespace" \

@@ -290,8 +290,9 @@ def test_failing_pre_task_stops_the_rollout_and_the_fix_completes_it(env):
     # Argo CD: the Degraded Job fails its wave, the operation ends Failed (no retry by default).
     assert broken.rc == 1 and result["phase"] == "Failed" and not result["timedOut"], broken
     failed = broken.events("job-failed", "Job", "pre-migrate-")
-    assert len(failed) == 1 and failed[0]["failedPods"] == 2, broken  # retries 1: two attempts
+    assert len(failed) == 1 and failed[0]["reason"] == "BackoffLimitExceeded", broken
     job = failed[0]["name"]
+    # retries 1 = backoffLimit 1: the code ran twice (restartPolicy OnFailure: in one pod).
     assert [e["exit"] for e in broken.task_runs(job) if e["phase"] == "end"] == [1, 1], broken
     assert broken.events("apply", "Deployment") == [], broken
     assert broken.jobs("post-") == set(), broken

@@ -59,7 +59,7 @@ type options struct {
 	params                                paramFlags
 	retryLimit                            int64
 	timeout, settle                       time.Duration
-	awaitHealth                           string
+	awaitHealth                           paramFlags
 	verbose                               bool
 }
 
@@ -80,7 +80,7 @@ func parseFlags() (*options, error) {
 	fs.Int64Var(&o.retryLimit, "retry-limit", 0, "syncPolicy.retry.limit (Argo CD's default: no retry)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up (terminate the operation) after this long")
 	fs.DurationVar(&o.settle, "settle", 3*time.Second, "keep watching this long after the operation completed")
-	fs.StringVar(&o.awaitHealth, "await-health", "", "after the operation, wait (up to 2 min) until the app's objects of this group/Kind are no longer Progressing (e.g. klt-render.dev/TaskRecord: the last wave is not waited for)")
+	fs.Var(&o.awaitHealth, "await-health", "after the operation, wait (up to 2 min) until the app's objects of this group/Kind (e.g. batch/Job, klt-render.dev/TaskRecord) are no longer Progressing: Argo CD does not wait for the last wave; repeatable")
 	fs.BoolVar(&o.verbose, "v", false, "gitops-engine's log on stderr at info level (default: warnings)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return nil, err
@@ -215,8 +215,12 @@ func run(o *options) (int, error) {
 	defer opCancel()
 	st, timedOut := op.run(opCtx)
 	time.Sleep(o.settle)
-	if o.awaitHealth != "" {
-		awaitHealth(clusterCache, obs, o.awaitHealth, 2*time.Minute)
+	deadline := time.Now().Add(2 * time.Minute)
+	for _, gk := range o.awaitHealth {
+		if timedOut {
+			break // still running: nothing to wait for
+		}
+		awaitHealth(clusterCache, obs, gk, time.Until(deadline))
 	}
 	tl.emit("sync-result", subject{}, f("phase", string(st.phase)), f("message", st.message),
 		f("timedOut", timedOut), f("retries", st.retryCount), f("resources", resultLines(st.results)))
