@@ -174,7 +174,7 @@ func run(o *options) (int, error) {
 	if err := v1alpha1.SetK8SConfigDefaults(cfg); err != nil {
 		return 2, fmt.Errorf("kubeconfig: %w", err)
 	}
-	obs := &observer{tl: tl, appName: o.appName, override: overrides,
+	obs := &observer{tl: tl, appName: o.appName, namespace: o.namespace, override: overrides,
 		jobWave: map[string]*int64{}, readyPods: map[string]bool{}, hooks: map[kube.ResourceKey]bool{}}
 	op := &operation{cfg: cfg, rawCfg: rawCfg, namespace: o.namespace, appName: o.appName, override: overrides,
 		revision: src.revision, tl: tl, isManaged: obs.isManaged, kick: make(chan struct{}, 1),

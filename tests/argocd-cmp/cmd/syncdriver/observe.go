@@ -37,10 +37,11 @@ type resInfo struct {
 }
 
 type observer struct {
-	tl       *timeline
-	appName  string
-	override health.HealthOverride
-	wake     func(fast bool) // asks the operation loop to process the operation again
+	tl        *timeline
+	appName   string
+	namespace string // the destination namespace
+	override  health.HealthOverride
+	wake      func(fast bool) // asks the operation loop to process the operation again
 
 	mu        sync.Mutex
 	jobWave   map[string]*int64 // namespace/name of a Job -> its wave (for task-exec lines)
@@ -98,12 +99,20 @@ func (o *observer) onUpdate(newRes, oldRes *cache.Resource, ns map[kube.Resource
 	case key.Group == "" && key.Kind == "Pod":
 		o.podEvents(newObj, ns)
 	}
-	if o.isManaged(newRes) || o.isManaged(oldRes) {
+	managed := o.isManaged(newRes) || o.isManaged(oldRes)
+	// The reconciler's own records (per workload version) are not in Git, but they are the
+	// app's: their health is reported too (tracked: false).
+	record := key.Group == "klt-render.dev" && key.Kind == "TaskRecord" && key.Namespace == o.namespace
+	if managed || record {
 		oldInfo, newInfo := infoOf(oldRes), infoOf(newRes)
 		changed := newInfo == nil || oldInfo == nil || oldInfo.health != newInfo.health
 		if newInfo != nil && newInfo.health != "" && changed {
-			o.tl.emit("health", subjectOf(newObj), f("status", newInfo.health), f("message", newInfo.message))
+			o.tl.emit("health", subjectOf(newObj), f("status", newInfo.health), f("message", newInfo.message), f("tracked", managed))
 		}
+	}
+	if managed {
+		oldInfo, newInfo := infoOf(oldRes), infoOf(newRes)
+		changed := newInfo == nil || oldInfo == nil || oldInfo.health != newInfo.health
 		// A health change changes the app's status, which re-queues the operation at once
 		// (appcontroller.go:3109); any other change of a managed object re-queues it after
 		// appOperationRequeueDelay (appcontroller.go:480).
