@@ -209,6 +209,7 @@ func run(o *options) (int, error) {
 	log.Infof("manifests generated at %s", time.Since(start).Round(time.Millisecond))
 	tl.emit("generate", subject{}, f("revision", src.revision), f("objects", len(targets)))
 	op.cache, op.targets = clusterCache, targets
+	obs.setTargets(targets)
 	op.kubectl = &stampingKubectl{Kubectl: kubectl, tl: tl, isHook: obs.isHook}
 
 	opCtx, opCancel := context.WithTimeout(ctx, o.timeout)

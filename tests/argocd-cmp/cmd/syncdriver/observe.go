@@ -43,10 +43,11 @@ type observer struct {
 	override  health.HealthOverride
 	wake      func(fast bool) // asks the operation loop to process the operation again
 
-	mu        sync.Mutex
-	jobWave   map[string]*int64 // namespace/name of a Job -> its wave (for task-exec lines)
-	readyPods map[string]bool
-	hooks     map[kube.ResourceKey]bool // live objects that are hooks
+	mu         sync.Mutex
+	jobWave    map[string]*int64 // namespace/name of a live Job -> its wave (for task-exec lines)
+	targetWave map[string]*int64 // name of a Job in Git (destination namespace) -> its wave
+	readyPods  map[string]bool
+	hooks      map[kube.ResourceKey]bool // live objects that are hooks
 }
 
 func (o *observer) populate(un *unstructured.Unstructured, _ bool) (any, bool) {
@@ -276,12 +277,17 @@ func (o *observer) taskExec(line []byte) {
 	if phase == "" {
 		return
 	}
-	o.mu.Lock()
-	wave, ours := o.jobWave[e.Namespace+"/"+e.Job]
-	o.mu.Unlock()
-	if !ours {
-		return // another app's task (jobWave holds this app's Jobs)
+	// The task runner can report a pod before the cluster cache has seen its Job, so the
+	// app's tasks are those in its namespace; the wave comes from Git or the live Job.
+	if e.Namespace != o.namespace {
+		return
 	}
+	o.mu.Lock()
+	wave, ok := o.targetWave[e.Job]
+	if !ok {
+		wave = o.jobWave[e.Namespace+"/"+e.Job]
+	}
+	o.mu.Unlock()
 	extra := []field{f("phase", phase), f("job", e.Job), f("container", e.Container), f("attempt", e.Attempt)}
 	if e.Exit != nil {
 		extra = append(extra, f("exit", *e.Exit))
@@ -357,4 +363,16 @@ func (o *observer) isHook(key kube.ResourceKey) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.hooks[key]
+}
+
+// setTargets records the waves of the Jobs in Git (destination namespace).
+func (o *observer) setTargets(targets []*unstructured.Unstructured) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.targetWave = map[string]*int64{}
+	for _, t := range targets {
+		if t.GetKind() == "Job" && t.GetNamespace() == o.namespace {
+			o.targetWave[t.GetName()] = waveOf(t)
+		}
+	}
 }
