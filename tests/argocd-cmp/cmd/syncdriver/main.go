@@ -38,7 +38,6 @@ import (
 
 	"github.com/argoproj/argo-cd/gitops-engine/v3/pkg/cache"
 	"github.com/argoproj/argo-cd/gitops-engine/v3/pkg/sync/common"
-	"github.com/argoproj/argo-cd/gitops-engine/v3/pkg/sync/hook"
 	"github.com/argoproj/argo-cd/gitops-engine/v3/pkg/utils/kube"
 	"github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1"
 	argokube "github.com/argoproj/argo-cd/v3/util/kube"
@@ -175,7 +174,7 @@ func run(o *options) (int, error) {
 		return 2, fmt.Errorf("kubeconfig: %w", err)
 	}
 	obs := &observer{tl: tl, appName: o.appName, namespace: o.namespace, override: overrides,
-		jobWave: map[string]*int64{}, readyPods: map[string]bool{}, hooks: map[kube.ResourceKey]bool{}}
+		jobWave: map[string]*int64{}, readyPods: map[string]bool{}}
 	op := &operation{cfg: cfg, rawCfg: rawCfg, namespace: o.namespace, appName: o.appName, override: overrides,
 		revision: src.revision, tl: tl, isManaged: obs.isManaged, kick: make(chan struct{}, 1),
 		retry: v1alpha1.RetryStrategy{Limit: o.retryLimit}}
@@ -191,9 +190,6 @@ func run(o *options) (int, error) {
 	log.Infof("cluster cache synced in %s", time.Since(start).Round(time.Millisecond))
 	defer clusterCache.Invalidate()
 	for key, r := range clusterCache.FindResources("", func(r *cache.Resource) bool { return r.Resource != nil }) {
-		if hook.IsHook(r.Resource) {
-			obs.hooks[key] = true
-		}
 		if key.Group == "batch" && key.Kind == "Job" && obs.isManaged(r) {
 			obs.jobWave[key.Namespace+"/"+key.Name] = waveOf(r.Resource)
 		}
@@ -210,7 +206,7 @@ func run(o *options) (int, error) {
 	tl.emit("generate", subject{}, f("revision", src.revision), f("objects", len(targets)))
 	op.cache, op.targets = clusterCache, targets
 	obs.setTargets(targets)
-	op.kubectl = &stampingKubectl{Kubectl: kubectl, tl: tl, isHook: obs.isHook}
+	op.kubectl = &stampingKubectl{Kubectl: kubectl, tl: tl}
 
 	opCtx, opCancel := context.WithTimeout(ctx, o.timeout)
 	defer opCancel()

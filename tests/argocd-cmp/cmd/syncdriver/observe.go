@@ -47,7 +47,6 @@ type observer struct {
 	jobWave    map[string]*int64 // namespace/name of a live Job -> its wave (for task-exec lines)
 	targetWave map[string]*int64 // name of a Job in Git (destination namespace) -> its wave
 	readyPods  map[string]bool
-	hooks      map[kube.ResourceKey]bool // live objects that are hooks
 }
 
 func (o *observer) populate(un *unstructured.Unstructured, _ bool) (any, bool) {
@@ -88,11 +87,6 @@ func (o *observer) onUpdate(newRes, oldRes *cache.Resource, ns map[kube.Resource
 		ref = oldRes
 	}
 	key := ref.ResourceKey()
-	o.mu.Lock()
-	if newObj != nil && hook.IsHook(newObj) {
-		o.hooks[key] = true
-	}
-	o.mu.Unlock()
 	// Only this app's objects and what they own: other apps may share the cluster.
 	switch {
 	case key.Group == "batch" && key.Kind == "Job" && (o.isManaged(newRes) || o.isManaged(oldRes)):
@@ -299,8 +293,7 @@ func (o *observer) taskExec(line []byte) {
 // replace and delete written to the timeline when it returns.
 type stampingKubectl struct {
 	kube.Kubectl
-	tl     *timeline
-	isHook func(kube.ResourceKey) bool
+	tl *timeline
 }
 
 func (k *stampingKubectl) ManageResources(config *rest.Config) (kube.ResourceOperations, func(), error) {
@@ -314,12 +307,10 @@ func (k *stampingKubectl) ManageResources(config *rest.Config) (kube.ResourceOpe
 func (k *stampingKubectl) DeleteResource(ctx context.Context, config *rest.Config, gvk schema.GroupVersionKind, name, namespace string, opts metav1.DeleteOptions) error {
 	err := k.Kubectl.DeleteResource(ctx, config, gvk, name, namespace, opts)
 	if err == nil {
+		// The engine's only kubectl delete is a prune (pruneObject); hooks are deleted with
+		// its dynamic client (deleteResource), seen here as job-deleted from the cluster.
 		s := subject{kind: gvk.Kind, namespace: namespace, name: name}
-		// A hook's deletion (BeforeHookCreation, delete policies) or a prune.
 		event := "prune"
-		if k.isHook(kube.ResourceKey{Group: gvk.Group, Kind: gvk.Kind, Namespace: namespace, Name: name}) {
-			event = "hook-delete"
-		}
 		k.tl.emit(event, s)
 	}
 	return err
@@ -357,12 +348,6 @@ func (o *stampingOps) CreateResource(ctx context.Context, obj *unstructured.Unst
 	msg, err := o.ResourceOperations.CreateResource(ctx, obj, dry, validate)
 	o.stamp(obj, "create", dry, err)
 	return msg, err
-}
-
-func (o *observer) isHook(key kube.ResourceKey) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.hooks[key]
 }
 
 // setTargets records the waves of the Jobs in Git (destination namespace).
