@@ -4,7 +4,8 @@
 #
 #   tests/argocd-cmp/run.sh [-v] [--build-only] [CASE...]
 #
-# 1. builds argocd-cmp-server and cmpclient (this directory's Go module; needs Go 1.27, taken
+# 1. builds argocd-cmp-server, cmpclient and syncdriver (tests/e2e/sync.sh's Argo CD sync
+#    driver) (this directory's Go module; needs Go 1.27, taken
 #    as GOTOOLCHAIN=go1.27.3 from the Go module proxy), cached in
 #    $REPO/.cache/argocd-cmp/<hash of go.mod, go.sum and the Go sources>/;
 # 2. starts two servers with a minimal environment (`env -i`), one per plugin config:
@@ -15,6 +16,8 @@
 # 3. runs cmpclient: one GenerateManifest request per case, compared with expected.yaml /
 #    expected.stderr; prints `argocd-cmp-server: N passed, M failed`;
 # 4. stops the servers.
+#
+# --build-only: build (or find cached) and print the directory holding the binaries on stdout.
 #
 # Exit: 0 all passed; 1 a check failed (or the build or a server failed); 2 usage;
 # 3 the build is impossible on this machine (toolchain or a module not to be had from the Go
@@ -59,7 +62,7 @@ key="$(cd "$HERE" && cat go.mod go.sum $(find cmd -name '*.go' | sort) | { cat; 
 cache_root="${ARGOCD_CMP_CACHE:-$REPO/.cache/argocd-cmp}"
 bin="$cache_root/$key"
 
-if [[ -x "$bin/argocd-cmp-server" && -x "$bin/cmpclient" ]]; then
+if [[ -x "$bin/argocd-cmp-server" && -x "$bin/cmpclient" && -x "$bin/syncdriver" ]]; then
     log "argocd-cmp-server $argo_version: cached in $bin"
 else
     log "toolchain $TOOLCHAIN (from the Go module proxy when this machine lacks it)"
@@ -71,19 +74,20 @@ else
         printf '%s\n' "$out" | tail -n 20 >&2
         impossible "the Go module proxy did not serve every module: $(grep -m1 -iE 'error|refused|not found|410|404|verifying' <<<"$out" || tail -n1 <<<"$out")"
     fi
-    log "building argocd-cmp-server $argo_version and cmpclient into $bin (cold: several minutes)"
+    log "building argocd-cmp-server $argo_version, cmpclient and syncdriver into $bin (cold: several minutes)"
     mkdir -p "$cache_root"
     tmpbin="$(mktemp -d "$cache_root.build.XXXXXX")"
     start=$SECONDS
     (cd "$HERE" && nice -n 19 go build -trimpath -ldflags "$ldflags" -o "$tmpbin/argocd-cmp-server" ./cmd/argocd-cmp-server \
-        && nice -n 19 go build -trimpath -ldflags "-s -w" -o "$tmpbin/cmpclient" ./cmd/cmpclient) \
+        && nice -n 19 go build -trimpath -ldflags "-s -w" -o "$tmpbin/cmpclient" ./cmd/cmpclient \
+        && nice -n 19 go build -trimpath -ldflags "-s -w $ldflags" -o "$tmpbin/syncdriver" ./cmd/syncdriver) \
         || { rm -rf "$tmpbin"; echo "run.sh: go build failed" >&2; exit 1; }
-    # Keep only this build (about 170 MB): older keys are stale.
+    # Keep only this build (about 230 MB): older keys are stale.
     find "$cache_root" -mindepth 1 -maxdepth 1 -type d -not -name "$key" -exec rm -rf {} +
     mv "$tmpbin" "$bin"
     log "built in $((SECONDS - start)) s: $(du -h "$bin/argocd-cmp-server" | cut -f1) argocd-cmp-server"
 fi
-$build_only && exit 0
+if $build_only; then printf '%s\n' "$bin"; exit 0; fi
 
 # ---- klt-render -----------------------------------------------------------------------------
 klt="${KLT_RENDER_BIN:-}"
