@@ -21,6 +21,24 @@ pub fn closest<'a, S: AsRef<str> + ?Sized + 'a>(
     wanted: &str,
     candidates: impl IntoIterator<Item = &'a S>,
 ) -> Option<&'a str> {
+    nearest(wanted, candidates, true)
+}
+
+/// [`closest`] without the whole-word matches: only a case-insensitive match or a typo within
+/// the edit bound. For candidates from elsewhere (fields of other objects), where a shared word
+/// says little.
+pub fn closest_typo<'a, S: AsRef<str> + ?Sized + 'a>(
+    wanted: &str,
+    candidates: impl IntoIterator<Item = &'a S>,
+) -> Option<&'a str> {
+    nearest(wanted, candidates, false)
+}
+
+fn nearest<'a, S: AsRef<str> + ?Sized + 'a>(
+    wanted: &str,
+    candidates: impl IntoIterator<Item = &'a S>,
+    affixes: bool,
+) -> Option<&'a str> {
     // Bytes bound characters from above: a cheap first cut before anything is counted.
     if wanted.len() > 4 * MAX_LEN {
         return None;
@@ -45,18 +63,19 @@ pub fn closest<'a, S: AsRef<str> + ?Sized + 'a>(
             continue;
         }
         let edit = match &lower_ascii {
-            Some(a) if c.is_ascii() => (c.len() <= MAX_LEN && c.len().abs_diff(len) <= max)
-                .then(|| {
+            Some(a) if c.is_ascii() => {
+                (c.len() <= MAX_LEN && c.len().abs_diff(len) <= max).then(|| {
                     let eq = |x: &u8, y: &u8| *x == y.to_ascii_lowercase();
                     (bounded_levenshtein(a, c.as_bytes(), max, eq), c.len())
-                }),
+                })
+            }
             _ => {
                 let cl: Vec<char> = c.to_lowercase().chars().collect();
                 (cl.len() <= MAX_LEN && cl.len().abs_diff(len) <= max)
                     .then(|| (bounded_levenshtein(&lower, &cl, max, char::eq), cl.len()))
             }
         };
-        let affix = best.is_none() && may_be_word_affix(wanted, c);
+        let affix = affixes && best.is_none() && may_be_word_affix(wanted, c);
         if edit.is_none() && !affix {
             continue;
         }
@@ -84,9 +103,7 @@ pub fn closest<'a, S: AsRef<str> + ?Sized + 'a>(
 /// and the two share their first or their last character.
 fn may_be_word_affix(a: &str, b: &str) -> bool {
     let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
-    let same = |x: Option<u8>, y: Option<u8>| {
-        matches!((x, y), (Some(x), Some(y)) if x.eq_ignore_ascii_case(&y))
-    };
+    let same = |x: Option<u8>, y: Option<u8>| matches!((x, y), (Some(x), Some(y)) if x.eq_ignore_ascii_case(&y));
     short.len() >= 3
         && long.len() > short.len()
         && long.len() <= MAX_LEN
@@ -195,6 +212,8 @@ mod tests {
         assert_eq!(closest("smoke", names), Some("smoke-test"));
         assert_eq!(closest("notify-slack", names), Some("notify"));
         assert_eq!(closest("inlineScript", names), Some("inline"));
+        assert_eq!(closest_typo("inlineScript", names), None);
+        assert_eq!(closest_typo("notfy", names), Some("notify"));
         assert_eq!(closest("gate", names), Some("deploy_gate"));
         assert_eq!(closest("pre-smoke-test", names), Some("smoke-test"));
         // Not at a word boundary, or too short to mean something.
