@@ -98,6 +98,7 @@ pub fn render_inspecting<R>(
     let docs = document::load_each(files, &opts.limits, &mut diags, |i, doc, diags| {
         inspect(doc);
         check_metadata_maps(doc, diags);
+        crate::workload_keys::check(doc, diags);
         if doc.group() != model::GROUP
             && workload::is_workload_kind(doc)
             && let Some(keys) = workload::derive_keys(doc)

@@ -96,7 +96,7 @@ impl Hint {
                 name: None,
             } => match &parents[..] {
                 [one] => format!(
-                    "{key} is a field of {one}: indent it under a `{one}:` key at this level"
+                    "{key} is a field of {one}: add `{one}:` at this level and indent it under that"
                 ),
                 _ => format!(
                     "{key} is a field of {}: indent it under the one you mean",
