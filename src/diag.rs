@@ -453,6 +453,16 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         "check: a workload label or annotation value is not a string (an unquoted number or boolean)",
     ),
     (
+        "KLT044",
+        Severity::Warning,
+        "check: task code reads SECURE_DATA, but no secret is passed to it (no secureParameters, no KeptnTask or functionRef user with one)",
+    ),
+    (
+        "KLT045",
+        Severity::Warning,
+        "check: a secret is passed as SECURE_DATA to task code that never reads it",
+    ),
+    (
         "KLT050",
         Severity::Error,
         "the input exceeds a limit (size, documents, nesting, alias expansion, directory depth); the help says how to raise it",
