@@ -52,9 +52,72 @@ impl Diagnostic {
         s
     }
 
-    /// The stable sort key: file, position, code, message.
-    pub fn sort_key(&self) -> (&str, Pos, &str, &str) {
-        (&self.file, self.pos, self.code, &self.message)
+    /// The stable sort key: the stage a reader fixes it in, then file, position, code,
+    /// message.
+    pub fn sort_key(&self) -> (Stage, &str, Pos, &str, &str) {
+        (
+            stage(self.code),
+            &self.file,
+            self.pos,
+            self.code,
+            &self.message,
+        )
+    }
+}
+
+/// The order in which a reader fixes findings: syntax first (until every file parses nothing
+/// else is certain), then each object's own schema, then references between objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    Syntax,
+    Schema,
+    Reference,
+}
+
+/// Findings about the input's text and objects as such: unreadable, unparsable, over a limit,
+/// not an object, a List that is not one, the same object twice.
+const SYNTAX: &[&str] = &["KLT001", "KLT002", "KLT003", "KLT029", "KLT050"];
+
+/// Findings about one object pointing at another, or at its place among the others.
+const REFERENCE: &[&str] = &[
+    "KLT014", "KLT015", "KLT016", "KLT017", "KLT018", "KLT020", "KLT022", "KLT023", "KLT024",
+    "KLT027", "KLT028", "KLT031",
+];
+
+/// "Not found" findings: what they looked for may be in a document that did not parse.
+const MAY_BE_IN_A_BROKEN_DOCUMENT: &[&str] =
+    &["KLT014", "KLT016", "KLT018", "KLT020", "KLT024", "KLT031"];
+
+pub fn stage(code: &str) -> Stage {
+    if SYNTAX.contains(&code) {
+        Stage::Syntax
+    } else if REFERENCE.contains(&code) {
+        Stage::Reference
+    } else {
+        Stage::Schema
+    }
+}
+
+/// Puts findings in the order a reader fixes them, without duplicates, and marks the "not
+/// found" findings that may only be consequences of a YAML error (what they look for may be
+/// in the document that did not parse), so that the root cause is read first.
+pub fn finish(diags: &mut Vec<Diagnostic>) {
+    diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    diags.dedup();
+    let Some(root) = diags.iter().find(|d| d.code == "KLT001" && d.is_error()) else {
+        return;
+    };
+    let note = format!(
+        "this may be a consequence of the YAML error at {}:{}:{} (what is missing may be in that document): fix that first",
+        root.file, root.pos.line, root.pos.col
+    );
+    for d in diags.iter_mut() {
+        if MAY_BE_IN_A_BROKEN_DOCUMENT.contains(&d.code) {
+            d.help = Some(match d.help.take() {
+                Some(help) => format!("{note}; otherwise: {help}"),
+                None => note.clone(),
+            });
+        }
     }
 }
 

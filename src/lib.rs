@@ -14,6 +14,7 @@ pub mod limits;
 pub mod lint;
 pub mod model;
 pub mod options;
+pub mod plan;
 pub mod render;
 pub mod schema;
 pub mod suggest;

@@ -22,8 +22,7 @@ pub fn check(files: &[SourceFile], opts: &Options) -> Vec<Diagnostic> {
     let mut lints = linter.finish();
     crate::diag::redact_secrets(&mut lints, crate::render::source_texts(files));
     diags.extend(lints);
-    diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    diags.dedup();
+    crate::diag::finish(&mut diags);
     diags
 }
 

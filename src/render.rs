@@ -207,8 +207,7 @@ pub fn render_inspecting<R>(
         .collect();
 
     crate::diag::redact_secrets(&mut diags, source_texts(files));
-    diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    diags.dedup();
+    crate::diag::finish(&mut diags);
     let (items, generated) = if diags.iter().any(Diagnostic::is_error) {
         Default::default()
     } else {

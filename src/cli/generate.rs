@@ -23,7 +23,11 @@ pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     let env = |k: &str| std::env::var(k).ok();
     let app = app_label(&env);
-    match generate(m.contains_id("stdin"), &env) {
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    let outcome = unknown_plugin_env(&names).and_then(|()| generate(m.contains_id("stdin"), &env));
+    match outcome {
         Ok(Outcome::Rendered(yaml)) => {
             write_stdout(yaml.as_bytes())?;
             Ok(ExitCode::SUCCESS)
@@ -156,6 +160,31 @@ pub fn plugin_options(env: Env<'_>) -> anyhow::Result<Options> {
     Ok(Options::from_settings(&get)?)
 }
 
+/// An Application's plugin env (`spec.source.plugin.env`) reaches the plugin as
+/// `ARGOCD_ENV_<NAME>`: a `KLT_` name that is no option is a typo, refused like an unknown
+/// plugin parameter rather than ignored.
+fn unknown_plugin_env(names: &[String]) -> anyhow::Result<()> {
+    let known: Vec<String> = SPECS
+        .iter()
+        .map(|s| format!("ARGOCD_ENV_{}", s.env))
+        .collect();
+    let mut unknown: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("ARGOCD_ENV_KLT_") && !known.contains(n))
+        .collect();
+    unknown.sort();
+    let Some(name) = unknown.first() else {
+        return Ok(());
+    };
+    let hint = klt_render::suggest::closest(name, known.iter().map(String::as_str))
+        .map(|s| format!("; did you mean {s:?}?"))
+        .unwrap_or_else(|| "; see the README's option table for the KLT_* names".to_string());
+    let env_name = name.trim_start_matches("ARGOCD_ENV_");
+    bail!(
+        "unknown plugin env {env_name:?} (as {name}){hint} (plugin env names are the KLT_* variables of the option table)"
+    )
+}
+
 /// The Application's plugin parameters from `ARGOCD_APP_PARAMETERS` (`None` when absent or
 /// `null`, so that `PARAM_*` are used). Only string parameters exist; unknown names are
 /// refused with a suggestion rather than ignored.
@@ -253,6 +282,19 @@ mod tests {
         assert_eq!(
             param_env_name("hook-delete-policy"),
             "PARAM_HOOK_DELETE_POLICY"
+        );
+    }
+
+    #[test]
+    fn unknown_klt_plugin_env_is_refused_with_a_suggestion() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(
+            unknown_plugin_env(&names(&["ARGOCD_ENV_KLT_PROFILE", "ARGOCD_ENV_OTHER"])).is_ok()
+        );
+        let err = unknown_plugin_env(&names(&["ARGOCD_ENV_KLT_PROFLE"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown plugin env \"KLT_PROFLE\" (as ARGOCD_ENV_KLT_PROFLE); did you mean \"ARGOCD_ENV_KLT_PROFILE\"? (plugin env names are the KLT_* variables of the option table)"
         );
     }
 

@@ -1,5 +1,6 @@
 //! `klt-render render`: paths in, YAML stream out.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -64,6 +65,24 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+    .inspect(|code| {
+        if *code == ExitCode::SUCCESS && std::io::stderr().is_terminal() {
+            summarize(&files, &opts);
+        }
+    })
+}
+
+/// A person at a terminal gets one line per app; scripts and Argo CD (stderr not a
+/// terminal) get nothing more than before. Rendered once more: only interactive runs pay.
+fn summarize(files: &[klt_render::SourceFile], opts: &klt_render::Options) {
+    let out = klt_render::render(files, opts);
+    for line in klt_render::plan::render_summary(&klt_render::plan::build(
+        &out.documents,
+        None,
+        klt_render::plan::RunnerImages::of(opts),
+    )) {
+        eprintln!("klt-render: {line}");
+    }
 }
 
 /// Streams the documents to stdout; a closed pipe (`| head`) is not an error.

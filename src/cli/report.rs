@@ -29,7 +29,7 @@ pub fn single_line(diags: &[Diagnostic]) -> String {
     }
     if errors.len() > 1 {
         line.push_str(&format!(
-            " (+{} more error(s); run `klt-render render` locally to see all)",
+            " (+{} more error(s); run `klt-render check` locally to see all)",
             errors.len() - 1
         ));
     }
