@@ -394,7 +394,7 @@ fn outside_metadata(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) {
                 entry.key_pos,
                 Some(at.clone()),
                 format!(
-                    "{at} is not a field of a {}: Kubernetes drops it (or rejects the object), so Keptn never sees {}",
+                    "{at} is not a field of a {}: the API server rejects the object (and without field validation drops the field), so Keptn never sees {}",
                     doc.kind,
                     keys.join(", ")
                 ),
