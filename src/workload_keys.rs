@@ -46,7 +46,9 @@ fn is_task_list(key: &str) -> bool {
 
 /// Items of `ignored` that `used` does not list, quoted and joined.
 fn lost_tasks(ignored: &Spanned<String>, used: Option<&Spanned<String>>) -> Option<String> {
-    let used: Vec<&str> = used.map_or(Vec::new(), |u| u.value.split(',').collect());
+    // A set: hostile lists can be long on both sides.
+    let used: std::collections::HashSet<&str> =
+        used.map_or_else(Default::default, |u| u.value.split(',').collect());
     let lost: Vec<String> = ignored
         .value
         .split(',')
@@ -108,29 +110,38 @@ fn ignored_object_keys(
         let used = format!("; the workload is {:?}", name.value);
         report(&v, Severity::Warning, used);
     }
+    for (v, used) in ignored_identity(pod, obj, name) {
+        report(&v, Severity::Warning, used);
+    }
+}
+
+/// The object's app and version values that differ from what Keptn uses, with what it uses.
+fn ignored_identity(
+    pod: &Meta<'_>,
+    obj: &Meta<'_>,
+    name: &Spanned<String>,
+) -> Vec<(Spanned<String>, String)> {
+    let mut out = Vec::new();
     if let Some(v) = obj.get(APP, K8S_PART_OF) {
         let used = pod.get(APP, K8S_PART_OF);
         let app = used.as_ref().map_or(&name.value, |u| &u.value);
         if *app != v.value {
-            report(&v, Severity::Warning, format!("; the app is {app:?}"));
+            let what = format!("; the app is {app:?}");
+            out.push((v, what));
         }
     }
     if let Some(v) = obj.get(VERSION, K8S_VERSION) {
         match pod.get(VERSION, K8S_VERSION) {
             Some(p) if p.value == v.value => {}
-            Some(p) => report(
-                &v,
-                Severity::Warning,
-                format!("; the version is {:?}", p.value),
-            ),
-            None => report(
-                &v,
-                Severity::Warning,
+            Some(p) => out.push((v, format!("; the version is {:?}", p.value))),
+            None => out.push((
+                v,
                 "; the pod template has no version, so Keptn computes one from its containers"
                     .into(),
-            ),
+            )),
         }
     }
+    out
 }
 
 /// The pod template has no workload name, the object has: Keptn copies the object's non-empty
