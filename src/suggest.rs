@@ -123,7 +123,9 @@ fn word_affix(a: &str, b: &str) -> Option<usize> {
     let camel = |before: char, after: char| {
         (before.is_ascii_lowercase() || before.is_ascii_digit()) && after.is_ascii_uppercase()
     };
-    let extra = long.chars().count() - short.chars().count();
+    // Longer in bytes need not be longer in characters (`ñ` is two bytes); a match below
+    // makes it so, and until then nothing may subtract the counts.
+    let extra = long.chars().count().saturating_sub(short.chars().count());
     let split = long.len() - short.len();
     if long.is_char_boundary(short.len()) && long[..short.len()].eq_ignore_ascii_case(short) {
         let rest = &long[short.len()..];
@@ -228,6 +230,11 @@ mod tests {
             closest("smoke", ["smoke-test-long", "smoke-test"]),
             Some("smoke-test")
         );
+        // More bytes but fewer characters (a fuzzer's find): no match, no overflow.
+        let lossy = "KeptnTaskDef\u{fffd}\u{fffd}\u{fffd}\u{fffd}ion";
+        assert_eq!(closest(lossy, ["KeptnWorkloadVersion"]), None);
+        assert_eq!(closest("ñññññ", ["ñbcdefgh"]), None);
+        assert_eq!(closest("ñbcdefgh", ["ñññññ"]), None);
         // Over the length limit: nothing, whichever side is long.
         let long = format!("smoke-{}", "x".repeat(MAX_LEN));
         assert_eq!(closest("smoke", [long.as_str()]), None);
