@@ -8,26 +8,52 @@
 use std::collections::BTreeMap;
 
 /// Appends `s` as a Go-encoded JSON string (HTML-safe escaping, as `json.Marshal` does).
+/// Runs of characters that need no escape are copied whole: this writes every Job's hash
+/// input, DATA and KEPTN_CONTEXT.
 pub fn write_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            // Go >= 1.22 writes \b and \f in short form.
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
+    let bytes = s.as_bytes();
+    let (mut run, mut i) = (0, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
+        // U+2028 and U+2029 are E2 80 A8 and E2 80 A9 in UTF-8.
+        let width = if needs_escape(b) {
+            1
+        } else if b == 0xE2
+            && bytes.get(i + 1) == Some(&0x80)
+            && matches!(bytes.get(i + 2), Some(0xA8 | 0xA9))
+        {
+            3
+        } else {
+            i += 1;
+            continue;
+        };
+        out.push_str(&s[run..i]);
+        write_escaped(out, s[i..].chars().next().expect("i is a char boundary"));
+        i += width;
+        run = i;
     }
+    out.push_str(&s[run..]);
     out.push('"');
+}
+
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&')
+}
+
+fn write_escaped(out: &mut String, c: char) {
+    match c {
+        '"' => out.push_str("\\\""),
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        // Go >= 1.22 writes \b and \f in short form.
+        '\u{8}' => out.push_str("\\b"),
+        '\u{c}' => out.push_str("\\f"),
+        c => out.push_str(&format!("\\u{:04x}", c as u32)),
+    }
 }
 
 /// A Go `map[string]string` marshalled: keys sorted bytewise.
@@ -84,7 +110,7 @@ pub fn value(v: &serde_json::Value) -> String {
     out
 }
 
-fn write_value(out: &mut String, v: &serde_json::Value) {
+pub(crate) fn write_value(out: &mut String, v: &serde_json::Value) {
     use serde_json::Value;
     match v {
         Value::Null => out.push_str("null"),
@@ -165,6 +191,48 @@ fn write_plain(out: &mut String, digits: &str, exp: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The escaping as first written (char by char), which the run-copying writer must match.
+    fn write_str_by_char(out: &mut String, s: &str) {
+        out.push('"');
+        for c in s.chars() {
+            match c {
+                '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => write_escaped(out, c),
+                '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                    out.push_str(&format!("\\u{:04x}", c as u32))
+                }
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+
+    #[test]
+    fn strings_escape_as_char_by_char() {
+        let cases = [
+            "",
+            "plain",
+            "a\"b\\c",
+            "<script>&</script>",
+            "line\nbreak\r\t",
+            "\u{8}\u{c}\u{1}\u{1f}",
+            "\u{2028}x\u{2029}",
+            "\u{2027}\u{202a}\u{e2}",
+            "é€😀 mixed <&> \u{7f}",
+            "ends with <",
+        ];
+        for s in cases {
+            let (mut fast, mut slow) = (String::new(), String::new());
+            write_str(&mut fast, s);
+            write_str_by_char(&mut slow, s);
+            assert_eq!(fast, slow, "{s:?}");
+        }
+        assert_eq!(
+            string_map(&[("k<", "\u{2028}")].into_iter().collect()),
+            r#"{"k\u003c":"\u2028"}"#
+        );
+    }
 
     /// Expected texts printed by Go 1.26's `json.Marshal(float64)`.
     #[test]

@@ -7,12 +7,13 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::diag::{Diagnostic, Severity};
 use crate::document::Doc;
 use crate::hash;
 use crate::model::{Lang, Phase, Runner, RuntimeSpec, Spanned, TaskContext, TaskDefinition};
+use crate::object::{self, Entries, Obj};
 use crate::options::Options;
 use crate::waves::Placement;
 use crate::yaml::Node;
@@ -218,23 +219,23 @@ pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered<'_
         index.placement,
         run.phase,
     );
-    crate::yaml::emit(&job)
+    job.to_yaml()
 }
 
 /// A Job object without its name, and what the render keeps of it.
-struct Built<'d> {
-    job: Value,
+struct Built<'a, 'd> {
+    job: Obj<'a>,
     /// What the name hashes besides the object: the code of a referenced ConfigMap.
     hash_extra: String,
     config_map: Option<GeneratedConfigMap<'d>>,
     uses: Vec<(&'static str, String, String)>,
 }
 
-fn build<'d>(
-    run: &TaskRun<'_>,
-    index: &Index<'_, 'd>,
+fn build<'a, 'd>(
+    run: &'a TaskRun<'_>,
+    index: &'a Index<'_, 'd>,
     diags: &mut Vec<Diagnostic>,
-) -> Option<Built<'d>> {
+) -> Option<Built<'a, 'd>> {
     let opts = index.options;
     let ns = run.lookup_namespace.as_str();
     let Some(def) = index.definition(ns, &run.definition.value) else {
@@ -247,31 +248,40 @@ fn build<'d>(
     let (container, volume, config_map, hash_extra) = match runner {
         Runner::Container(node) => {
             let (c, v) = container_runner(node, &context_json, def, opts, diags)?;
-            (c, v, None, String::new())
+            (Obj::Json(c), v.map(Obj::Json), None, String::new())
         }
         Runner::Runtime(lang) => {
             let spec = def.runtime(*lang)?;
             let resolved = resolve_runtime(run, def, *lang, spec, index, diags)?;
             uses.clone_from(&resolved.uses);
-            runtime_container(run, &resolved, &context_json, opts)
+            runtime_container(run, &resolved, context_json, opts)
         }
     };
-    let mut labels = def.labels.clone();
-    labels.extend(own_labels(run));
+    let mut labels: BTreeMap<Cow<'a, str>, Cow<'a, str>> = def
+        .labels
+        .iter()
+        .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
+        .collect();
+    let own = own_labels(run).into_iter();
+    labels.extend(own.map(|(k, v)| (Cow::Borrowed(k), Cow::Owned(v))));
+    let labels = Obj::string_map(labels);
     let pod_spec = pod_spec(def, ns, opts, container, volume, &mut uses);
-    let job_spec = job_spec(run, def, opts, &labels, pod_spec);
-    let mut metadata = Map::new();
+    let job_spec = job_spec(run, def, opts, labels.clone(), pod_spec);
+    let mut metadata = Vec::with_capacity(4);
     if let Some(ns) = &run.namespace {
-        metadata.insert("namespace".into(), json!(ns));
+        metadata.push(("namespace".into(), Obj::str(ns.as_str())));
     }
-    metadata.insert("labels".into(), json!(labels));
-    metadata.insert("annotations".into(), json!(job_annotations(run, def)));
-    let job = json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": metadata,
-        "spec": job_spec,
-    });
+    metadata.push(("labels".into(), labels));
+    metadata.push((
+        "annotations".into(),
+        Obj::string_map(job_annotations(run, def)),
+    ));
+    let job = Obj::Map(vec![
+        ("apiVersion".into(), Obj::str("batch/v1")),
+        ("kind".into(), Obj::str("Job")),
+        ("metadata".into(), Obj::Map(metadata)),
+        ("spec".into(), job_spec),
+    ]);
     Some(Built {
         job,
         hash_extra,
@@ -280,19 +290,19 @@ fn build<'d>(
     })
 }
 
-fn pod_spec(
-    def: &TaskDefinition<'_>,
+fn pod_spec<'a>(
+    def: &'a TaskDefinition<'_>,
     ns: &str,
     opts: &Options,
-    container: Value,
-    volume: Option<Value>,
+    container: Obj<'a>,
+    volume: Option<Obj<'a>>,
     uses: &mut Vec<(&'static str, String, String)>,
-) -> Map<String, Value> {
-    let mut pod_spec = Map::new();
-    pod_spec.insert("restartPolicy".into(), json!("OnFailure"));
+) -> Obj<'a> {
+    let mut pod_spec: Entries<'a> = Vec::with_capacity(6);
+    pod_spec.push(("restartPolicy".into(), Obj::str("OnFailure")));
     if opts.profile.pod_settings {
         if let Some(sa) = &def.service_account {
-            pod_spec.insert("serviceAccountName".into(), json!(sa));
+            pod_spec.push(("serviceAccountName".into(), Obj::str(sa.as_str())));
             uses.push(("ServiceAccount", ns.to_string(), sa.clone()));
         }
         for name in def
@@ -304,68 +314,73 @@ fn pod_spec(
             uses.push(("Secret", ns.to_string(), name.to_string()));
         }
         if let Some(a) = def.automount_token {
-            pod_spec.insert("automountServiceAccountToken".into(), json!(a));
+            pod_spec.push(("automountServiceAccountToken".into(), Obj::Bool(a)));
         }
         if let Some(s) = &def.image_pull_secrets {
-            pod_spec.insert("imagePullSecrets".into(), s.clone());
+            pod_spec.push(("imagePullSecrets".into(), Obj::Json(s.clone())));
         }
     }
     if let Some(v) = volume {
-        pod_spec.insert("volumes".into(), json!([v]));
+        pod_spec.push(("volumes".into(), Obj::Seq(vec![v])));
     }
-    pod_spec.insert("containers".into(), json!([container]));
-    pod_spec
+    pod_spec.push(("containers".into(), Obj::Seq(vec![container])));
+    Obj::Map(pod_spec)
 }
 
-fn job_spec(
+fn job_spec<'a>(
     run: &TaskRun<'_>,
-    def: &TaskDefinition<'_>,
+    def: &'a TaskDefinition<'_>,
     opts: &Options,
-    labels: &BTreeMap<String, String>,
-    pod_spec: Map<String, Value>,
-) -> Map<String, Value> {
-    let mut template_meta = Map::new();
-    template_meta.insert("labels".into(), json!(labels));
+    labels: Obj<'a>,
+    pod_spec: Obj<'a>,
+) -> Obj<'a> {
+    let mut template_meta = vec![("labels".into(), labels)];
     if !def.annotations.is_empty() {
-        template_meta.insert("annotations".into(), json!(def.annotations));
+        template_meta.push((
+            "annotations".into(),
+            Obj::string_map(
+                def.annotations
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            ),
+        ));
     }
     let (retries, timeout) = run
         .task_limits
         .unwrap_or((def.retries, def.timeout_seconds));
-    let mut job_spec = Map::new();
-    job_spec.insert("backoffLimit".into(), json!(retries));
-    job_spec.insert("activeDeadlineSeconds".into(), json!(timeout));
+    let mut job_spec: Entries<'a> = Vec::with_capacity(4);
+    job_spec.push(("backoffLimit".into(), Obj::Int(retries)));
+    job_spec.push(("activeDeadlineSeconds".into(), Obj::Int(timeout)));
     if opts.profile.pod_settings && opts.mode == crate::options::Mode::Hooks {
-        job_spec.insert("ttlSecondsAfterFinished".into(), json!(def.ttl_seconds));
+        job_spec.push(("ttlSecondsAfterFinished".into(), Obj::Int(def.ttl_seconds)));
     }
-    job_spec.insert(
-        "template".into(),
-        json!({"metadata": template_meta, "spec": pod_spec}),
-    );
-    job_spec
+    let template = vec![
+        ("metadata".into(), Obj::Map(template_meta)),
+        ("spec".into(), pod_spec),
+    ];
+    job_spec.push(("template".into(), Obj::Map(template)));
+    Obj::Map(job_spec)
 }
 
 /// The definition's annotations minus Argo CD's own keys (ours decide ordering), overlaid
 /// with the keptn.sh keys Keptn sets.
-fn job_annotations(run: &TaskRun<'_>, def: &TaskDefinition<'_>) -> BTreeMap<String, String> {
-    let mut annotations: BTreeMap<String, String> = def
+fn job_annotations<'a>(
+    run: &'a TaskRun<'_>,
+    def: &'a TaskDefinition<'_>,
+) -> BTreeMap<&'a str, &'a str> {
+    let mut annotations: BTreeMap<&str, &str> = def
         .annotations
         .iter()
         .filter(|(k, _)| !k.starts_with("argocd.argoproj.io/"))
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    annotations.insert("keptn.sh/app".into(), run.context.app_name.clone());
-    if run.context.workload_name.is_empty() {
-        annotations.insert("keptn.sh/version".into(), run.context.app_version.clone());
+    let ctx = &run.context;
+    annotations.insert("keptn.sh/app", &ctx.app_name);
+    if ctx.workload_name.is_empty() {
+        annotations.insert("keptn.sh/version", &ctx.app_version);
     } else {
-        annotations.insert(
-            "keptn.sh/workload".into(),
-            run.context.workload_name.clone(),
-        );
-        annotations.insert(
-            "keptn.sh/version".into(),
-            run.context.workload_version.clone(),
-        );
+        annotations.insert("keptn.sh/workload", &ctx.workload_name);
+        annotations.insert("keptn.sh/version", &ctx.workload_version);
     }
     annotations
 }
@@ -373,7 +388,7 @@ fn job_annotations(run: &TaskRun<'_>, def: &TaskDefinition<'_>) -> BTreeMap<Stri
 /// The name hashes everything that changes what runs, plus the app revision and the code of
 /// a referenced ConfigMap (its name alone would not change with its content).
 fn job_name(run: &TaskRun<'_>, built: &Built) -> String {
-    let mut digest_input = crate::gojson::value(&built.job);
+    let mut digest_input = built.job.to_go_json();
     if let Some(spec) = &run.app_spec {
         digest_input.push_str("\napp=");
         digest_input.push_str(spec);
@@ -404,23 +419,23 @@ fn invalid_name(run: &TaskRun<'_>, job_name: &str) -> Diagnostic {
 }
 
 /// The Job with its name (first in metadata, as in Keptn's Jobs) and ordering annotations.
-fn named(
-    mut job: Value,
-    job_name: &str,
-    task_name: &str,
-    placement: &Placement,
+fn named<'a>(
+    mut job: Obj<'a>,
+    job_name: &'a str,
+    task_name: &'a str,
+    placement: &'a Placement,
     phase: Phase,
-) -> Value {
-    let mut named = Map::new();
-    named.insert("name".into(), json!(job_name));
-    if let Some(Value::Object(meta)) = job.get_mut("metadata").map(Value::take) {
-        named.extend(meta);
+) -> Obj<'a> {
+    let Some(Obj::Map(meta)) = job.get_mut("metadata") else {
+        unreachable!("build writes metadata as a map");
+    };
+    meta.insert(0, ("name".into(), Obj::str(job_name)));
+    if let Some((_, Obj::Map(ann))) = meta.iter_mut().find(|(k, _)| k == "annotations") {
+        object::insert(ann, "keptn.sh/task-name", Obj::str(task_name));
+        for (k, v) in placement.ordering_annotations(phase, true) {
+            object::insert(ann, k, Obj::Str(v));
+        }
     }
-    if let Some(ann) = named.get_mut("annotations").and_then(Value::as_object_mut) {
-        ann.insert("keptn.sh/task-name".into(), json!(task_name));
-    }
-    job["metadata"] = Value::Object(named);
-    placement.annotate(&mut job, phase, true);
     job
 }
 
@@ -462,13 +477,13 @@ fn namespace_phrase(ns: &str) -> String {
 /// The labels klt-render puts on a task's objects. A ConfigMap's are made again from its
 /// users' runs rather than kept from validation: labels kept for every Job, and freed when
 /// ConfigMaps merge, left the heap so fragmented that writing the stream slowed by a sixth.
-pub fn own_labels(run: &TaskRun<'_>) -> BTreeMap<String, String> {
+pub fn own_labels(run: &TaskRun<'_>) -> BTreeMap<&'static str, String> {
     let mut l = BTreeMap::new();
-    l.insert(LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string());
+    l.insert(LABEL_MANAGED_BY, MANAGED_BY.to_string());
     let ctx = &run.context;
-    let mut put = |k: &str, v: &str| {
+    let mut put = |k: &'static str, v: &str| {
         if let Some(v) = label_value(v) {
-            l.insert(k.to_string(), v);
+            l.insert(k, v);
         }
     };
     put(LABEL_APP, &ctx.app_name);
@@ -563,6 +578,8 @@ pub fn truncate_name(s: &str, max: usize) -> String {
     cut.trim_end_matches(['-', '.']).to_string()
 }
 
+/// The code and settings a runtime Job runs with: the definition's, completed by the
+/// definition its functionRef names, then by the task's own values.
 fn resolve_runtime<'d>(
     run: &TaskRun<'_>,
     def: &TaskDefinition<'d>,
@@ -574,7 +591,7 @@ fn resolve_runtime<'d>(
     let ns = run.lookup_namespace.as_str();
     let mut r = Resolved {
         lang,
-        params: spec.parameters.clone(),
+        params: spec.parameters.iter().cloned().collect(),
         secret: spec.secret.clone(),
         cmd: spec.cmd_parameters.clone(),
         config_map: None,
@@ -583,83 +600,127 @@ fn resolve_runtime<'d>(
     };
     // The definition each resolved value came from, for messages about it.
     let mut secret_owner: &Doc<'_> = def.doc;
-    let code_owner: (&TaskDefinition<'d>, &RuntimeSpec<'d>);
-    if let Some(fref) = &spec.function_ref {
-        let Some(parent) = index.definition(ns, &fref.value) else {
-            let names = index.definition_names(ns);
-            let help = crate::suggest::closest(&fref.value, names.iter().copied())
-                .map(|s| format!("did you mean \"{s}\"?"))
-                .unwrap_or_else(|| {
-                    "add the referenced KeptnTaskDefinition to the rendered paths".into()
-                });
-            diags.push(def.doc.diag(
-                "KLT014",
-                Severity::Error,
-                fref.pos,
-                Some(fref.field.clone()),
-                format!("functionRef names {:?}, which is not defined", fref.value),
-                Some(help),
-            ));
-            return None;
-        };
-        // Keptn reads the parent's runtime spec deno first, whatever the child's runner.
-        let Some((plang, pspec)) = parent
-            .deno
-            .as_deref()
-            .filter(|d| !d.is_empty())
-            .map(|d| (Lang::Deno, d))
-            .or_else(|| {
-                parent
-                    .python
-                    .as_deref()
-                    .filter(|p| !p.is_empty())
-                    .map(|p| (Lang::Python, p))
-            })
-        else {
-            diags.push(def.doc.diag(
-                "KLT015",
-                Severity::Error,
-                fref.pos,
-                Some(fref.field.clone()),
-                format!("functionRef target {:?} has no deno or python code", fref.value),
-                Some("point functionRef at a deno or python definition with inline, httpRef or configMapRef code".into()),
-            ));
-            return None;
-        };
-        if parent.has_function_ref || std::ptr::eq(parent, def) {
-            diags.push(def.doc.diag(
-                "KLT015",
-                Severity::Error,
-                fref.pos,
-                Some(fref.field.clone()),
-                format!(
-                    "functionRef chain: {:?} refers to {:?}, which has a functionRef itself",
-                    def.doc.name, fref.value
-                ),
-                Some("Keptn follows only one level of functionRef; point directly at the definition that holds the code".into()),
-            ));
-            return None;
-        }
-        // mergo without override: the child's non-empty values win, the parent fills the rest.
-        for (k, v) in &pspec.parameters {
-            let slot = r.params.entry(k.clone()).or_default();
-            if slot.is_empty() {
-                *slot = v.clone();
+    let (owner, ospec) = match &spec.function_ref {
+        Some(fref) => {
+            let (parent, plang, pspec) = function_ref_target(def, fref, ns, index, diags)?;
+            if merge_parent(&mut r, plang, pspec) {
+                secret_owner = parent.doc;
             }
+            (parent, pspec)
         }
-        if r.secret.is_none() {
-            r.secret = pspec.secret.clone();
-            secret_owner = parent.doc;
-        }
-        if r.cmd.is_empty() {
-            r.cmd = pspec.cmd_parameters.clone();
-        }
-        r.lang = plang;
-        code_owner = (parent, pspec);
-    } else {
-        code_owner = (def, spec);
+        None => (def, spec),
+    };
+    resolve_code(&mut r, owner, ospec, ns, index, diags)?;
+    if let Some(task) = apply_task_values(&mut r, run) {
+        secret_owner = task;
     }
-    let (owner, ospec) = code_owner;
+    if let Some(secret) = &r.secret
+        && check_secret(run, secret_owner, secret, index, diags)
+    {
+        r.uses
+            .push(("Secret", ns.to_string(), secret.value.clone()));
+    }
+    Some(r)
+}
+
+/// The definition a functionRef names, with the runtime spec Keptn reads of it (deno first,
+/// whatever the child's runner). It must exist (KLT014), hold code and have no functionRef
+/// itself (KLT015).
+fn function_ref_target<'i, 'd>(
+    def: &TaskDefinition<'d>,
+    fref: &Spanned<String>,
+    ns: &str,
+    index: &'i Index<'_, 'd>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(&'i TaskDefinition<'d>, Lang, &'i RuntimeSpec<'d>)> {
+    let Some(parent) = index.definition(ns, &fref.value) else {
+        let names = index.definition_names(ns);
+        let help = crate::suggest::closest(&fref.value, names.iter().copied())
+            .map(|s| format!("did you mean \"{s}\"?"))
+            .unwrap_or_else(|| {
+                "add the referenced KeptnTaskDefinition to the rendered paths".into()
+            });
+        diags.push(def.doc.diag(
+            "KLT014",
+            Severity::Error,
+            fref.pos,
+            Some(fref.field.clone()),
+            format!("functionRef names {:?}, which is not defined", fref.value),
+            Some(help),
+        ));
+        return None;
+    };
+    let Some((plang, pspec)) = parent
+        .deno
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .map(|d| (Lang::Deno, d))
+        .or_else(|| {
+            parent
+                .python
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .map(|p| (Lang::Python, p))
+        })
+    else {
+        diags.push(def.doc.diag(
+            "KLT015",
+            Severity::Error,
+            fref.pos,
+            Some(fref.field.clone()),
+            format!("functionRef target {:?} has no deno or python code", fref.value),
+            Some("point functionRef at a deno or python definition with inline, httpRef or configMapRef code".into()),
+        ));
+        return None;
+    };
+    if parent.has_function_ref || std::ptr::eq(parent, def) {
+        diags.push(def.doc.diag(
+            "KLT015",
+            Severity::Error,
+            fref.pos,
+            Some(fref.field.clone()),
+            format!(
+                "functionRef chain: {:?} refers to {:?}, which has a functionRef itself",
+                def.doc.name, fref.value
+            ),
+            Some("Keptn follows only one level of functionRef; point directly at the definition that holds the code".into()),
+        ));
+        return None;
+    }
+    Some((parent, plang, pspec))
+}
+
+/// mergo without override: the child's non-empty values win, the parent fills the rest and
+/// gives the language. `true` when the secret is the parent's.
+fn merge_parent<'d>(r: &mut Resolved<'d>, plang: Lang, pspec: &RuntimeSpec<'d>) -> bool {
+    for (k, v) in &pspec.parameters {
+        let slot = r.params.entry(k.clone()).or_default();
+        if slot.is_empty() {
+            *slot = v.clone();
+        }
+    }
+    let parent_secret = r.secret.is_none();
+    if parent_secret {
+        r.secret = pspec.secret.clone();
+    }
+    if r.cmd.is_empty() {
+        r.cmd = pspec.cmd_parameters.clone();
+    }
+    r.lang = plang;
+    parent_secret
+}
+
+/// Where the code comes from: inline (a generated ConfigMap), a ConfigMap of the input
+/// (KLT016 when it or its `code` key is missing) or a URL. `None` when there is no code,
+/// which the definition-level KLT012 already reports.
+fn resolve_code<'d>(
+    r: &mut Resolved<'d>,
+    owner: &TaskDefinition<'d>,
+    ospec: &RuntimeSpec<'d>,
+    ns: &str,
+    index: &Index<'_, 'd>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<()> {
     if let Some(code) = ospec.inline {
         r.config_map = Some(CodeMap::Inline {
             definition: &owner.doc.name,
@@ -670,60 +731,49 @@ fn resolve_runtime<'d>(
             .config_maps
             .get(ns, &cm.value)
             .and_then(|doc| doc.root.path(&["data", "code"]).and_then(Node::as_str));
-        match code {
-            Some(code) => {
-                r.uses.push(("ConfigMap", ns.to_string(), cm.value.clone()));
-                r.config_map = Some(CodeMap::Referenced {
-                    name: cm.value.clone(),
-                    code,
-                })
-            }
-            None => {
-                let present = index.config_maps.get(ns, &cm.value).is_some();
-                diags.push(owner.doc.diag(
-                    "KLT016",
-                    Severity::Error,
-                    cm.pos,
-                    Some(cm.field.clone()),
-                    if present {
-                        format!("ConfigMap {:?} has no key `code` under data", cm.value)
-                    } else {
-                        format!("ConfigMap {:?} is not in the input ({})", cm.value, namespace_phrase(ns))
-                    },
-                    Some("add the ConfigMap with the task's code under data.code to the rendered paths, or use inline code".into()),
-                ));
-                return None;
-            }
-        }
-    } else if let Some(url) = &ospec.http_url {
-        r.url = Some(url.value.clone());
+        let Some(code) = code else {
+            let present = index.config_maps.get(ns, &cm.value).is_some();
+            diags.push(owner.doc.diag(
+                "KLT016",
+                Severity::Error,
+                cm.pos,
+                Some(cm.field.clone()),
+                if present {
+                    format!("ConfigMap {:?} has no key `code` under data", cm.value)
+                } else {
+                    format!("ConfigMap {:?} is not in the input ({})", cm.value, namespace_phrase(ns))
+                },
+                Some("add the ConfigMap with the task's code under data.code to the rendered paths, or use inline code".into()),
+            ));
+            return None;
+        };
+        r.uses.push(("ConfigMap", ns.to_string(), cm.value.clone()));
+        r.config_map = Some(CodeMap::Referenced {
+            name: cm.value.clone(),
+            code,
+        });
     } else {
-        // The definition-level KLT012 already says the code is missing.
-        return None;
+        r.url = Some(ospec.http_url.as_ref()?.value.clone());
     }
+    Some(())
+}
 
-    // Task-level values: parameters only fill gaps, a secret replaces the definition's.
+/// Task-level values: parameters only fill gaps, a secret replaces the definition's. The
+/// task's object when it set the secret.
+fn apply_task_values<'r>(r: &mut Resolved<'_>, run: &'r TaskRun<'_>) -> Option<&'r Doc<'r>> {
     for (k, v) in &run.task_parameters {
         let slot = r.params.entry(Cow::Owned(k.clone())).or_default();
         if slot.is_empty() {
             *slot = Cow::Owned(v.clone());
         }
     }
-    if let Some(s) = &run.task_secret {
-        r.secret = Some(Spanned {
-            value: s.clone(),
-            pos: run.source.root.pos,
-            field: "spec.secureParameters.secret".into(),
-        });
-        secret_owner = run.source;
-    }
-    if let Some(secret) = &r.secret
-        && check_secret(run, secret_owner, secret, index, diags)
-    {
-        r.uses
-            .push(("Secret", ns.to_string(), secret.value.clone()));
-    }
-    Some(r)
+    let s = run.task_secret.as_ref()?;
+    r.secret = Some(Spanned {
+        value: s.clone(),
+        pos: run.source.root.pos,
+        field: "spec.secureParameters.secret".into(),
+    });
+    Some(run.source)
 }
 
 /// Checks the Secret a task reads; `true` when it is part of the input.
@@ -771,34 +821,60 @@ fn check_secret(
     }
 }
 
-type Parts<'d> = (Value, Option<Value>, Option<GeneratedConfigMap<'d>>, String);
+type Parts<'a, 'd> = (
+    Obj<'a>,
+    Option<Obj<'a>>,
+    Option<GeneratedConfigMap<'d>>,
+    String,
+);
 
-fn runtime_container<'d>(
+fn runtime_container<'a, 'd>(
     run: &TaskRun<'_>,
     r: &Resolved<'d>,
-    context_json: &str,
-    opts: &Options,
-) -> Parts<'d> {
+    context_json: String,
+    opts: &'a Options,
+) -> Parts<'a, 'd> {
     let (image, mount_path) = match r.lang {
         Lang::Deno => (opts.deno_image(), "/var/data/function.ts"),
         Lang::Python => (opts.python_image(), "/var/data/function.py"),
     };
-    let mut env = Vec::new();
-    if !r.params.is_empty() {
-        env.push(json!({"name": "DATA", "value": crate::gojson::string_map(&r.params)}));
-    }
-    env.push(json!({"name": opts.profile.context_env, "value": context_json}));
-    if r.cmd.is_empty() {
-        env.push(json!({"name": "CMD_ARGS"}));
-    } else {
-        env.push(json!({"name": "CMD_ARGS", "value": r.cmd}));
-    }
-    if let Some(s) = &r.secret {
-        env.push(json!({"name": "SECURE_DATA", "valueFrom": {"secretKeyRef": {"name": s.value, "key": "SECURE_DATA"}}}));
-    }
-    let mut extra = String::new();
-    let mut generated = None;
-    let cm_name = match &r.config_map {
+    let (cm_name, generated, extra) = code_config_map(run, r);
+    let script = match (&cm_name, &r.url) {
+        (Some(_), _) => mount_path.to_string(),
+        (None, Some(url)) => url.clone(),
+        (None, None) => String::new(),
+    };
+    let mut container = vec![
+        ("name".into(), Obj::str("keptn-function-runner")),
+        ("image".into(), Obj::str(image)),
+        ("imagePullPolicy".into(), Obj::str("IfNotPresent")),
+        ("env".into(), runtime_env(r, context_json, script, opts)),
+    ];
+    let volume = cm_name.map(|name| {
+        let mount = vec![
+            ("name".into(), Obj::str("function-mount")),
+            ("readOnly".into(), Obj::Bool(true)),
+            ("mountPath".into(), Obj::str(mount_path)),
+            ("subPath".into(), Obj::str("code")),
+        ];
+        container.push(("volumeMounts".into(), Obj::Seq(vec![Obj::Map(mount)])));
+        let source = vec![("name".into(), Obj::str(name))];
+        Obj::Map(vec![
+            ("name".into(), Obj::str("function-mount")),
+            ("configMap".into(), Obj::Map(source)),
+        ])
+    });
+    (Obj::Map(container), volume, generated, extra)
+}
+
+/// The ConfigMap the runner mounts its code from: its name, the generated ConfigMap for
+/// inline code, and for a referenced one what the Job name hashes of its code (its name
+/// alone would not change with the code).
+fn code_config_map<'d>(
+    run: &TaskRun<'_>,
+    r: &Resolved<'d>,
+) -> (Option<String>, Option<GeneratedConfigMap<'d>>, String) {
+    match &r.config_map {
         Some(CodeMap::Inline { definition, code }) => {
             let data: BTreeMap<String, String> = [("code".to_string(), code.to_string())].into();
             let name = format!(
@@ -806,42 +882,56 @@ fn runtime_container<'d>(
                 truncate_name(definition, 253 - 19),
                 hash::configmap_suffix(&data)
             );
-            generated = Some(GeneratedConfigMap {
+            let generated = GeneratedConfigMap {
                 name: name.clone(),
                 namespace: run.namespace.clone(),
                 code,
                 definition,
-            });
-            Some(name)
+            };
+            (Some(name), Some(generated), String::new())
         }
         Some(CodeMap::Referenced { name, code }) => {
-            extra = format!("\nconfigmap-code={}", hash::short(code.as_bytes()));
-            Some(name.clone())
+            let extra = format!("\nconfigmap-code={}", hash::short(code.as_bytes()));
+            (Some(name.clone()), None, extra)
         }
-        None => None,
+        None => (None, None, String::new()),
+    }
+}
+
+/// The runner's env in Keptn's order: DATA (when there are parameters), the context,
+/// CMD_ARGS, SECURE_DATA (when there is a secret), SCRIPT.
+fn runtime_env<'a>(
+    r: &Resolved<'_>,
+    context_json: String,
+    script: String,
+    opts: &'a Options,
+) -> Obj<'a> {
+    let var = |name: &'a str, value: Option<String>| {
+        let mut e: Entries<'a> = vec![("name".into(), Obj::str(name))];
+        if let Some(v) = value {
+            e.push(("value".into(), Obj::str(v)));
+        }
+        Obj::Map(e)
     };
-    let script = match (&cm_name, &r.url) {
-        (Some(_), _) => mount_path.to_string(),
-        (None, Some(url)) => url.clone(),
-        (None, None) => String::new(),
-    };
-    env.push(json!({"name": "SCRIPT", "value": script}));
-    let mut container = json!({
-        "name": "keptn-function-runner",
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "env": env,
-    });
-    let volume = cm_name.map(|name| {
-        container["volumeMounts"] = json!([{
-            "name": "function-mount",
-            "readOnly": true,
-            "mountPath": mount_path,
-            "subPath": "code",
-        }]);
-        json!({"name": "function-mount", "configMap": {"name": name}})
-    });
-    (container, volume, generated, extra)
+    let mut env = Vec::with_capacity(5);
+    if !r.params.is_empty() {
+        env.push(var("DATA", Some(crate::gojson::string_map(&r.params))));
+    }
+    env.push(var(opts.profile.context_env, Some(context_json)));
+    env.push(var("CMD_ARGS", (!r.cmd.is_empty()).then(|| r.cmd.clone())));
+    if let Some(s) = &r.secret {
+        let key_ref = vec![
+            ("name".into(), Obj::str(s.value.clone())),
+            ("key".into(), Obj::str("SECURE_DATA")),
+        ];
+        let from = vec![("secretKeyRef".into(), Obj::Map(key_ref))];
+        env.push(Obj::Map(vec![
+            ("name".into(), Obj::str("SECURE_DATA")),
+            ("valueFrom".into(), Obj::Map(from)),
+        ]));
+    }
+    env.push(var("SCRIPT", Some(script)));
+    Obj::Seq(env)
 }
 
 fn container_runner(
@@ -904,21 +994,30 @@ fn container_runner(
     Some((container, volume))
 }
 
-/// The ConfigMap object for inline code.
-pub fn config_map_object(cm: &GeneratedConfigMap<'_>, labels: &BTreeMap<String, String>) -> Value {
-    let mut metadata = Map::new();
-    metadata.insert("name".into(), json!(cm.name));
+/// The ConfigMap object for inline code, with its ordering annotations.
+pub fn config_map_object<'a>(
+    cm: &'a GeneratedConfigMap<'_>,
+    labels: &'a BTreeMap<&'static str, String>,
+    ordering: Vec<(&'static str, Cow<'a, str>)>,
+) -> Obj<'a> {
+    let mut metadata: Entries<'a> = vec![("name".into(), Obj::str(cm.name.as_str()))];
     if let Some(ns) = &cm.namespace {
-        metadata.insert("namespace".into(), json!(ns));
+        metadata.push(("namespace".into(), Obj::str(ns.as_str())));
     }
-    metadata.insert("labels".into(), json!(labels));
-    json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata,
-        "immutable": true,
-        "data": {"code": cm.code},
-    })
+    let labels = labels.iter().map(|(k, v)| (*k, v.as_str()));
+    metadata.push(("labels".into(), Obj::string_map(labels)));
+    let annotations = ordering.into_iter().map(|(k, v)| (k.into(), Obj::Str(v)));
+    metadata.push(("annotations".into(), Obj::Map(annotations.collect())));
+    Obj::Map(vec![
+        ("apiVersion".into(), Obj::str("v1")),
+        ("kind".into(), Obj::str("ConfigMap")),
+        ("metadata".into(), Obj::Map(metadata)),
+        ("immutable".into(), Obj::Bool(true)),
+        (
+            "data".into(),
+            Obj::Map(vec![("code".into(), Obj::str(cm.code))]),
+        ),
+    ])
 }
 
 #[cfg(test)]

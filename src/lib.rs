@@ -13,6 +13,7 @@ pub mod krm;
 pub mod limits;
 pub mod lint;
 pub mod model;
+pub mod object;
 pub mod options;
 pub mod plan;
 pub mod render;

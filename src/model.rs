@@ -65,7 +65,8 @@ pub struct RuntimeSpec<'d> {
     pub http_url: Option<Spanned<String>>,
     pub config_map: Option<Spanned<String>>,
     pub function_ref: Option<Spanned<String>>,
-    pub parameters: BTreeMap<Cow<'d, str>, Cow<'d, str>>,
+    /// `parameters.map`, sorted by key: a map's tree node per definition cost half a kilobyte.
+    pub parameters: Vec<(Cow<'d, str>, Cow<'d, str>)>,
     pub secret: Option<Spanned<String>>,
     pub cmd_parameters: String,
     /// `spec.deno`, `spec.python` or `spec.function`.
@@ -236,7 +237,9 @@ fn read_runtime<'d>(node: &'d Node<'d>, field: &'static str) -> RuntimeSpec<'d> 
         http_url: spanned_str(node.path(&["httpRef", "url"]), f("httpRef.url")),
         config_map: spanned_str(node.path(&["configMapRef", "name"]), f("configMapRef.name")),
         function_ref: spanned_str(node.path(&["functionRef", "name"]), f("functionRef.name")),
-        parameters: borrowed_map(node.path(&["parameters", "map"])),
+        parameters: borrowed_map(node.path(&["parameters", "map"]))
+            .into_iter()
+            .collect(),
         secret: spanned_str(
             node.path(&["secureParameters", "secret"]),
             f("secureParameters.secret"),

@@ -90,12 +90,62 @@ pub fn render_with<R>(
 pub fn render_inspecting<R>(
     files: &[SourceFile],
     opts: &Options,
-    mut inspect: impl FnMut(&Doc<'_>),
+    inspect: impl FnMut(&Doc<'_>),
     finish: impl FnOnce(Rendering<'_>) -> R,
 ) -> R {
     let mut diags = Vec::new();
+    let (docs, workload_keys) = load_inputs(files, opts, inspect, &mut diags);
+    check_duplicates(&docs, opts.namespace.as_deref(), &mut diags);
+    let inputs = Inputs::read(&docs, workload_keys, opts, &mut diags);
+    let runs = plan_runs(&inputs, opts, &mut diags);
+
+    let placement = Placement::new(&inputs.passthrough, opts);
+    placement.check_room(
+        &inputs.passthrough,
+        runs.iter().map(|r| r.phase),
+        opts.records,
+        &mut diags,
+    );
+    let index = Index {
+        definitions: &inputs.definitions,
+        config_maps: &inputs.config_maps,
+        secrets: &inputs.secrets,
+        options: opts,
+        placement: &placement,
+        names: Default::default(),
+    };
+    // Validated and named now, written later: every error is known before the first byte.
+    let rendered: Vec<(usize, job::Rendered<'_>)> = runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| job::render_task(r, &index, &mut diags).map(|j| (i, j)))
+        .collect();
+
+    finish_diagnostics(&mut diags, files);
+    let (items, generated) = if diags.iter().any(Diagnostic::is_error) {
+        Default::default()
+    } else {
+        assemble(&inputs.passthrough, &runs, rendered, &placement, opts)
+    };
+    finish(Rendering {
+        diagnostics: diags,
+        items,
+        generated,
+        runs: &runs,
+        index: &index,
+    })
+}
+
+/// Loads every object, reading what workloads ask of Keptn as each is read and cutting the
+/// trees the render does not read again (see [`keeps_tree`]).
+fn load_inputs<'a>(
+    files: &'a [SourceFile],
+    opts: &Options,
+    mut inspect: impl FnMut(&Doc<'_>),
+    diags: &mut Vec<Diagnostic>,
+) -> (Vec<Doc<'a>>, Vec<(usize, workload::Keys)>) {
     let mut workload_keys = Vec::new();
-    let docs = document::load_each(files, &opts.limits, &mut diags, |i, doc, diags| {
+    let docs = document::load_each(files, &opts.limits, diags, |i, doc, diags| {
         inspect(doc);
         check_metadata_maps(doc, diags);
         crate::workload_keys::check(doc, diags);
@@ -110,116 +160,125 @@ pub fn render_inspecting<R>(
             doc.root = ordering_tree(&doc.root);
         }
     });
-    let mut workload_keys = workload_keys.into_iter().peekable();
-    let dest = opts.namespace.as_deref();
-    check_duplicates(&docs, dest, &mut diags);
+    (docs, workload_keys)
+}
 
-    let mut definitions: job::ByName<Box<TaskDefinition<'_>>> = Default::default();
-    let mut config_maps = job::ByName::default();
-    let mut secrets = job::ByName::default();
-    let mut apps = BTreeMap::new();
-    let mut contexts: BTreeMap<(String, String), AppContext<'_>> = BTreeMap::new();
-    let mut hand_tasks: Vec<HandTask<'_>> = Vec::new();
-    let mut workloads: Vec<Workload<'_>> = Vec::new();
-    let mut passthrough: Vec<&Doc<'_>> = Vec::new();
+/// The input sorted by what the render does with it: Keptn models, what tasks look up, the
+/// workloads that ask for tasks, and the objects that pass through.
+#[derive(Default)]
+struct Inputs<'d> {
+    definitions: job::ByName<Box<TaskDefinition<'d>>>,
+    config_maps: job::ByName<&'d Doc<'d>>,
+    secrets: job::ByName<&'d Doc<'d>>,
+    apps: BTreeMap<(String, String), model::App<'d>>,
+    contexts: BTreeMap<(String, String), AppContext<'d>>,
+    hand_tasks: Vec<HandTask<'d>>,
+    workloads: Vec<Workload<'d>>,
+    passthrough: Vec<&'d Doc<'d>>,
+}
 
-    for (i, doc) in docs.iter().enumerate() {
-        let key = (doc.effective_namespace(dest), doc.name.to_string());
-        if doc.group() == model::GROUP {
-            if !check_keptn_schema(doc, &mut diags) {
+impl<'d> Inputs<'d> {
+    fn read(
+        docs: &'d [Doc<'d>],
+        workload_keys: Vec<(usize, workload::Keys)>,
+        opts: &Options,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Self {
+        let mut inputs = Inputs::default();
+        let mut workload_keys = workload_keys.into_iter().peekable();
+        for (i, doc) in docs.iter().enumerate() {
+            let key = (
+                doc.effective_namespace(opts.namespace.as_deref()),
+                doc.name.to_string(),
+            );
+            if doc.group() == model::GROUP {
+                inputs.read_keptn(doc, key, opts, diags);
                 continue;
             }
-            match &*doc.kind {
-                "KeptnTaskDefinition" => {
-                    let def = Box::new(model::read_task_definition(doc, &mut diags));
-                    definitions.insert(key.0, key.1, def);
-                }
-                "KeptnApp" => {
-                    warn_unrendered(doc, &mut diags);
-                    apps.insert(key, model::read_app(doc));
-                }
-                "KeptnAppContext" => {
-                    warn_unrendered(doc, &mut diags);
-                    contexts.insert(key, model::read_app_context(doc));
-                }
-                "KeptnTask" => hand_tasks.extend(model::read_hand_task(doc, &mut diags)),
-                _ if !opts.keep_keptn => diags.push(doc.diag(
-                    "KLT026",
-                    Severity::Warning,
-                    doc.root.pos,
-                    None,
-                    format!("{} is not rendered and was dropped", doc.kind),
-                    Some("klt-render renders task definitions, apps, app contexts and tasks; pass --keep-keptn to keep other Keptn objects".into()),
-                )),
-                _ => {}
-            }
-            if opts.keep_keptn {
-                passthrough.push(doc);
-            }
-            continue;
-        }
-        passthrough.push(doc);
-        // An object named only by generateName cannot be what a task refers to by name (and
-        // two of them under one key would make the output depend on file order).
-        let named = doc.root.path(&["metadata", "name"]).is_some();
-        match (doc.group(), &*doc.kind) {
-            ("", "ConfigMap" | "Secret") if !named => {}
-            ("", "ConfigMap") => {
-                config_maps.insert(key.0, key.1, doc);
-            }
-            ("", "Secret") => {
-                secrets.insert(key.0, key.1, doc);
-            }
-            _ => {
-                if let Some((_, keys)) = workload_keys.next_if(|(k, _)| *k == i) {
-                    workloads.push(Workload { doc, keys });
+            inputs.passthrough.push(doc);
+            // An object named only by generateName cannot be what a task refers to by name
+            // (and two of them under one key would make the output depend on file order).
+            let named = doc.root.path(&["metadata", "name"]).is_some();
+            match (doc.group(), &*doc.kind) {
+                ("", "ConfigMap" | "Secret") if !named => {}
+                ("", "ConfigMap") => inputs.config_maps.insert(key.0, key.1, doc),
+                ("", "Secret") => inputs.secrets.insert(key.0, key.1, doc),
+                _ => {
+                    if let Some((_, keys)) = workload_keys.next_if(|(k, _)| *k == i) {
+                        inputs.workloads.push(Workload { doc, keys });
+                    }
                 }
             }
         }
+        inputs
     }
 
+    /// A Keptn object becomes a model when its schema allows; other Keptn kinds are dropped
+    /// (KLT026) or, with `--keep-keptn`, passed through.
+    fn read_keptn(
+        &mut self,
+        doc: &'d Doc<'d>,
+        key: (String, String),
+        opts: &Options,
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        if !check_keptn_schema(doc, diags) {
+            return;
+        }
+        match &*doc.kind {
+            "KeptnTaskDefinition" => {
+                let def = Box::new(model::read_task_definition(doc, diags));
+                self.definitions.insert(key.0, key.1, def);
+            }
+            "KeptnApp" => {
+                warn_unrendered(doc, diags);
+                self.apps.insert(key, model::read_app(doc));
+            }
+            "KeptnAppContext" => {
+                warn_unrendered(doc, diags);
+                self.contexts.insert(key, model::read_app_context(doc));
+            }
+            "KeptnTask" => self.hand_tasks.extend(model::read_hand_task(doc, diags)),
+            _ if !opts.keep_keptn => diags.push(doc.diag(
+                "KLT026",
+                Severity::Warning,
+                doc.root.pos,
+                None,
+                format!("{} is not rendered and was dropped", doc.kind),
+                Some("klt-render renders task definitions, apps, app contexts and tasks; pass --keep-keptn to keep other Keptn objects".into()),
+            )),
+            _ => {}
+        }
+        if opts.keep_keptn {
+            self.passthrough.push(doc);
+        }
+    }
+}
+
+/// Every task run: the apps' (in app key order), then hand-written KeptnTasks'.
+fn plan_runs<'d>(
+    inputs: &'d Inputs<'d>,
+    opts: &Options,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<TaskRun<'d>> {
     let mut runs = Vec::new();
-    plan_apps(&apps, &contexts, &workloads, opts, &mut runs, &mut diags);
-    for t in &hand_tasks {
-        runs.push(hand_task_run(t, opts));
-    }
-    runs.shrink_to_fit();
-
-    let placement = Placement::new(&passthrough, opts);
-    placement.check_room(
-        &passthrough,
-        runs.iter().map(|r| r.phase),
-        opts.records,
-        &mut diags,
+    plan_apps(
+        &inputs.apps,
+        &inputs.contexts,
+        &inputs.workloads,
+        opts,
+        &mut runs,
+        diags,
     );
-    let index = Index {
-        definitions: &definitions,
-        config_maps: &config_maps,
-        secrets: &secrets,
-        options: opts,
-        placement: &placement,
-        names: Default::default(),
-    };
-    let rendered: Vec<(usize, job::Rendered<'_>)> = runs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| job::render_task(r, &index, &mut diags).map(|j| (i, j)))
-        .collect();
+    runs.extend(inputs.hand_tasks.iter().map(|t| hand_task_run(t, opts)));
+    runs.shrink_to_fit();
+    runs
+}
 
-    crate::diag::redact_secrets(&mut diags, source_texts(files));
-    crate::diag::finish(&mut diags);
-    let (items, generated) = if diags.iter().any(Diagnostic::is_error) {
-        Default::default()
-    } else {
-        assemble(&passthrough, &runs, rendered, &placement, opts)
-    };
-    finish(Rendering {
-        diagnostics: diags,
-        items,
-        generated,
-        runs: &runs,
-        index: &index,
-    })
+/// Secret values redacted, then put in order (see [`crate::diag::finish`]).
+fn finish_diagnostics(diags: &mut Vec<Diagnostic>, files: &[SourceFile]) {
+    crate::diag::redact_secrets(diags, source_texts(files));
+    crate::diag::finish(diags);
 }
 
 /// A finished render: its diagnostics and, unless they hold an error, its documents in
@@ -270,12 +329,15 @@ impl Rendering<'_> {
         let documents = self
             .items
             .iter()
-            .map(|p| OutDoc {
-                kind: p.kind.to_string(),
-                namespace: p.namespace.as_deref().map(str::to_string),
-                name: p.name.to_string(),
-                text: self.text(p).into_owned(),
-                generated: !matches!(p.body, Body::Input(_)),
+            .map(|p| {
+                let id = self.generated.identity(&p.body);
+                OutDoc {
+                    kind: id.kind.to_string(),
+                    namespace: id.namespace.map(str::to_string),
+                    name: id.name.to_string(),
+                    text: self.text(p).into_owned(),
+                    generated: !matches!(p.body, Body::Input(..)),
+                }
             })
             .collect();
         Output {
@@ -284,15 +346,33 @@ impl Rendering<'_> {
         }
     }
 
+    /// The labels all runs that mount a generated ConfigMap agree on.
+    fn shared_labels(
+        &self,
+        cm: &job::GeneratedConfigMap<'_>,
+        users: &[usize],
+    ) -> BTreeMap<&'static str, String> {
+        let labels_of = |run: &usize| {
+            let mut labels = job::own_labels(&self.runs[*run]);
+            labels.insert(job::LABEL_DEFINITION, cm.definition.to_string());
+            labels
+        };
+        let mut shared = labels_of(&users[0]);
+        for other in users[1..].iter().map(labels_of) {
+            shared.retain(|k, v| other.get(k) == Some(v));
+        }
+        shared
+    }
+
     fn text<'s>(&'s self, item: &'s Placed<'_>) -> Cow<'s, str> {
         match &item.body {
-            Body::Input(text) => Cow::Borrowed(text),
-            Body::Object(obj) => Cow::Owned(yaml::emit(obj)),
+            Body::Input(_, text) => Cow::Borrowed(text),
+            Body::Record(r) => Cow::Owned(yaml::emit(&r.object)),
             Body::ConfigMap(i) => {
-                let (phase, cm, labels) = &self.generated.config_maps[*i];
-                let mut obj = job::config_map_object(cm, labels);
-                self.index.placement.annotate(&mut obj, *phase, false);
-                Cow::Owned(yaml::emit(&obj))
+                let (phase, cm, users) = &self.generated.config_maps[*i];
+                let labels = self.shared_labels(cm, users);
+                let ordering = self.index.placement.ordering_annotations(*phase, false);
+                Cow::Owned(job::config_map_object(cm, &labels, ordering).to_yaml())
             }
             Body::Job(i) => {
                 let (run, rendered) = &self.generated.jobs[*i];
@@ -579,6 +659,8 @@ fn auto_app_version(wls: &[&Workload<'_>]) -> String {
         .to_string()
 }
 
+/// Task runs of every app: each app key (namespace, name) that has a KeptnApp, a
+/// KeptnAppContext or workloads, in key order.
 fn plan_apps<'d>(
     apps: &'d BTreeMap<(String, String), model::App<'d>>,
     contexts: &'d BTreeMap<(String, String), AppContext<'d>>,
@@ -587,7 +669,35 @@ fn plan_apps<'d>(
     runs: &mut Vec<TaskRun<'d>>,
     diags: &mut Vec<Diagnostic>,
 ) {
-    let dest = opts.namespace.as_deref();
+    let by_app = workloads_by_app(workloads, opts.namespace.as_deref());
+    let keys: BTreeSet<&(String, String)> = by_app
+        .keys()
+        .chain(apps.keys())
+        .chain(contexts.keys())
+        .collect();
+    for key in keys {
+        let parts = AppParts {
+            app: apps.get(key).filter(|a| !a.managed_by_keptn),
+            ctx: contexts.get(key),
+            wls: by_app.get(key).map(Vec::as_slice).unwrap_or_default(),
+        };
+        plan_app(key, &parts, opts, runs, diags);
+    }
+}
+
+/// What one app is made of in the input. A KeptnApp that Keptn manages itself counts as
+/// none: Keptn derives that app from its workloads.
+struct AppParts<'a, 'd> {
+    app: Option<&'d model::App<'d>>,
+    ctx: Option<&'d AppContext<'d>>,
+    wls: &'a [&'d Workload<'d>],
+}
+
+/// Workloads by app key, each app's in Keptn name order.
+fn workloads_by_app<'d>(
+    workloads: &'d [Workload<'d>],
+    dest: Option<&str>,
+) -> BTreeMap<(String, String), Vec<&'d Workload<'d>>> {
     let mut by_app: BTreeMap<(String, String), Vec<&Workload<'d>>> = BTreeMap::new();
     for w in workloads {
         by_app
@@ -598,150 +708,215 @@ fn plan_apps<'d>(
     for wls in by_app.values_mut() {
         wls.sort_by_key(|w| w.keptn_name());
     }
-    let keys: BTreeSet<(String, String)> = by_app
-        .keys()
-        .chain(apps.keys())
-        .chain(contexts.keys())
-        .cloned()
-        .collect();
-    for key in keys {
-        let wls = by_app.get(&key).map(Vec::as_slice).unwrap_or_default();
-        let app = apps.get(&key).filter(|a| !a.managed_by_keptn);
-        let ctx = contexts.get(&key);
-        let (app_name, lookup_ns) = (key.1.clone(), key.0.clone());
-        let version = match app {
-            Some(a) => a.version.clone(),
-            None if !wls.is_empty() => auto_app_version(wls),
-            None => {
-                if let Some(c) = ctx
-                    && !(c.pre_tasks.is_empty() && c.post_tasks.is_empty())
-                {
-                    diags.push(c.doc.diag(
-                        "KLT031",
-                        Severity::Warning,
-                        c.doc.root.pos,
-                        None,
-                        format!("no KeptnApp and no workload belongs to app {app_name:?}; its tasks are not rendered"),
-                        Some("give the app's workloads keptn.sh/app (or app.kubernetes.io/part-of) with this name, or add a KeptnApp".into()),
-                    ));
-                }
-                continue;
-            }
-        };
-        if let Some(a) = app {
-            check_app_workloads(a, wls, diags);
+    by_app
+}
+
+/// The runs of one app, in Keptn's order: app pre-deployment tasks, each workload's pre and
+/// post tasks, app post-deployment tasks.
+fn plan_app<'d>(
+    (lookup_ns, app_name): &(String, String),
+    parts: &AppParts<'_, 'd>,
+    opts: &Options,
+    runs: &mut Vec<TaskRun<'d>>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(version) = app_version(app_name, parts, diags) else {
+        return;
+    };
+    if let Some(a) = parts.app {
+        check_app_workloads(a, parts.wls, diags);
+    }
+    let plan = AppPlan {
+        name: app_name.clone(),
+        lookup_namespace: lookup_ns.clone(),
+        namespace: app_namespace(parts),
+        version,
+        spec: parts.app.map(app_spec_json),
+        metadata: Rc::new(parts.ctx.map(|c| c.metadata.clone()).unwrap_or_default()),
+        object_type: opts.profile.app_object_type,
+    };
+    let Some((pre, post, list_doc)) = app_task_lists(app_name, parts, diags) else {
+        return;
+    };
+    if let Some(src) = list_doc {
+        runs.extend(pre.iter().map(|d| plan.app_run(Phase::AppPre, src, d)));
+    }
+    for w in parts.wls {
+        plan.workload_runs(w, runs);
+    }
+    if let Some(src) = list_doc {
+        runs.extend(post.iter().map(|d| plan.app_run(Phase::AppPost, src, d)));
+    }
+}
+
+/// The app version: the KeptnApp's, else the one Keptn derives from the workloads. `None`
+/// when the app has neither (its context's tasks cannot run: KLT031).
+fn app_version(
+    app_name: &str,
+    parts: &AppParts<'_, '_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<String> {
+    if let Some(a) = parts.app {
+        return Some(a.version.clone());
+    }
+    if !parts.wls.is_empty() {
+        return Some(auto_app_version(parts.wls));
+    }
+    if let Some(c) = parts.ctx
+        && !(c.pre_tasks.is_empty() && c.post_tasks.is_empty())
+    {
+        diags.push(c.doc.diag(
+            "KLT031",
+            Severity::Warning,
+            c.doc.root.pos,
+            None,
+            format!("no KeptnApp and no workload belongs to app {app_name:?}; its tasks are not rendered"),
+            Some("give the app's workloads keptn.sh/app (or app.kubernetes.io/part-of) with this name, or add a KeptnApp".into()),
+        ));
+    }
+    None
+}
+
+/// The KeptnApp spec as Go JSON: app tasks run again whenever it changes.
+fn app_spec_json(app: &model::App<'_>) -> Rc<str> {
+    app.doc
+        .root
+        .get("spec")
+        .map_or_else(
+            || "null".to_string(),
+            |s| crate::gojson::value(&s.to_json()),
+        )
+        .into()
+}
+
+/// The namespace written on the app's generated objects: the first one written on the
+/// KeptnApp, the KeptnAppContext or a workload.
+fn app_namespace(parts: &AppParts<'_, '_>) -> Option<String> {
+    parts
+        .app
+        .and_then(|a| a.doc.namespace.as_deref())
+        .or_else(|| parts.ctx.and_then(|c| c.doc.namespace.as_deref()))
+        .or_else(|| parts.wls.iter().find_map(|w| w.doc.namespace.as_deref()))
+        .map(str::to_string)
+}
+
+/// A task list of an app, borrowed from the object that holds it.
+type TaskList<'d> = &'d [Spanned<String>];
+
+/// The app's pre and post task lists and the object they come from: a v1alpha KeptnApp's
+/// own lists, else the KeptnAppContext's. `None` when both hold lists (KLT022).
+fn app_task_lists<'d>(
+    app_name: &str,
+    parts: &AppParts<'_, 'd>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(TaskList<'d>, TaskList<'d>, Option<&'d Doc<'d>>)> {
+    let legacy = parts.app.filter(|a| {
+        a.pre_tasks.as_ref().is_some_and(|l| !l.is_empty())
+            || a.post_tasks.as_ref().is_some_and(|l| !l.is_empty())
+    });
+    Some(match (legacy, parts.ctx) {
+        (Some(a), Some(c)) if !(c.pre_tasks.is_empty() && c.post_tasks.is_empty()) => {
+            diags.push(c.doc.diag(
+                "KLT022",
+                Severity::Error,
+                c.doc.root.pos,
+                Some("spec".into()),
+                format!("tasks of app {app_name:?} are listed both here and in {} ({})", a.doc.display(), a.doc.file),
+                Some("keep the lists in the KeptnAppContext only (Keptn 2 drops the KeptnApp's lists on conversion)".into()),
+            ));
+            return None;
         }
-        let app_spec: Option<Rc<str>> = app.map(|a| {
-            a.doc
-                .root
-                .get("spec")
-                .map_or_else(
-                    || "null".to_string(),
-                    |s| crate::gojson::value(&s.to_json()),
-                )
-                .into()
-        });
-        let namespace = app
-            .and_then(|a| a.doc.namespace.as_deref())
-            .or_else(|| ctx.and_then(|c| c.doc.namespace.as_deref()))
-            .or_else(|| wls.iter().find_map(|w| w.doc.namespace.as_deref()))
-            .map(str::to_string);
+        (Some(a), _) => (
+            a.pre_tasks.as_deref().unwrap_or_default(),
+            a.post_tasks.as_deref().unwrap_or_default(),
+            Some(a.doc),
+        ),
+        (None, Some(c)) => (&c.pre_tasks[..], &c.post_tasks[..], Some(c.doc)),
+        (None, None) => (&[][..], &[][..], None),
+    })
+}
 
-        // App task lists: a v1alpha KeptnApp's own lists, else the KeptnAppContext's.
-        let legacy = app.filter(|a| {
-            a.pre_tasks.as_ref().is_some_and(|l| !l.is_empty())
-                || a.post_tasks.as_ref().is_some_and(|l| !l.is_empty())
-        });
-        let (pre, post, list_doc) = match (legacy, ctx) {
-            (Some(a), Some(c)) if !(c.pre_tasks.is_empty() && c.post_tasks.is_empty()) => {
-                diags.push(c.doc.diag(
-                    "KLT022",
-                    Severity::Error,
-                    c.doc.root.pos,
-                    Some("spec".into()),
-                    format!("tasks of app {app_name:?} are listed both here and in {} ({})", a.doc.display(), a.doc.file),
-                    Some("keep the lists in the KeptnAppContext only (Keptn 2 drops the KeptnApp's lists on conversion)".into()),
-                ));
-                continue;
-            }
-            (Some(a), _) => (
-                a.pre_tasks.as_deref().unwrap_or_default(),
-                a.post_tasks.as_deref().unwrap_or_default(),
-                Some(a.doc),
-            ),
-            (None, Some(c)) => (&c.pre_tasks[..], &c.post_tasks[..], Some(c.doc)),
-            (None, None) => (&[][..], &[][..], None),
-        };
-        let app_metadata = Rc::new(ctx.map(|c| c.metadata.clone()).unwrap_or_default());
+/// What every task run of one app version shares.
+struct AppPlan {
+    name: String,
+    lookup_namespace: String,
+    namespace: Option<String>,
+    version: String,
+    /// The KeptnApp spec (Go JSON) that app-level Job names hash.
+    spec: Option<Rc<str>>,
+    /// The KeptnAppContext's metadata, shared by every run's context.
+    metadata: Rc<BTreeMap<String, String>>,
+    object_type: &'static str,
+}
 
-        let mk = |phase: Phase,
-                  source: &'d Doc<'d>,
-                  def: &'d Spanned<String>,
-                  context: TaskContext,
-                  app_spec: Option<Rc<str>>| {
-            let check = if phase.is_pre() { "pre" } else { "post" };
-            TaskRun {
-                phase,
-                source,
-                definition: def,
-                namespace: namespace.clone(),
-                lookup_namespace: lookup_ns.clone(),
-                context,
-                app_version: version.clone(),
-                app_spec,
-                name_base: format!("{check}-{}", def.value),
-                task_parameters: BTreeMap::new(),
-                task_secret: None,
-                task_limits: None,
-            }
-        };
-        let app_ctx = |task_type: &str| TaskContext {
-            app_name: app_name.clone(),
-            app_version: version.clone(),
-            task_type: task_type.into(),
-            object_type: opts.profile.app_object_type.into(),
-            metadata: Rc::clone(&app_metadata),
+impl AppPlan {
+    fn run<'d>(
+        &self,
+        phase: Phase,
+        source: &'d Doc<'d>,
+        def: &'d Spanned<String>,
+        context: TaskContext,
+        app_spec: Option<Rc<str>>,
+    ) -> TaskRun<'d> {
+        let check = if phase.is_pre() { "pre" } else { "post" };
+        TaskRun {
+            phase,
+            source,
+            definition: def,
+            namespace: self.namespace.clone(),
+            lookup_namespace: self.lookup_namespace.clone(),
+            context,
+            app_version: self.version.clone(),
+            app_spec,
+            name_base: format!("{check}-{}", def.value),
+            task_parameters: BTreeMap::new(),
+            task_secret: None,
+            task_limits: None,
+        }
+    }
+
+    /// An app-level run: its context names the app version and carries the app's metadata.
+    fn app_run<'d>(
+        &self,
+        phase: Phase,
+        source: &'d Doc<'d>,
+        def: &'d Spanned<String>,
+    ) -> TaskRun<'d> {
+        let context = TaskContext {
+            app_name: self.name.clone(),
+            app_version: self.version.clone(),
+            task_type: if phase.is_pre() { "pre" } else { "post" }.into(),
+            object_type: self.object_type.into(),
+            metadata: Rc::clone(&self.metadata),
             ..Default::default()
         };
-        if let Some(src) = list_doc {
-            for d in pre {
-                runs.push(mk(Phase::AppPre, src, d, app_ctx("pre"), app_spec.clone()));
-            }
+        self.run(phase, source, def, context, self.spec.clone())
+    }
+
+    /// A workload's pre and post runs: their context names the workload and carries the
+    /// app's metadata overlaid with the workload's.
+    fn workload_runs<'d>(&self, w: &'d Workload<'d>, runs: &mut Vec<TaskRun<'d>>) {
+        let metadata = if w.metadata.is_empty() {
+            Rc::clone(&self.metadata)
+        } else {
+            let mut merged = (*self.metadata).clone();
+            merged.extend(w.metadata.clone());
+            Rc::new(merged)
+        };
+        let context = |task_type: &str| TaskContext {
+            workload_name: w.keptn_name(),
+            app_name: self.name.clone(),
+            app_version: String::new(),
+            workload_version: w.version.clone(),
+            task_type: task_type.into(),
+            object_type: "Workload".into(),
+            metadata: Rc::clone(&metadata),
+        };
+        for d in &w.pre_tasks {
+            runs.push(self.run(Phase::WorkloadPre, w.doc, d, context("pre"), None));
         }
-        for w in wls {
-            let metadata = if w.metadata.is_empty() {
-                Rc::clone(&app_metadata)
-            } else {
-                let mut merged = (*app_metadata).clone();
-                merged.extend(w.metadata.clone());
-                Rc::new(merged)
-            };
-            let wctx = |task_type: &str| TaskContext {
-                workload_name: w.keptn_name(),
-                app_name: app_name.clone(),
-                app_version: String::new(),
-                workload_version: w.version.clone(),
-                task_type: task_type.into(),
-                object_type: "Workload".into(),
-                metadata: Rc::clone(&metadata),
-            };
-            for d in &w.pre_tasks {
-                runs.push(mk(Phase::WorkloadPre, w.doc, d, wctx("pre"), None));
-            }
-            for d in &w.post_tasks {
-                runs.push(mk(Phase::WorkloadPost, w.doc, d, wctx("post"), None));
-            }
-        }
-        if let Some(src) = list_doc {
-            for d in post {
-                runs.push(mk(
-                    Phase::AppPost,
-                    src,
-                    d,
-                    app_ctx("post"),
-                    app_spec.clone(),
-                ));
-            }
+        for d in &w.post_tasks {
+            runs.push(self.run(Phase::WorkloadPost, w.doc, d, context("post"), None));
         }
     }
 }
@@ -819,7 +994,7 @@ fn hand_task_run<'d>(t: &'d HandTask<'d>, opts: &Options) -> TaskRun<'d> {
     }
 }
 
-fn kind_rank(kind: &str) -> usize {
+fn kind_rank(kind: &str) -> u8 {
     const ORDER: &[&str] = &[
         "Namespace",
         "CustomResourceDefinition",
@@ -833,7 +1008,7 @@ fn kind_rank(kind: &str) -> usize {
         "PersistentVolumeClaim",
         "Service",
     ];
-    ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len())
+    ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len()) as u8
 }
 
 /// One TaskRecord (spec only) per app version, keyed by namespace and name; the status is
@@ -910,28 +1085,24 @@ fn phase_rank(label: &str) -> usize {
         .unwrap_or(4)
 }
 
-/// A generated ConfigMap, the earliest phase that mounts it and the labels all users share.
-type SharedConfigMap<'r> = (Phase, job::GeneratedConfigMap<'r>, BTreeMap<String, String>);
+/// A generated ConfigMap, the earliest phase that mounts it and the runs that mount it (its
+/// labels are those all of them agree on, made as it is written).
+type SharedConfigMap<'r> = (Phase, job::GeneratedConfigMap<'r>, Vec<usize>);
 
-/// An output document with what orders it: phase group, kind rank, API group; then kind,
-/// namespace, name and (only for otherwise equal input objects) the text.
-/// Input objects' names are borrowed: copies of them for every object of a large input
+/// An output document: its phase group and kind rank, and what it is made from. Its name and
+/// the rest of its sort key are read from its body: copies of them for every output document
 /// added up to megabytes.
 struct Placed<'r> {
-    group: usize,
-    rank: usize,
-    api_group: &'r str,
-    kind: &'r str,
-    namespace: Option<Cow<'r, str>>,
-    name: Cow<'r, str>,
+    group: u8,
+    rank: u8,
     body: Body<'r>,
 }
 
 /// What an output document's text is made from.
 enum Body<'r> {
-    /// An input object: its own text, or re-emitted when it had to change.
-    Input(Cow<'r, str>),
-    Object(Value),
+    /// An input object with its text: its own, or re-emitted when it had to change.
+    Input(&'r Doc<'r>, Cow<'r, str>),
+    Record(Box<Record>),
     /// A generated ConfigMap (its index in [`Generated::config_maps`]), made into an object
     /// only as it is written.
     ConfigMap(usize),
@@ -939,31 +1110,23 @@ enum Body<'r> {
     Job(usize),
 }
 
-impl Placed<'_> {
-    fn key(&self) -> (usize, usize, &str, &str, &str, &str) {
-        (
-            self.group,
-            self.rank,
-            self.kind,
-            self.api_group,
-            self.namespace.as_deref().unwrap_or(""),
-            &self.name,
-        )
-    }
+/// A TaskRecord object with the namespace and name it is sorted by.
+struct Record {
+    namespace: Option<String>,
+    name: String,
+    object: Value,
+}
 
-    /// Generated objects never tie: they are keyed by namespace and name within their group.
-    fn cmp(&self, other: &Placed<'_>) -> std::cmp::Ordering {
-        self.key()
-            .cmp(&other.key())
-            .then_with(|| match (&self.body, &other.body) {
-                (Body::Input(a), Body::Input(b)) => a.cmp(b),
-                _ => std::cmp::Ordering::Equal,
-            })
-    }
+/// What names an output document.
+struct Identity<'s> {
+    kind: &'s str,
+    api_group: &'s str,
+    namespace: Option<&'s str>,
+    name: &'s str,
 }
 
 /// Where each group of output documents goes: phase groups around the input objects (2).
-fn phase_group(p: Phase) -> usize {
+fn phase_group(p: Phase) -> u8 {
     match p {
         Phase::AppPre => 0,
         Phase::WorkloadPre => 1,
@@ -981,6 +1144,53 @@ struct Generated<'r> {
     config_maps: Vec<SharedConfigMap<'r>>,
 }
 
+impl Generated<'_> {
+    fn identity<'s>(&'s self, body: &'s Body<'_>) -> Identity<'s> {
+        let generated = |kind, namespace: &'s Option<String>, name: &'s str| Identity {
+            kind,
+            api_group: "",
+            namespace: namespace.as_deref(),
+            name,
+        };
+        match body {
+            Body::Input(d, _) => Identity {
+                kind: &d.kind,
+                api_group: d.group(),
+                namespace: d.namespace.as_deref(),
+                name: &d.name,
+            },
+            Body::Record(r) => generated("TaskRecord", &r.namespace, &r.name),
+            Body::ConfigMap(i) => {
+                let cm = &self.config_maps[*i].1;
+                generated("ConfigMap", &cm.namespace, &cm.name)
+            }
+            Body::Job(i) => {
+                let r = &self.jobs[*i].1;
+                generated("Job", &r.namespace, &r.job_name)
+            }
+        }
+    }
+
+    /// Output order: phase group, kind rank, kind, API group, namespace, name; input objects
+    /// that tie on all of these by their text. Generated objects never tie (they are keyed
+    /// by namespace and name within their group), and objects that tie on everything are
+    /// written alike, so an unstable sort writes the same stream as a stable one.
+    fn order(&self, a: &Placed<'_>, b: &Placed<'_>) -> std::cmp::Ordering {
+        self.sort_key(a)
+            .cmp(&self.sort_key(b))
+            .then_with(|| match (&a.body, &b.body) {
+                (Body::Input(_, x), Body::Input(_, y)) => x.cmp(y),
+                _ => std::cmp::Ordering::Equal,
+            })
+    }
+
+    fn sort_key<'s>(&'s self, p: &'s Placed<'_>) -> (u8, u8, &'s str, &'s str, &'s str, &'s str) {
+        let id = self.identity(&p.body);
+        let ns = id.namespace.unwrap_or("");
+        (p.group, p.rank, id.kind, id.api_group, ns, id.name)
+    }
+}
+
 fn assemble<'r>(
     passthrough: &[&'r Doc<'r>],
     runs: &[TaskRun<'_>],
@@ -988,17 +1198,20 @@ fn assemble<'r>(
     placement: &Placement,
     opts: &Options,
 ) -> (Vec<Placed<'r>>, Generated<'r>) {
-    let (cms, jobs) = shared_config_maps(runs, rendered);
+    let (cms, mut jobs) = shared_config_maps(rendered);
     // Jobs of equal name are equal, so the first of them stands for all.
-    let used = used_inputs(&jobs);
-    let mut out: Vec<Placed<'r>> = Vec::with_capacity(passthrough.len() + cms.len() + jobs.len());
-    out.extend(
-        passthrough
-            .iter()
-            .map(|d| input_document(d, &used, placement, opts)),
-    );
+    let uses = take_uses(&mut jobs);
+    let used = used_inputs(&uses);
+    let inputs: Vec<Placed<'r>> = passthrough
+        .iter()
+        .map(|d| input_document(d, &used, placement, opts))
+        .collect();
+    drop(used);
+    drop(uses);
+    // Generated documents by phase group, each group made in its output order already.
+    let mut groups: [Vec<Placed<'r>>; 6] = Default::default();
     let mut config_maps = Vec::with_capacity(cms.len());
-    for ((ns, name), shared) in cms {
+    for (_, shared) in cms {
         // In hooks mode every ConfigMap is a PreSync hook, so it exists before any Job.
         let group = if opts.mode == Mode::Hooks {
             0
@@ -1007,61 +1220,61 @@ fn assemble<'r>(
         };
         let body = Body::ConfigMap(config_maps.len());
         config_maps.push(shared);
-        out.push(generated(group, 0, "ConfigMap", ns, name, body));
+        groups[group as usize].push(generated(group, 0, body));
     }
     if opts.records {
-        for ((ns, name), mut record) in task_records(&jobs, runs) {
-            record["metadata"]["annotations"] =
+        for ((namespace, name), mut object) in task_records(&jobs, runs) {
+            object["metadata"]["annotations"] =
                 json!({ANN_WAVE: placement.record_wave().to_string()});
-            out.push(generated(
-                5,
-                0,
-                "TaskRecord",
-                ns,
+            let record = Record {
+                namespace,
                 name,
-                Body::Object(record),
-            ));
+                object,
+            };
+            groups[5].push(generated(5, 0, Body::Record(Box::new(record))));
         }
     }
     for (i, (_, r)) in jobs.iter().enumerate() {
         let group = phase_group(r.phase);
-        let (ns, name) = (r.namespace.clone(), r.job_name.clone());
-        out.push(generated(group, 1, "Job", ns, name, Body::Job(i)));
+        groups[group as usize].push(generated(group, 1, Body::Job(i)));
     }
-    out.sort_by(Placed::cmp);
-    (out, Generated { jobs, config_maps })
+    let generated = Generated { jobs, config_maps };
+    // The input objects come in file order; sorting a group that is sorted only checks it.
+    groups[2] = inputs;
+    let mut out = Vec::with_capacity(groups.iter().map(Vec::len).sum());
+    for mut group in groups {
+        group.sort_unstable_by(|a, b| generated.order(a, b));
+        out.append(&mut group);
+    }
+    (out, generated)
 }
 
-fn generated<'r>(
-    group: usize,
-    rank: usize,
-    kind: &'static str,
-    namespace: Option<String>,
-    name: String,
-    body: Body<'r>,
-) -> Placed<'r> {
-    Placed {
-        group,
-        rank,
-        api_group: "",
-        kind,
-        namespace: namespace.map(Cow::Owned),
-        name: Cow::Owned(name),
-        body,
-    }
+fn generated(group: u8, rank: u8, body: Body<'_>) -> Placed<'_> {
+    Placed { group, rank, body }
+}
+
+/// The input objects the Jobs need, taken out of them: they only decide where those objects
+/// go, and need not be held while the stream is written.
+fn take_uses(jobs: &mut Jobs<'_>) -> Vec<(Phase, (&'static str, String, String))> {
+    jobs.iter_mut()
+        .flat_map(|(_, r)| {
+            let phase = r.phase;
+            std::mem::take(&mut r.uses)
+                .into_iter()
+                .map(move |u| (phase, u))
+        })
+        .collect()
 }
 
 /// Input ConfigMaps and Secrets that task Jobs need, with the earliest phase that needs them:
 /// they must exist before those Jobs start.
 type Used<'a> = BTreeMap<(&'static str, &'a str, &'a str), Phase>;
 
-fn used_inputs<'a>(jobs: &'a Jobs<'_>) -> Used<'a> {
+fn used_inputs<'a>(uses: &'a [(Phase, (&'static str, String, String))]) -> Used<'a> {
     let mut used = Used::new();
-    for (_, r) in jobs {
-        for (kind, ns, name) in &r.uses {
-            let e = used.entry((*kind, ns, name)).or_insert(r.phase);
-            *e = (*e).min(r.phase);
-        }
+    for (phase, (kind, ns, name)) in uses {
+        let e = used.entry((*kind, ns, name)).or_insert(*phase);
+        *e = (*e).min(*phase);
     }
     used
 }
@@ -1093,11 +1306,7 @@ fn input_document<'r>(
     Placed {
         group: 2,
         rank: kind_rank(&d.kind),
-        api_group: d.group(),
-        kind: &d.kind,
-        namespace: d.namespace.as_deref().map(Cow::Borrowed),
-        name: Cow::Borrowed(&d.name),
-        body: Body::Input(text),
+        body: Body::Input(d, text),
     }
 }
 
@@ -1110,23 +1319,20 @@ type Jobs<'r> = Vec<(usize, job::Rendered<'r>)>;
 type SharedConfigMaps<'r> = BTreeMap<(Option<String>, String), SharedConfigMap<'r>>;
 
 fn shared_config_maps<'r>(
-    runs: &[TaskRun<'_>],
     rendered: Vec<(usize, job::Rendered<'r>)>,
 ) -> (SharedConfigMaps<'r>, Jobs<'r>) {
     let mut cms = SharedConfigMaps::new();
     let mut jobs = rendered;
     for (run, r) in &mut jobs {
         if let Some(cm) = r.config_map.take() {
-            let mut labels = job::own_labels(&runs[*run]);
-            labels.insert(job::LABEL_DEFINITION.into(), cm.definition.to_string());
             match cms.entry((cm.namespace.clone(), cm.name.clone())) {
                 std::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert((r.phase, cm, labels));
+                    v.insert((r.phase, cm, vec![*run]));
                 }
                 std::collections::btree_map::Entry::Occupied(mut o) => {
                     let entry = o.get_mut();
                     entry.0 = entry.0.min(r.phase);
-                    entry.2.retain(|k, v| labels.get(k) == Some(v));
+                    entry.2.push(*run);
                 }
             }
         }

@@ -1,6 +1,8 @@
 //! Argo CD ordering of generated objects: which sync wave each phase gets (around the waves
 //! of the app's own resources) and, in hooks mode, the hook annotations.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value, json};
 
 use crate::diag::{Diagnostic, Severity};
@@ -125,23 +127,34 @@ impl Placement {
         let Some(ann) = annotations_mut(obj) else {
             return;
         };
-        ann.insert(ANN_WAVE.into(), json!(self.wave(phase).to_string()));
+        for (k, v) in self.ordering_annotations(phase, is_job) {
+            ann.insert(k.into(), json!(v));
+        }
+    }
+
+    /// The ordering annotations of a generated object, in the order they are set: its wave
+    /// and, in hooks mode, its hook and hook delete policy.
+    pub fn ordering_annotations(
+        &self,
+        phase: Phase,
+        is_job: bool,
+    ) -> Vec<(&'static str, Cow<'_, str>)> {
+        let mut ann = vec![(ANN_WAVE, Cow::Owned(self.wave(phase).to_string()))];
         if self.mode == Mode::Hooks {
             let hook = if is_job && !phase.is_pre() {
                 "PostSync"
             } else {
                 "PreSync"
             };
-            ann.insert(ANN_HOOK.into(), json!(hook));
-            ann.insert(
-                ANN_HOOK_DELETE.into(),
-                json!(if is_job {
-                    self.hook_delete_policy.as_str()
-                } else {
-                    "BeforeHookCreation"
-                }),
-            );
+            ann.push((ANN_HOOK, Cow::Borrowed(hook)));
+            let delete = if is_job {
+                self.hook_delete_policy.as_str()
+            } else {
+                "BeforeHookCreation"
+            };
+            ann.push((ANN_HOOK_DELETE, Cow::Borrowed(delete)));
         }
+        ann
     }
 }
 

@@ -472,6 +472,18 @@ impl<'a> Builder<'a, '_> {
             return Err(YamlError::syntax(pos, "alias to an unknown anchor".into()));
         };
         let (nodes, height) = (anchored.nodes, anchored.height);
+        self.charge_alias(nodes, height, pos)?;
+        let anchored = &self.anchors[&id];
+        Ok(Built {
+            node: anchored.node.clone(),
+            nodes,
+            height,
+        })
+    }
+
+    /// Pays for the copy an alias makes (`nodes` nodes, `height` levels) from the nesting
+    /// limit, the document's budget and the input's.
+    fn charge_alias(&mut self, nodes: u64, height: u32, pos: Pos) -> Result<(), YamlError> {
         let limits = self.budget.limits;
         if self.depth + height > self.max_depth {
             return Err(self.too_deep(pos));
@@ -498,12 +510,7 @@ impl<'a> Builder<'a, '_> {
                 ),
             ));
         }
-        let anchored = &self.anchors[&id];
-        Ok(Built {
-            node: anchored.node.clone(),
-            nodes,
-            height,
-        })
+        Ok(())
     }
 
     fn too_deep(&self, pos: Pos) -> YamlError {
@@ -559,39 +566,17 @@ impl<'a> Builder<'a, '_> {
         let (mut nodes, mut height) = (1u64, 0u32);
         loop {
             let (ev, span) = self.next_content()?;
-            // Only a plain `<<` is a merge key; a quoted "<<" is an ordinary key.
-            let plain_merge = matches!(
-                &ev,
-                Event::Scalar(v, ScalarStyle::Plain, _, None) if v == "<<"
-            );
             if matches!(ev, Event::MappingEnd) {
                 break;
             }
-            let key = self.node(ev, span)?;
-            let (ev, span) = self.next_content()?;
-            let value = self.node(ev, span)?;
+            let (key, value, merge) = self.key_value(ev, span)?;
             nodes = nodes.saturating_add(key.nodes).saturating_add(value.nodes);
             height = height.max(value.height);
-            let key_pos = key.node.pos;
-            let key_text = key_string(key.node)?;
-            if plain_merge {
+            if merge {
                 merge_into(&mut merged, value.node)?;
-                continue;
+            } else {
+                entries.push_unique(key.node, value.node)?;
             }
-            if let Some(prev) = entries.find(&key_text) {
-                return Err(YamlError::syntax(
-                    key_pos,
-                    format!(
-                        "duplicate key {key_text:?} (first at line {}); Kubernetes rejects duplicate fields",
-                        prev.key_pos.line
-                    ),
-                ));
-            }
-            entries.push(Entry {
-                key: key_text,
-                key_pos,
-                value: value.node,
-            });
         }
         for m in merged.entries {
             entries.push_new(m);
@@ -607,6 +592,23 @@ impl<'a> Builder<'a, '_> {
             nodes,
             height: height + 1,
         })
+    }
+
+    /// One mapping key (starting at `ev`) and its value; `true` for a merge key, which only a
+    /// plain `<<` is (a quoted "<<" is an ordinary key).
+    fn key_value(
+        &mut self,
+        ev: Event<'a>,
+        span: Span,
+    ) -> Result<(Built<'a>, Built<'a>, bool), YamlError> {
+        let merge = matches!(
+            &ev,
+            Event::Scalar(v, ScalarStyle::Plain, _, None) if v == "<<"
+        );
+        let key = self.node(ev, span)?;
+        let (ev, span) = self.next_content()?;
+        let value = self.node(ev, span)?;
+        Ok((key, value, merge))
     }
 
     fn remember(&mut self, anchor: usize, built: Built<'a>) -> Built<'a> {
@@ -674,6 +676,27 @@ impl<'a> MapBuilder<'a> {
         self.entries.iter().find(|e| e.key == key)
     }
 
+    /// Adds an entry; a key that is already there is an error, as Kubernetes rejects it.
+    fn push_unique(&mut self, key: Node<'a>, value: Node<'a>) -> Result<(), YamlError> {
+        let key_pos = key.pos;
+        let key_text = key_string(key)?;
+        if let Some(prev) = self.find(&key_text) {
+            return Err(YamlError::syntax(
+                key_pos,
+                format!(
+                    "duplicate key {key_text:?} (first at line {}); Kubernetes rejects duplicate fields",
+                    prev.key_pos.line
+                ),
+            ));
+        }
+        self.push(Entry {
+            key: key_text,
+            key_pos,
+            value,
+        });
+        Ok(())
+    }
+
     fn push(&mut self, entry: Entry<'a>) {
         if self.entries.len() + 1 == INDEX_FROM {
             for (i, e) in self.entries.iter().enumerate() {
@@ -731,10 +754,6 @@ fn resolve_scalar<'a>(value: Cow<'a, str>, style: ScalarStyle, tag: Option<&str>
         return NodeKind::Str(value);
     }
     resolve_plain_typed(&value).unwrap_or(NodeKind::Str(value))
-}
-
-fn resolve_plain(value: &str) -> NodeKind<'static> {
-    resolve_plain_typed(value).unwrap_or_else(|| NodeKind::Str(Cow::Owned(value.to_string())))
 }
 
 /// The non-string type a plain scalar resolves to, `None` for a string.
@@ -873,7 +892,7 @@ pub fn emit(value: &Value) -> String {
     out
 }
 
-fn pad(out: &mut String, indent: usize) {
+pub(crate) fn pad(out: &mut String, indent: usize) {
     for _ in 0..indent {
         out.push(' ');
     }
@@ -896,7 +915,7 @@ fn emit_map(
     }
 }
 
-fn emit_after_key(out: &mut String, v: &Value, indent: usize) {
+pub(crate) fn emit_after_key(out: &mut String, v: &Value, indent: usize) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             out.push('\n');
@@ -917,24 +936,28 @@ fn emit_after_key(out: &mut String, v: &Value, indent: usize) {
 
 fn emit_seq(out: &mut String, items: &[Value], indent: usize) {
     for item in items {
-        pad(out, indent);
-        out.push_str("- ");
-        match item {
-            Value::Object(m) if !m.is_empty() => emit_map(out, m, indent + 2, true),
-            Value::String(s) if block_chomping(s).is_some() => {
-                out.pop(); // "- |" rather than "-  |"
-                emit_block(out, s, indent + 2);
-            }
-            other => {
-                emit_inline(out, other);
-                out.push('\n');
-            }
+        emit_seq_item(out, item, indent);
+    }
+}
+
+pub(crate) fn emit_seq_item(out: &mut String, item: &Value, indent: usize) {
+    pad(out, indent);
+    out.push_str("- ");
+    match item {
+        Value::Object(m) if !m.is_empty() => emit_map(out, m, indent + 2, true),
+        Value::String(s) if block_chomping(s).is_some() => {
+            out.pop(); // "- |" rather than "-  |"
+            emit_block(out, s, indent + 2);
+        }
+        other => {
+            emit_inline(out, other);
+            out.push('\n');
         }
     }
 }
 
 /// A value on one line: scalars, empty collections, nested lists in flow style.
-fn emit_inline(out: &mut String, v: &Value) {
+pub(crate) fn emit_inline(out: &mut String, v: &Value) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -977,7 +1000,7 @@ fn emit_inline_flow(out: &mut String, v: &Value) {
     }
 }
 
-fn emit_scalar_str(out: &mut String, s: &str) {
+pub(crate) fn emit_scalar_str(out: &mut String, s: &str) {
     if is_plain_safe(s) {
         out.push_str(s);
     } else {
@@ -997,11 +1020,11 @@ fn is_plain_safe(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"._/:@+=-".contains(c))
         && !s.ends_with(':')
         && !s.contains("::")
-        && matches!(resolve_plain(s), NodeKind::Str(_))
+        && resolve_plain_typed(s).is_none()
 }
 
 /// The chomping indicator when `s` can be an exact literal block, else `None`.
-fn block_chomping(s: &str) -> Option<&'static str> {
+pub(crate) fn block_chomping(s: &str) -> Option<&'static str> {
     if !s.contains('\n') || s.starts_with(' ') || s.starts_with('\n') {
         return None;
     }
@@ -1033,7 +1056,7 @@ fn block_chomping(s: &str) -> Option<&'static str> {
     })
 }
 
-fn emit_block(out: &mut String, s: &str, indent: usize) {
+pub(crate) fn emit_block(out: &mut String, s: &str, indent: usize) {
     out.push(' ');
     out.push_str(block_chomping(s).expect("checked by the caller"));
     out.push('\n');
@@ -1047,7 +1070,7 @@ fn emit_block(out: &mut String, s: &str, indent: usize) {
     }
 }
 
-fn emit_double_quoted(out: &mut String, s: &str) {
+pub(crate) fn emit_double_quoted(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -3,7 +3,7 @@
 #   $REPO/.cache/testenv/<key>/kube-testenv
 # and print that path (the only line on stdout). Reuses a cached binary.
 #
-# <key> is the sha256 of go.sum together with go.mod, main.go, this script and
+# <key> is the sha256 of go.sum together with go.mod, the *.go files, this script and
 # `go version`, so any change of dependencies, code, build flags or toolchain
 # gives a new binary. Heavy work runs under `nice -n 19` with at most
 # TESTENV_GO_PARALLEL (default 2) parallel compile jobs.
@@ -13,12 +13,13 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 cache_root="${TESTENV_CACHE_DIR:-$repo/.cache/testenv}"
 
-command -v go >/dev/null || { echo "build.sh: go not found in PATH" >&2; exit 1; }
+# Exit 3: the build is impossible on this machine (tests skip on it, as for tests/argocd-cmp).
+command -v go >/dev/null || { echo "build.sh: cannot build kube-testenv here: go not found in PATH" >&2; exit 3; }
 goversion="$(cd "$here" && go version)"
 
 key="$(
   cd "$here"
-  { sha256sum go.sum go.mod main.go build.sh; echo "$goversion"; } | sha256sum | cut -c1-16
+  { sha256sum go.sum go.mod *.go build.sh; echo "$goversion"; } | sha256sum | cut -c1-16
 )"
 out_dir="$cache_root/$key"
 bin="$out_dir/kube-testenv"

@@ -9,6 +9,11 @@
 // server, waits for /readyz, writes a self-contained kubeconfig and prints
 // exactly one line "READY <kubeconfig>" on stdout. SIGTERM or SIGINT shuts the
 // API server down, stops etcd and exits 0.
+//
+// With --cluster the same process is a small cluster (cluster.go): the
+// kube-controller-manager and kube-scheduler, a kwok node (kwok.go) and the
+// task-pod runner that plays the kubelet for klt-render's Job pods
+// (taskrunner.go); READY then also waits for the node and the controllers.
 package main
 
 import (
@@ -77,6 +82,10 @@ func run() int {
 	readyTimeout := fs.Duration("ready-timeout", defaultReadyLimit, "give up if /readyz is not OK within this time")
 	apiserverLog := fs.String("apiserver-log", "", `kube-apiserver log file (default DIR/kube-apiserver.log; "-" for stderr)`)
 	verbosity := fs.Int("v", 0, "kube-apiserver log verbosity")
+	var cl clusterOptions
+	fs.BoolVar(&cl.enabled, "cluster", false, "also run kube-controller-manager, kube-scheduler, a kwok node and the task-pod runner (see README)")
+	fs.StringVar(&cl.kltRender, "klt-render", "", "with --cluster: the klt-render binary that runs task pods (default: klt-render on PATH)")
+	fs.StringVar(&cl.taskLog, "task-log", "", "with --cluster: JSON-lines log of task executions (default DIR/tasks.jsonl); outputs beside it")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: kube-testenv [flags] [-- extra kube-apiserver flags]\n")
 		fs.PrintDefaults()
@@ -132,7 +141,11 @@ func run() int {
 		*apiserverLog = filepath.Join(absDir, "kube-apiserver.log")
 	}
 
-	code := serve(ctx, absDir, *kubeconfig, *port, *readyTimeout, *apiserverLog, *verbosity, extraArgs)
+	if err := cl.complete(absDir); err != nil {
+		logf("%v", err)
+		return 2
+	}
+	code := serve(ctx, absDir, *kubeconfig, *port, *readyTimeout, *apiserverLog, *verbosity, cl, extraArgs)
 	klog.Flush()
 	return code
 }
@@ -141,7 +154,7 @@ func run() int {
 // The API server gets a context of its own, cancelled only once its start-up
 // has finished: cancelling it while post-start hooks still run makes upstream
 // code call klog.Fatal (exit 255) instead of shutting down cleanly.
-func serve(stop context.Context, dir, kubeconfig string, port int, readyTimeout time.Duration, apiserverLog string, verbosity int, extraArgs []string) int {
+func serve(stop context.Context, dir, kubeconfig string, port int, readyTimeout time.Duration, apiserverLog string, verbosity int, cl clusterOptions, extraArgs []string) int {
 	start := time.Now()
 	pkiDir := filepath.Join(dir, "pki")
 	if err := os.MkdirAll(pkiDir, 0o700); err != nil {
@@ -203,7 +216,7 @@ func serve(stop context.Context, dir, kubeconfig string, port int, readyTimeout 
 		"--endpoint-reconciler-type=none",
 		"--service-cluster-ip-range=" + serviceCIDR,
 		"--allow-privileged=true",
-		"--disable-admission-plugins=ServiceAccount",
+		"--disable-admission-plugins=" + disabledAdmission(cl.enabled),
 		"--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + p.saPub,
@@ -257,9 +270,36 @@ func serve(stop context.Context, dir, kubeconfig string, port int, readyTimeout 
 		return 1
 	}
 	logf("kube-apiserver ready at %s after %s", server, time.Since(start).Round(time.Millisecond))
+
+	// The cluster's components stop first (deferred last), while the API
+	// server still answers: the task runner deletes the pods it finished.
+	clusterCtx, clusterCancel := context.WithCancel(context.Background())
+	clusterDone := make(chan error, 4)
+	var runner *taskRunner
+	defer func() {
+		clusterCancel()
+		if runner != nil {
+			runner.wait()
+		}
+	}()
+	if cl.enabled {
+		r, err := startCluster(clusterCtx, dir, kubeconfig, cl, readyTimeout, clusterDone)
+		runner = r
+		if err != nil {
+			logf("cluster: %v", err)
+			return 1
+		}
+		logf("cluster ready (node %s Ready, controllers and scheduler running) after %s", nodeName, time.Since(start).Round(time.Millisecond))
+		if stop.Err() != nil {
+			return 0
+		}
+	}
 	fmt.Fprintf(os.Stdout, "READY %s\n", kubeconfig)
 
 	select {
+	case err := <-clusterDone:
+		logf("a cluster component exited unexpectedly: %v", err)
+		return 1
 	case <-stop.Done():
 		return 0 // deferred: stop kube-apiserver, then etcd
 	case err := <-apiserverDone:
@@ -270,6 +310,17 @@ func serve(stop context.Context, dir, kubeconfig string, port int, readyTimeout 
 		logf("etcd failed: %v", err)
 		return 1
 	}
+}
+
+// disabledAdmission: ServiceAccount always (no token controller). With
+// --cluster also TaintNodesByCondition, which taints every new Node
+// not-ready:NoSchedule until the node lifecycle controller sees it Ready; that
+// controller is not run (see clusterControllers), so the taint would stay.
+func disabledAdmission(cluster bool) string {
+	if cluster {
+		return "ServiceAccount,TaintNodesByCondition"
+	}
+	return "ServiceAccount"
 }
 
 // startAPIServer does what kube-apiserver's cobra command does

@@ -10,6 +10,11 @@
 # temp dir (certs, etcd data, kubeconfig, logs). Stdout is only the export
 # lines; progress and errors go to stderr.
 # Env: TESTENV_READY_TIMEOUT (seconds, default 120).
+#
+# A small cluster instead of an API server alone (see README.md, "--cluster"):
+#   eval "$(testenv/run.sh --cluster --klt-render PATH --task-log FILE)"
+# returns once the API server is ready, the node is Ready and the controllers run.
+# Exit 3: the binary cannot be built here (build.sh).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"

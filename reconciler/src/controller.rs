@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::crd::{API_VERSION, FIELD_MANAGER, KIND, TaskRecord, TaskRecordSpec, TaskRecordStatus};
 use crate::events::EventQueue;
-use crate::metrics::Metrics;
+use crate::lease::Leadership;
 use crate::queue::WorkQueue;
 use crate::state::{self, JobObservation, RecordKey, Transition};
 
@@ -58,12 +58,15 @@ impl Default for Config {
     }
 }
 
-/// State shared with the HTTP server.
-#[derive(Default)]
-pub struct Shared {
-    pub metrics: Metrics,
-    /// Both caches are filled (the initial lists are in).
-    pub ready: AtomicBool,
+pub use crate::shared::Shared;
+
+/// How [`run`] ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Finish the reconciles in progress and publish the queued events (SIGTERM).
+    Drain,
+    /// Stop at once and write nothing more (the lease is lost).
+    Abort,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +77,8 @@ pub enum Error {
     Serialize(#[from] serde_json::Error),
     #[error("reconcile took longer than {0:?}")]
     Timeout(Duration),
+    #[error("not the leader any more: nothing written")]
+    NotLeader,
 }
 
 impl Error {
@@ -92,6 +97,7 @@ impl Error {
             Error::Kube(_) => "transport",
             Error::Serialize(_) => "serialize",
             Error::Timeout(_) => "timeout",
+            Error::NotLeader => "not_leader",
         }
     }
 }
@@ -335,6 +341,8 @@ pub struct Ctx {
     /// Task events, published off the reconcile path.
     pub events: EventQueue,
     pub shared: Arc<Shared>,
+    /// Checked before every write: a replica that lost the lease writes nothing.
+    pub leadership: Leadership,
     /// The last status this process wrote (or found current) per record, with the record's
     /// uid: the cache of records may lag behind our own writes, and comparing with a stale
     /// status would repeat events.
@@ -348,6 +356,7 @@ impl Ctx {
         jobs: Arc<std::sync::RwLock<JobIndex>>,
         shared: Arc<Shared>,
         instance: Option<String>,
+        leadership: Leadership,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_string(),
@@ -357,13 +366,24 @@ impl Ctx {
             events: EventQueue::start(
                 Recorder::new(client.clone(), reporter),
                 Arc::clone(&shared),
+                leadership.clone(),
                 EVENT_SHARDS,
             ),
             client,
             records,
             jobs,
             shared,
+            leadership,
             written: Default::default(),
+        }
+    }
+
+    /// `Err(NotLeader)` once the lease is lost (the reconcile ends before writing).
+    fn may_write(&self) -> Result<(), Error> {
+        if self.leadership.is_leading() {
+            Ok(())
+        } else {
+            Err(Error::NotLeader)
         }
     }
 
@@ -446,6 +466,7 @@ async fn get_or_create(
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..Default::default()
     };
+    ctx.may_write()?;
     match api.create(&pp, &new_record(key, jobs)).await {
         Ok(r) => {
             info!(record = %key, "created record from Job labels");
@@ -503,6 +524,7 @@ pub async fn reconcile(ctx: &Ctx, key: &RecordKey) -> Result<(), Error> {
     );
     if record.status.as_ref() != Some(&next) {
         let patch = json!({"apiVersion": API_VERSION, "kind": KIND, "status": next});
+        ctx.may_write()?;
         api.patch_status(
             &key.name,
             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -556,14 +578,16 @@ pub async fn reconcile(ctx: &Ctx, key: &RecordKey) -> Result<(), Error> {
     Ok(())
 }
 
-/// Run the reconciler until `shutdown` completes: watches, workers, and a final drain of the
-/// reconciles in progress.
+/// Run the reconciler until `stop` completes: watches, workers, then a drain of the reconciles
+/// in progress ([`Stop::Drain`]) or an immediate stop ([`Stop::Abort`]). Every write first
+/// checks `leadership`.
 pub async fn run(
     client: Client,
     config: Config,
     shared: Arc<Shared>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+    leadership: Leadership,
+    stop: impl Future<Output = Stop> + Send + 'static,
+) -> Result<(), Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (jobs_api, records_api): (Api<Job>, Api<TaskRecord>) = match &config.namespace {
         Some(ns) => (
@@ -581,6 +605,7 @@ pub async fn run(
         Arc::clone(&index),
         Arc::clone(&shared),
         config.instance.clone(),
+        leadership,
     ));
     let (jobs_ready_tx, jobs_ready) = watch::channel(false);
     let (records_ready_tx, records_ready) = watch::channel(false);
@@ -742,14 +767,25 @@ pub async fn run(
         "reconciler started"
     );
 
-    shutdown.await;
-    info!("shutting down: finishing reconciles in progress");
+    let how = stop.await;
     shared.ready.store(false, Ordering::SeqCst);
     let _ = stop_tx.send(true);
-    for w in workers {
-        let _ = w.await;
+    match how {
+        Stop::Drain => {
+            info!("shutting down: finishing reconciles in progress");
+            for w in workers {
+                let _ = w.await;
+            }
+            ctx.events.close(Duration::from_secs(10)).await;
+        }
+        Stop::Abort => {
+            info!("stopping at once: reconciles in progress are dropped");
+            for w in &workers {
+                w.abort();
+            }
+            ctx.events.abort();
+        }
     }
-    ctx.events.close(Duration::from_secs(10)).await;
     let _ = jobs_task.await;
     let _ = records_task.await;
     info!("reconciler stopped");

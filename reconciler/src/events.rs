@@ -16,7 +16,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use crate::controller::Shared;
+use crate::lease::Leadership;
+use crate::shared::Shared;
 use crate::state::RecordKey;
 
 struct Item {
@@ -38,7 +39,14 @@ pub struct EventQueue {
 
 impl EventQueue {
     /// Start `shards` publisher tasks (needs a tokio runtime).
-    pub fn start(recorder: Recorder, shared: Arc<Shared>, shards: usize) -> Self {
+    /// Events are published only while `leadership` holds (a replica that lost the lease
+    /// drops them: the new leader owns the records now).
+    pub fn start(
+        recorder: Recorder,
+        shared: Arc<Shared>,
+        leadership: Leadership,
+        shards: usize,
+    ) -> Self {
         let inner = Arc::new(Inner {
             pending: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -51,13 +59,21 @@ impl EventQueue {
             let recorder = recorder.clone();
             let shared = Arc::clone(&shared);
             let inner = Arc::clone(&inner);
+            let leadership = leadership.clone();
             handles.push(tokio::spawn(async move {
                 while let Some(item) = rx.recv().await {
-                    match recorder.publish(&item.event, &item.regarding).await {
-                        Ok(()) => {
+                    let result = if leadership.is_leading() {
+                        Some(recorder.publish(&item.event, &item.regarding).await)
+                    } else {
+                        warn!(record = %item.record, reason = %item.event.reason, "event dropped: not the leader");
+                        None
+                    };
+                    match result {
+                        None => {}
+                        Some(Ok(())) => {
                             shared.metrics.events_published.inc();
                         }
-                        Err(e) => {
+                        Some(Err(e)) => {
                             // Best effort: the status holds the transition either way.
                             shared.metrics.event_errors.inc();
                             warn!(record = %item.record, reason = %item.event.reason, error = %e, "could not publish event");
@@ -112,6 +128,24 @@ impl EventQueue {
                 return;
             }
             notified.await;
+        }
+    }
+
+    /// Stop at once: queued events are dropped.
+    pub fn abort(&self) {
+        drop(
+            self.senders
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        for h in self
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            h.abort();
         }
     }
 

@@ -1,5 +1,5 @@
 //! The HTTP server: `/metrics` (OpenMetrics), `/healthz` (the process serves), `/readyz`
-//! (the caches are filled and the workers run).
+//! (the leader's caches are filled and its workers run, or a follower sees the leader).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,8 +12,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::controller::Shared;
 use crate::metrics::CONTENT_TYPE;
+use crate::shared::Shared;
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     (
@@ -29,6 +29,10 @@ async fn healthz() -> &'static str {
 async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, &'static str) {
     if shared.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ok\n")
+    } else if shared.standby.load(Ordering::SeqCst) {
+        // A follower is ready: it takes over when the leader goes (a rollout must not wait
+        // for it to lead).
+        (StatusCode::OK, "standby\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "caches not filled yet\n")
     }

@@ -4,15 +4,24 @@
 //! - [`crd`]: the custom resource types and the CRD YAML;
 //! - [`state`]: pure computation (Job → task state, record status, transitions);
 //! - [`controller`]: watches, caches, work queue, reconcile, events;
-//! - [`metrics`], [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
+//! - [`election`] (pure rules), [`lease`] (the Lease on the API server), [`replica`] (reconcile
+//!   only while holding it): leader election, so that several replicas can run;
+//! - [`metrics`], [`http`], [`shared`]: Prometheus metrics, the `/metrics`, `/healthz`,
+//!   `/readyz` server, and the state they read.
 
 pub mod controller;
 pub mod crd;
+pub mod election;
 pub mod events;
 pub mod http;
+pub mod lease;
 pub mod metrics;
 pub mod queue;
+pub mod replica;
+pub mod shared;
 pub mod state;
 
-pub use controller::{Config, Shared, run};
+pub use controller::{Config, Shared, Stop, run};
 pub use crd::{TaskRecord, TaskRecordSpec, TaskRecordStatus, TaskState, TaskStatus};
+pub use lease::{Leadership, LeaseConfig};
+pub use replica::{run_elected, run_single};

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use klt_reconciler::{Config, Shared, crd, http};
+use clap::{ArgAction, Args, Parser, Subcommand};
+use klt_reconciler::election::Timing;
+use klt_reconciler::{Config, LeaseConfig, Shared, crd, http};
 use tokio::sync::watch;
 use tracing::{error, info};
 
@@ -45,6 +46,85 @@ struct RunArgs {
     /// Seconds to finish the reconciles in progress after SIGTERM before exiting anyway.
     #[arg(long, env = "KLT_RECONCILER_SHUTDOWN_TIMEOUT", default_value_t = 20)]
     shutdown_timeout: u64,
+    #[command(flatten)]
+    election: ElectionArgs,
+}
+
+#[derive(Args, Clone)]
+#[command(next_help_heading = "Leader election (several replicas, one reconciles)")]
+struct ElectionArgs {
+    /// Reconcile only while holding a coordination.k8s.io Lease (`false`: one replica only).
+    #[arg(long, env = "KLT_RECONCILER_LEADER_ELECTION", default_value_t = true, action = ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "KLT_RECONCILER_LEASE_NAME",
+        default_value = "klt-reconciler"
+    )]
+    lease_name: String,
+    /// Namespace of the Lease (default: the pod's namespace, or the kubeconfig's).
+    #[arg(long, env = "KLT_RECONCILER_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Identity in the Lease, unique per replica (default: $POD_NAME, else host name and pid).
+    #[arg(long, env = "KLT_RECONCILER_LEASE_IDENTITY")]
+    lease_identity: Option<String>,
+    /// Seconds followers wait after the leader's last renewal before taking over (whole).
+    #[arg(long, env = "KLT_RECONCILER_LEASE_DURATION", default_value_t = 15)]
+    lease_duration: u32,
+    /// Seconds a leader keeps acting without a successful renewal (< lease duration).
+    #[arg(
+        long,
+        env = "KLT_RECONCILER_LEASE_RENEW_DEADLINE",
+        default_value_t = 10.0
+    )]
+    lease_renew_deadline: f64,
+    /// Seconds between two attempts to acquire or renew the Lease (< renew deadline).
+    #[arg(long, env = "KLT_RECONCILER_LEASE_RETRY_PERIOD", default_value_t = 2.0)]
+    lease_retry_period: f64,
+}
+
+fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|_| anyhow::anyhow!("--{name}: not a duration: {v}"))
+}
+
+/// The replica's identity: unique per pod, stable for the pod's life.
+fn identity(explicit: Option<String>) -> String {
+    let from_env = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+    explicit
+        .filter(|s| !s.is_empty())
+        .or_else(|| from_env("POD_NAME"))
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "klt-reconciler".into());
+            format!("{host}-{}", std::process::id())
+        })
+}
+
+impl ElectionArgs {
+    fn timing(&self) -> anyhow::Result<Timing> {
+        let timing = Timing {
+            lease_duration: Duration::from_secs(self.lease_duration.into()),
+            renew_deadline: seconds("lease-renew-deadline", self.lease_renew_deadline)?,
+            retry_period: seconds("lease-retry-period", self.lease_retry_period)?,
+        };
+        timing.check()?;
+        Ok(timing)
+    }
+
+    fn lease(&self, timing: Timing, client: &kube::Client) -> LeaseConfig {
+        LeaseConfig {
+            name: self.lease_name.clone(),
+            namespace: self
+                .lease_namespace
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| client.default_namespace().to_string()),
+            identity: identity(self.lease_identity.clone()),
+            timing,
+        }
+    }
 }
 
 fn init_logging() {
@@ -79,7 +159,13 @@ async fn signal_stop(tx: watch::Sender<bool>, timeout: Duration) {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Settings are checked before anything connects or listens.
+    let timing = args.election.timing()?;
     let client = kube::Client::try_default().await?;
+    let lease = match args.election.leader_election {
+        true => Some(args.election.lease(timing, &client)),
+        false => None,
+    };
     let shared = Arc::new(Shared::default());
     let listener = http::bind(args.listen).await?;
     info!(listen = %args.listen, "serving /metrics, /healthz, /readyz");
@@ -96,10 +182,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = Config {
         namespace: args.namespace,
         concurrency: args.concurrency,
-        instance: std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()),
+        instance: Some(
+            lease
+                .as_ref()
+                .map(|l| l.identity.clone())
+                .unwrap_or_else(|| identity(None)),
+        ),
         ..Config::default()
     };
-    klt_reconciler::run(client, config, shared, stopped(rx)).await?;
+    match lease {
+        Some(lease) => {
+            info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "leader election on");
+            klt_reconciler::run_elected(client, config, lease, shared, stopped(rx)).await?
+        }
+        None => klt_reconciler::run_single(client, config, shared, stopped(rx)).await?,
+    }
     server.await??;
     Ok(())
 }

@@ -42,6 +42,9 @@ pub struct Metrics {
     pub event_errors: Counter,
     pub watched_jobs: Gauge,
     pub queue_depth: Gauge,
+    /// 1 while this process holds the lease (or runs without leader election).
+    pub leader: Gauge,
+    pub leader_terms: Counter,
     /// Serialises encoding (the registry itself is not `Sync`-encoded concurrently).
     encode_lock: Mutex<()>,
 }
@@ -131,6 +134,18 @@ impl Metrics {
             "Records waiting to be reconciled",
             queue_depth.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the lease and reconciles, else 0",
+            leader.clone(),
+        );
+        let leader_terms = Counter::default();
+        registry.register(
+            "leader_terms",
+            "Times this replica acquired the lease and started reconciling",
+            leader_terms.clone(),
+        );
         Metrics {
             registry,
             task_duration,
@@ -145,6 +160,8 @@ impl Metrics {
             event_errors,
             watched_jobs,
             queue_depth,
+            leader,
+            leader_terms,
             encode_lock: Mutex::new(()),
         }
     }

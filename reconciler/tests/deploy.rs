@@ -85,6 +85,8 @@ fn kustomization_builds_and_keeps_its_promises() {
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "Deployment",
         "Service",
     ] {
@@ -137,13 +139,54 @@ fn kustomization_builds_and_keeps_its_promises() {
     assert_eq!(binding["subjects"][0]["namespace"], "klt-reconciler");
     assert_eq!(binding["subjects"][0]["name"], "klt-reconciler");
 
+    // Leader election: one Lease in the reconciler's namespace, by name.
+    let role = find(&docs, "Role");
+    assert_eq!(role["metadata"]["namespace"], "klt-reconciler");
+    let rules = role["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert_eq!(rules[0]["apiGroups"][0], "coordination.k8s.io");
+    assert_eq!(rules[0]["resources"][0], "leases");
+    assert_eq!(rules[0]["verbs"], serde_json::json!(["create"]));
+    assert_eq!(
+        rules[1]["resourceNames"],
+        serde_json::json!(["klt-reconciler"])
+    );
+    assert_eq!(rules[1]["verbs"], serde_json::json!(["get", "update"]));
+    let rb = find(&docs, "RoleBinding");
+    assert_eq!(rb["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(rb["subjects"][0]["name"], "klt-reconciler");
+
     // The Deployment: non-root, read-only root fs, resources, probes on /healthz and /readyz.
     let deploy = find(&docs, "Deployment");
     let pod = &deploy["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(pod["serviceAccountName"], "klt-reconciler");
-    assert_eq!(deploy["spec"]["strategy"]["type"], "Recreate");
+    // Two replicas behind a Lease; a rolling update never drops below them.
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    assert_eq!(deploy["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(
+        deploy["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"],
+        0
+    );
     let c = &pod["containers"][0];
+    let env = |name: &str| {
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("env {name}"))
+            .clone()
+    };
+    assert_eq!(
+        env("POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    assert_eq!(
+        env("KLT_RECONCILER_LEASE_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
+    assert_eq!(env("KLT_RECONCILER_LEASE_NAME")["value"], "klt-reconciler");
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
     assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");

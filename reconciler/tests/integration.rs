@@ -18,12 +18,14 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use klt_reconciler::crd::TaskRecord;
-use klt_reconciler::{Config, Shared, TaskState};
+use klt_reconciler::election::Timing;
+use klt_reconciler::{Config, Leadership, LeaseConfig, Shared, Stop, TaskState};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::KubeConfigOptions;
 use kube::runtime::wait::{await_condition, conditions};
@@ -35,6 +37,79 @@ use tokio::task::JoinHandle;
 const T0: &str = "2026-01-01T10:00:00Z";
 const T1: &str = "2026-01-01T10:00:42Z";
 const WAIT: Duration = Duration::from_secs(45);
+
+// ---- waiting: every wait names the test and what it waited for -------------------------
+
+/// The running test: libtest runs each test on a thread named after it, and `#[tokio::test]`
+/// runs the test (and the tasks it spawns) on that thread.
+fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("(unnamed test thread)")
+        .to_string()
+}
+
+/// Panic for a wait that ran out of time.
+fn timed_out(what: &str, after: Duration, last: &dyn std::fmt::Debug) -> ! {
+    panic!(
+        "{}: timed out after {after:?} waiting for {what}; last seen: {last:?}",
+        test_name()
+    )
+}
+
+/// Poll `probe` every 100 ms until it gives `Ok`, for at most `within`; on time-out, panic
+/// naming the test, `what`, and the last `Err` the probe gave.
+async fn eventually_within<T, L: std::fmt::Debug>(
+    what: &str,
+    within: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, L>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        let last = match probe().await {
+            Ok(v) => return v,
+            Err(l) => l,
+        };
+        if start.elapsed() > within {
+            timed_out(what, within, &last);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn eventually<T, L: std::fmt::Debug>(
+    what: &str,
+    probe: impl AsyncFnMut() -> Result<T, L>,
+) -> T {
+    eventually_within(what, WAIT, probe).await
+}
+
+/// Await `fut` for at most `within`, or panic naming the test and `what`.
+async fn within<T>(what: &str, within: Duration, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(within, fut).await {
+        Ok(v) => v,
+        Err(_) => timed_out(what, within, &"(still pending)"),
+    }
+}
+
+#[tokio::test]
+async fn waits_name_their_test() {
+    assert_eq!(test_name(), "waits_name_their_test");
+    let msg = tokio::spawn(async {
+        let r = std::panic::AssertUnwindSafe(eventually_within(
+            "the impossible",
+            Duration::from_millis(150),
+            async || Err::<(), _>("nope"),
+        ));
+        futures::FutureExt::catch_unwind(r).await
+    });
+    let err = msg.await.unwrap().unwrap_err();
+    let text = err.downcast_ref::<String>().unwrap();
+    assert!(
+        text.starts_with("waits_name_their_test: timed out after 150ms waiting for the impossible; last seen: \"nope\""),
+        "{text}"
+    );
+}
 
 // ---- environment -----------------------------------------------------------------------
 
@@ -112,12 +187,12 @@ async fn install_crd(client: &Client) {
     )
     .await
     .expect("install the CRD");
-    tokio::time::timeout(
+    within(
+        "the TaskRecord CRD to be established",
         WAIT,
         await_condition(crds, &name, conditions::is_crd_established()),
     )
     .await
-    .expect("CRD established in time")
     .expect("watching the CRD");
 }
 
@@ -139,7 +214,7 @@ async fn namespace(client: &Client, test: &str) -> String {
 
 struct Running {
     stop: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<anyhow::Result<()>>,
+    handle: JoinHandle<Result<(), String>>,
     shared: Arc<Shared>,
 }
 
@@ -154,14 +229,55 @@ fn start(client: Client, ns: &str) -> Running {
         max_backoff: Duration::from_secs(2),
         ..Config::default()
     };
-    let handle = tokio::spawn(klt_reconciler::run(
+    let run = klt_reconciler::run(
         client,
         config,
         Arc::clone(&shared),
+        Leadership::always(),
         async move {
             let _ = rx.await;
+            Stop::Drain
         },
-    ));
+    );
+    let handle = tokio::spawn(async move { run.await.map_err(|e| e.to_string()) });
+    Running {
+        stop: Some(tx),
+        handle,
+        shared,
+    }
+}
+
+/// Fast election timing for tests: 3 s lease, 2 s renew deadline, 0.2 s retry.
+fn fast_timing() -> Timing {
+    Timing {
+        lease_duration: Duration::from_secs(3),
+        renew_deadline: Duration::from_secs(2),
+        retry_period: Duration::from_millis(200),
+    }
+}
+
+/// A replica with leader election, in this process, identified as `identity`.
+fn start_elected(client: Client, ns: &str, identity: &str) -> Running {
+    let shared = Arc::new(Shared::default());
+    let (tx, rx) = oneshot::channel::<()>();
+    let config = Config {
+        namespace: Some(ns.to_string()),
+        concurrency: 2,
+        instance: Some(identity.into()),
+        base_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let lease = LeaseConfig {
+        name: "klt-reconciler".into(),
+        namespace: ns.to_string(),
+        identity: identity.to_string(),
+        timing: fast_timing(),
+    };
+    let run = klt_reconciler::run_elected(client, config, lease, Arc::clone(&shared), async move {
+        let _ = rx.await;
+    });
+    let handle = tokio::spawn(async move { run.await.map_err(|e| e.to_string()) });
     Running {
         stop: Some(tx),
         handle,
@@ -171,21 +287,27 @@ fn start(client: Client, ns: &str) -> Running {
 
 impl Running {
     async fn ready(&self) {
-        let start = Instant::now();
-        while !self.shared.ready.load(Ordering::SeqCst) {
-            assert!(start.elapsed() < WAIT, "reconciler not ready in time");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            "the in-process reconciler's caches to fill",
+            async || match self.shared.ready.load(Ordering::SeqCst) {
+                true => Ok(()),
+                false => Err("not ready"),
+            },
+        )
+        .await
     }
 
     /// Graceful stop (what SIGTERM does in the binary).
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(15), &mut self.handle)
-            .await
-            .expect("reconciler stops in time")
-            .expect("task")
-            .expect("run");
+        within(
+            "the in-process reconciler to stop",
+            Duration::from_secs(15),
+            &mut self.handle,
+        )
+        .await
+        .expect("task")
+        .expect("run");
     }
 
     fn metric(&self, series: &str) -> f64 {
@@ -211,6 +333,9 @@ struct TaskJob<'a> {
     app: &'a str,
     version: &'a str,
     record_label: bool,
+    /// A workload task as klt-render renders it: no app version (no app-version or record
+    /// label), the workload's version instead.
+    workload_version: Option<&'a str>,
 }
 
 fn task<'a>(name: &'a str, phase: &'a str) -> TaskJob<'a> {
@@ -222,6 +347,7 @@ fn task<'a>(name: &'a str, phase: &'a str) -> TaskJob<'a> {
         app: "checkout",
         version: "1.4.0",
         record_label: true,
+        workload_version: None,
     }
 }
 
@@ -234,7 +360,10 @@ async fn create_job(client: &Client, ns: &str, t: TaskJob<'_>) -> Job {
         ("klt-render.dev/task-definition", t.definition.to_string()),
         ("app.kubernetes.io/instance", "argocd-app".to_string()),
     ]);
-    if t.record_label {
+    if let Some(v) = t.workload_version {
+        labels.remove("klt-render.dev/app-version");
+        labels.insert("klt-render.dev/version", v.to_string());
+    } else if t.record_label {
         labels.insert("klt-render.dev/record", format!("{}-{}", t.app, t.version));
     }
     if let Some(w) = t.workload {
@@ -301,11 +430,15 @@ fn failed() -> Value {
 }
 
 async fn create_record(client: &Client, ns: &str, tasks: Value) {
+    create_record_of(client, ns, "1.4.0", tasks).await
+}
+
+async fn create_record_of(client: &Client, ns: &str, app_version: &str, tasks: Value) {
     let record: TaskRecord = serde_json::from_value(json!({
         "apiVersion": "klt-render.dev/v1alpha1",
         "kind": "TaskRecord",
-        "metadata": {"name": "checkout-1.4.0", "labels": {"app.kubernetes.io/managed-by": "klt-render"}},
-        "spec": {"app": "checkout", "appVersion": "1.4.0", "tasks": tasks}
+        "metadata": {"name": format!("checkout-{app_version}"), "labels": {"app.kubernetes.io/managed-by": "klt-render"}},
+        "spec": {"app": "checkout", "appVersion": app_version, "tasks": tasks}
     }))
     .unwrap();
     Api::<TaskRecord>::namespaced(client.clone(), ns)
@@ -341,23 +474,17 @@ async fn wait_record(
     ok: impl Fn(&TaskRecord) -> bool,
 ) -> TaskRecord {
     let api: Api<TaskRecord> = Api::namespaced(client.clone(), ns);
-    let start = Instant::now();
-    let mut last = None;
-    loop {
-        if let Ok(Some(r)) = api.get_opt(name).await {
-            if ok(&r) {
-                return r;
-            }
-            last = Some(r);
-        }
-        if start.elapsed() > WAIT {
-            panic!(
-                "record {ns}/{name}: not {what} within {WAIT:?}; last status:\n{}",
-                serde_json::to_string_pretty(&last.and_then(|r| r.status)).unwrap()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("record {ns}/{name} to be {what}");
+    eventually(&what, async || match api.get_opt(name).await {
+        Ok(Some(r)) if ok(&r) => Ok(r),
+        Ok(Some(r)) => Err(format!(
+            "status {}",
+            serde_json::to_string_pretty(&r.status).unwrap()
+        )),
+        Ok(None) => Err("no record".to_string()),
+        Err(e) => Err(format!("reading it: {e}")),
+    })
+    .await
 }
 
 /// How often each (reason, Job) was reported in the namespace (event series counted).
@@ -391,19 +518,19 @@ fn ev(list: &[(&str, &str)]) -> BTreeMap<(String, String), i32> {
 /// Wait until the events are exactly `want`, then make sure no more arrive.
 async fn expect_events(client: &Client, ns: &str, want: &[(&str, &str)]) {
     let want = ev(want);
-    let start = Instant::now();
-    loop {
+    let what = format!("exactly the events {want:?} in {ns}");
+    eventually(&what, async || {
         let got = events(client, ns).await;
-        if got == want {
-            break;
-        }
-        if start.elapsed() > WAIT {
-            panic!("events in {ns}: want {want:?}, got {got:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if got == want { Ok(()) } else { Err(got) }
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(events(client, ns).await, want, "events after a pause");
+    assert_eq!(
+        events(client, ns).await,
+        want,
+        "{}: events after a pause",
+        test_name()
+    );
 }
 
 // ---- tests ---------------------------------------------------------------------------------
@@ -487,17 +614,14 @@ async fn task_lifecycle_events_and_metrics() {
     );
 
     // pre-check may be seen running (or not) before it failed: its start event is optional.
-    let got = {
-        let start = Instant::now();
-        loop {
-            let got = events(c, &ns).await;
-            if got.contains_key(&("TaskFailed".to_string(), "pre-check".to_string())) {
-                break got;
-            }
-            assert!(start.elapsed() < WAIT, "no TaskFailed event: {got:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    let got = eventually("the TaskFailed event of pre-check", async || {
+        let got = events(c, &ns).await;
+        match got.contains_key(&("TaskFailed".to_string(), "pre-check".to_string())) {
+            true => Ok(got),
+            false => Err(got),
         }
-    };
+    })
+    .await;
     let mut want = vec![
         ("TaskStarted", "pre-notify"),
         ("TaskSucceeded", "pre-notify"),
@@ -617,8 +741,15 @@ async fn restarts_do_not_repeat_events() {
     // A restart in a steady state writes nothing and tells nothing.
     let third = start(c.clone(), &ns);
     third.ready().await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(third.metric("klt_reconciler_reconciles_total") >= 1.0);
+    // Its first reconcile, not a fixed pause (a loaded machine can take longer than that).
+    eventually("the third process' first reconcile", async || {
+        match third.metric("klt_reconciler_reconciles_total") {
+            n if n >= 1.0 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(third.metric("klt_reconciler_status_writes_total"), 0.0);
     assert_eq!(third.metric("klt_reconciler_events_published_total"), 0.0);
     third.stop().await;
@@ -738,6 +869,65 @@ async fn record_is_created_from_job_labels() {
     })
     .await;
     assert_eq!(r2.status.unwrap().observed_jobs, 1);
+    rec.stop().await;
+}
+
+/// A workload task's Job carries no app version: the records of two app versions that keep
+/// the workload's version both list it and both see its state; no record of its own is made
+/// while one lists it, and one is made (the workload version's) once none does.
+#[tokio::test]
+async fn workload_jobs_are_shared_by_the_records_that_list_them() {
+    let env = testenv_or_skip!("workload_jobs_are_shared_by_the_records_that_list_them");
+    let c = &env.client;
+    let ns = namespace(c, "shared").await;
+    let rec = start(c.clone(), &ns);
+    rec.ready().await;
+    let listed = |app_job: &str| {
+        json!([
+            {"job": app_job, "definition": "notify", "phase": "app-pre"},
+            {"job": "pre-db-migrate", "definition": "db-migrate", "phase": "workload-pre", "workload": "checkout-checkout-api"}
+        ])
+    };
+    create_record_of(c, &ns, "1.4.0", listed("pre-notify-a")).await;
+    create_record_of(c, &ns, "1.4.1", listed("pre-notify-b")).await;
+    let mut wl = task("pre-db-migrate", "workload-pre");
+    wl.definition = "db-migrate";
+    wl.workload = Some("checkout-checkout-api");
+    wl.workload_version = Some("1.4.0");
+    create_job(c, &ns, wl).await;
+    job_status(c, &ns, "pre-db-migrate", succeeded()).await;
+    for v in ["1.4.0", "1.4.1"] {
+        wait_record(
+            c,
+            &ns,
+            &format!("checkout-{v}"),
+            "holding the shared Job",
+            |r| state_of(r, "pre-db-migrate") == Some(TaskState::Succeeded),
+        )
+        .await;
+    }
+    let own = "checkout-checkout-api-1.4.0";
+    let records: Api<TaskRecord> = Api::namespaced(c.clone(), &ns);
+    assert!(
+        records.get_opt(own).await.unwrap().is_none(),
+        "no record of its own while listed"
+    );
+    assert_eq!(rec.metric("klt_reconciler_records_created_total"), 0.0);
+
+    for v in ["1.4.0", "1.4.1"] {
+        records
+            .delete(&format!("checkout-{v}"), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    let r = wait_record(c, &ns, own, "created once no record lists the Job", |r| {
+        state_of(r, "pre-db-migrate") == Some(TaskState::Succeeded)
+    })
+    .await;
+    assert_eq!(
+        (r.spec.app.as_str(), r.spec.app_version.as_str()),
+        ("checkout-checkout-api", "1.4.0")
+    );
     rec.stop().await;
 }
 
@@ -864,28 +1054,35 @@ impl Drop for Proxy {
     }
 }
 
-#[tokio::test]
-async fn watch_disconnects_are_survived() {
-    let env = testenv_or_skip!("watch_disconnects_are_survived");
-    let c = &env.client;
-    let ns = namespace(c, "disconnect").await;
-    let upstream: SocketAddr = {
-        let uri = &env.config.cluster_url;
-        let host = uri.host().unwrap();
-        let port = uri.port_u16().unwrap_or(443);
-        tokio::net::lookup_host((host, port))
-            .await
-            .unwrap()
-            .next()
-            .unwrap()
-    };
-    let proxy = Proxy::start(upstream).await;
+/// The API server's address.
+async fn upstream(env: &Env) -> SocketAddr {
+    let uri = &env.config.cluster_url;
+    let host = uri.host().unwrap();
+    let port = uri.port_u16().unwrap_or(443);
+    tokio::net::lookup_host((host, port))
+        .await
+        .unwrap()
+        .next()
+        .unwrap()
+}
+
+/// A client that reaches the API server through `proxy`.
+fn proxied(env: &Env, proxy: &Proxy) -> Client {
     let mut cfg = env.config.clone();
     cfg.cluster_url = format!("https://{}", proxy.addr).parse().unwrap();
     if cfg.tls_server_name.is_none() {
         cfg.tls_server_name = env.config.cluster_url.host().map(String::from);
     }
-    let proxied = Client::try_from(cfg).unwrap();
+    Client::try_from(cfg).unwrap()
+}
+
+#[tokio::test]
+async fn watch_disconnects_are_survived() {
+    let env = testenv_or_skip!("watch_disconnects_are_survived");
+    let c = &env.client;
+    let ns = namespace(c, "disconnect").await;
+    let proxy = Proxy::start(upstream(&env).await).await;
+    let proxied = proxied(&env, &proxy);
 
     create_record(c, &ns, spec_tasks()).await;
     let rec = start(proxied, &ns);
@@ -1028,6 +1225,26 @@ async fn deploy_rbac_is_enough_and_no_more() {
         .patch(&role_name, &pp, &Patch::Apply(&binding))
         .await
         .unwrap();
+    // The leader-election Role, bound in the test namespace (kustomize puts it in the
+    // reconciler's namespace).
+    let lease_role: Role =
+        serde_json::from_value(docs.iter().find(|d| d["kind"] == "Role").unwrap().clone()).unwrap();
+    let lease_role_name = lease_role.metadata.name.clone().unwrap();
+    Api::<Role>::namespaced(c.clone(), &ns)
+        .patch(&lease_role_name, &pp, &Patch::Apply(&lease_role))
+        .await
+        .unwrap();
+    let mut lease_binding: Value = docs
+        .iter()
+        .find(|d| d["kind"] == "RoleBinding")
+        .unwrap()
+        .clone();
+    lease_binding["subjects"][0]["namespace"] = json!(ns);
+    let lease_binding: RoleBinding = serde_json::from_value(lease_binding).unwrap();
+    Api::<RoleBinding>::namespaced(c.clone(), &ns)
+        .patch(&lease_role_name, &pp, &Patch::Apply(&lease_binding))
+        .await
+        .unwrap();
 
     let mut cfg = env.config.clone();
     cfg.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:klt-reconciler"));
@@ -1039,11 +1256,24 @@ async fn deploy_rbac_is_enough_and_no_more() {
     let sa_client = Client::try_from(cfg).unwrap();
 
     // RBAC caches are updated asynchronously: wait until the binding is in force.
-    let start_t = Instant::now();
-    while !access(&sa_client, "watch", "batch", "jobs", None).await {
-        assert!(start_t.elapsed() < WAIT, "binding not effective");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the ClusterRoleBinding and the RoleBinding to be in force",
+        async || match (
+            access(&sa_client, "watch", "batch", "jobs", None).await,
+            access(
+                &sa_client,
+                "create",
+                "coordination.k8s.io",
+                "leases",
+                Some(&ns),
+            )
+            .await,
+        ) {
+            (true, true) => Ok(()),
+            denied => Err(denied),
+        },
+    )
+    .await;
     // What it may do, cluster-wide, and what it may not.
     for (verb, group, resource) in [
         ("list", "batch", "jobs"),
@@ -1072,8 +1302,28 @@ async fn deploy_rbac_is_enough_and_no_more() {
         );
     }
 
-    // The whole reconcile path works under these rights.
-    let rec = start(sa_client, &ns);
+    // Leases: only in the reconciler's own namespace, never listed or deleted.
+    for (verb, lease_ns) in [
+        ("create", "default"),
+        ("delete", ns.as_str()),
+        ("list", ns.as_str()),
+    ] {
+        assert!(
+            !access(
+                &sa_client,
+                verb,
+                "coordination.k8s.io",
+                "leases",
+                Some(lease_ns)
+            )
+            .await,
+            "{verb} leases in {lease_ns} allowed"
+        );
+    }
+
+    // The whole reconcile path, leader election included, works under these rights.
+    let rec = start_elected(sa_client, &ns, "rbac-0");
+    wait_holder(c, &ns, "rbac-0", |h| h == "rbac-0").await;
     rec.ready().await;
     create_job(c, &ns, task("pre-notify", "app-pre")).await;
     job_status(c, &ns, "pre-notify", running()).await;
@@ -1086,20 +1336,14 @@ async fn deploy_rbac_is_enough_and_no_more() {
         |r| state_of(r, "pre-notify") == Some(TaskState::Succeeded),
     )
     .await;
-    let ok = {
-        let start = Instant::now();
-        loop {
-            let got = events(c, &ns).await;
-            if got.contains_key(&("TaskSucceeded".into(), "pre-notify".into())) {
-                break true;
-            }
-            if start.elapsed() > WAIT {
-                break false;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("the event published under the ServiceAccount", async || {
+        let got = events(c, &ns).await;
+        match got.contains_key(&("TaskSucceeded".into(), "pre-notify".into())) {
+            true => Ok(()),
+            false => Err(got),
         }
-    };
-    assert!(ok, "event published under the ServiceAccount");
+    })
+    .await;
     assert_eq!(
         rec.metric("klt_reconciler_reconcile_errors_total{error=\"forbidden\"}"),
         0.0
@@ -1132,34 +1376,118 @@ async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String, String)>
     Some((code, ctype, body.to_string()))
 }
 
-#[tokio::test]
-async fn binary_serves_probes_and_metrics_and_stops_on_sigterm() {
-    let env = testenv_or_skip!("binary_serves_probes_and_metrics_and_stops_on_sigterm");
-    let c = &env.client;
-    let ns = namespace(c, "binary").await;
+fn free_addr() -> SocketAddr {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_klt-reconciler"))
-        .args(["run", "--namespace", &ns, "--listen", &addr.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let start_t = Instant::now();
-    loop {
-        if let Some((200, _, body)) = http_get(addr, "/readyz").await {
-            assert_eq!(body, "ok\n");
-            break;
+    format!("127.0.0.1:{port}").parse().unwrap()
+}
+
+/// A `klt-reconciler run` process (killed when dropped).
+struct Process {
+    name: String,
+    addr: SocketAddr,
+    child: tokio::process::Child,
+}
+
+impl Process {
+    fn spawn(name: &str, ns: &str, extra: &[&str]) -> Process {
+        let addr = free_addr();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_klt-reconciler"))
+            .args(["run", "--namespace", ns, "--listen", &addr.to_string()])
+            .args(["--lease-namespace", ns])
+            .args(extra)
+            .env("POD_NAME", name)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Process {
+            name: name.to_string(),
+            addr,
+            child,
         }
-        assert!(start_t.elapsed() < WAIT, "binary not ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (code, _, _) = http_get(addr, "/healthz").await.unwrap();
+
+    /// Wait until `/readyz` answers 200 with `body` (`ok` leading, `standby` following).
+    async fn ready_as(&self, body: &str) {
+        let what = format!("{} to answer /readyz with 200 {body:?}", self.name);
+        eventually(&what, async || match http_get(self.addr, "/readyz").await {
+            Some((200, _, b)) if b == body => Ok(()),
+            other => Err(other),
+        })
+        .await
+    }
+
+    async fn metrics(&self) -> String {
+        let (code, ctype, body) = http_get(self.addr, "/metrics").await.unwrap();
+        assert_eq!(code, 200);
+        assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
+        body
+    }
+
+    async fn metric(&self, series: &str) -> f64 {
+        metric(&self.metrics().await, series)
+    }
+
+    /// Wait until the metric `series` satisfies `ok`.
+    async fn metric_until(&self, series: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        let what = format!("{series} of {} to reach the value wanted", self.name);
+        eventually(&what, async || {
+            let v = self.metric(series).await;
+            if ok(v) { Ok(v) } else { Err(v) }
+        })
+        .await
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Wait for the exit; the exit status and the JSON log lines' messages.
+    async fn exit(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let what = format!("{} to exit", self.name);
+        let status = within(&what, Duration::from_secs(20), self.child.wait())
+            .await
+            .unwrap();
+        let mut stderr = String::new();
+        use tokio::io::AsyncReadExt;
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .await
+            .unwrap();
+        let messages = stderr
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"));
+                v["message"].as_str().unwrap_or_default().to_string()
+            })
+            .collect();
+        (status, messages)
+    }
+}
+
+#[tokio::test]
+async fn binary_serves_probes_and_metrics_and_stops_on_sigterm() {
+    let env = testenv_or_skip!("binary_serves_probes_and_metrics_and_stops_on_sigterm");
+    let c = &env.client;
+    let ns = namespace(c, "binary").await;
+    let p = Process::spawn("binary-0", &ns, &[]);
+    p.ready_as("ok\n").await;
+    let (code, _, _) = http_get(p.addr, "/healthz").await.unwrap();
     assert_eq!(code, 200);
 
     create_job(c, &ns, task("pre-notify", "app-pre")).await;
@@ -1168,47 +1496,469 @@ async fn binary_serves_probes_and_metrics_and_stops_on_sigterm() {
         state_of(r, "pre-notify") == Some(TaskState::Succeeded)
     })
     .await;
-    let (code, ctype, body) = http_get(addr, "/metrics").await.unwrap();
-    assert_eq!(code, 200);
-    assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
-    assert_eq!(
-        metric(
-            &body,
-            "klt_reconciler_task_results_total{phase=\"app-pre\",outcome=\"succeeded\"}"
-        ),
-        1.0,
-        "{body}"
-    );
+    // The status is visible before the process has counted what it wrote: wait for the count.
+    let series = "klt_reconciler_task_results_total{phase=\"app-pre\",outcome=\"succeeded\"}";
+    assert_eq!(p.metric_until(series, |v| v > 0.0).await, 1.0);
+    let body = p.metrics().await;
     assert!(body.ends_with("# EOF\n"));
+    assert_eq!(metric(&body, "klt_reconciler_leader"), 1.0, "{body}");
 
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .unwrap();
+    p.signal("-TERM");
+    let (status, messages) = p.exit().await;
     assert!(status.success(), "exit status {status}");
-    let mut stderr = String::new();
-    use tokio::io::AsyncReadExt;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .await
-        .unwrap();
-    let lines: Vec<Value> = stderr
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
-        })
+    for m in [
+        "leader election on",
+        "became leader",
+        "reconciler started",
+        "task succeeded",
+    ] {
+        assert!(messages.iter().any(|x| x == m), "{m}: {messages:?}");
+    }
+    // Drained first, then the lease handed back.
+    let tail: Vec<&str> = messages
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .map(String::as_str)
         .collect();
-    let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
-    assert!(messages.contains(&"reconciler started"), "{messages:?}");
-    assert!(messages.contains(&"task succeeded"), "{messages:?}");
-    assert_eq!(messages.last(), Some(&"reconciler stopped"), "{messages:?}");
+    assert_eq!(
+        tail,
+        ["reconciler stopped", "released the lease"],
+        "{messages:?}"
+    );
+}
+
+// ---- leader election: two replicas, one reconciles -------------------------------------
+
+async fn lease_of(client: &Client, ns: &str) -> Option<Lease> {
+    Api::<Lease>::namespaced(client.clone(), ns)
+        .get_opt("klt-reconciler")
+        .await
+        .expect("read the lease")
+}
+
+fn holder_of(lease: &Option<Lease>) -> Option<String> {
+    lease.as_ref()?.spec.as_ref()?.holder_identity.clone()
+}
+
+/// Wait until the lease's holder satisfies `ok`; the holder.
+async fn wait_holder(client: &Client, ns: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let what = format!("the lease in {ns} to be held by {what}");
+    eventually_within(&what, WAIT, async || {
+        let h = holder_of(&lease_of(client, ns).await);
+        match h {
+            Some(h) if ok(&h) => Ok(h),
+            other => Err(other),
+        }
+    })
+    .await
+}
+
+/// Every task Event in the namespace: (reason, Job, reportingInstance) → count.
+async fn events_by(client: &Client, ns: &str) -> BTreeMap<(String, String, String), i32> {
+    let list = Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list events");
+    let mut out = BTreeMap::new();
+    for e in list {
+        let key = (
+            e.reason.clone().unwrap_or_default(),
+            e.related
+                .as_ref()
+                .and_then(|r| r.name.clone())
+                .unwrap_or_default(),
+            e.reporting_instance.clone().unwrap_or_default(),
+        );
+        *out.entry(key).or_insert(0) += e.series.as_ref().map(|s| s.count).unwrap_or(1);
+    }
+    out
+}
+
+/// Times each (reason, Job) was announced, by anyone.
+fn per_transition(by: &BTreeMap<(String, String, String), i32>) -> BTreeMap<(String, String), i32> {
+    let mut out = BTreeMap::new();
+    for ((r, j, _), n) in by {
+        *out.entry((r.clone(), j.clone())).or_insert(0) += n;
+    }
+    out
+}
+
+fn who(by: &BTreeMap<(String, String, String), i32>, reason: &str, job: &str) -> Vec<String> {
+    by.keys()
+        .filter(|(r, j, _)| r == reason && j == job)
+        .map(|(_, _, i)| i.clone())
+        .collect()
+}
+
+/// 4 s lease, 2.5 s renew deadline, 0.25 s retry, for the processes.
+const FAST: [&str; 6] = [
+    "--lease-duration",
+    "4",
+    "--lease-renew-deadline",
+    "2.5",
+    "--lease-retry-period",
+    "0.25",
+];
+
+#[tokio::test]
+async fn killed_leader_is_replaced_and_no_job_state_is_lost() {
+    let env = testenv_or_skip!("killed_leader_is_replaced_and_no_job_state_is_lost");
+    let c = &env.client;
+    let ns = namespace(c, "kill").await;
+    let jobs = ["j1", "j2", "j3", "j4", "j5", "j6"];
+    let tasks: Vec<Value> = jobs
+        .iter()
+        .map(|j| json!({"job": j, "definition": "notify", "phase": "app-pre"}))
+        .collect();
+    create_record(c, &ns, json!(tasks)).await;
+    let a = Process::spawn("replica-a", &ns, &FAST);
+    let b = Process::spawn("replica-b", &ns, &FAST);
+    let first = wait_holder(c, &ns, "either replica", |_| true).await;
+    let (leader, follower) = if first == "replica-a" { (a, b) } else { (b, a) };
+    leader.ready_as("ok\n").await;
+    follower.ready_as("standby\n").await;
+
+    // The leader reconciles; the follower only waits.
+    for j in ["j1", "j2", "j3"] {
+        create_job(c, &ns, task(j, "app-pre")).await;
+        job_status(c, &ns, j, running()).await;
+    }
+    wait_record(c, &ns, "checkout-1.4.0", "running j1-j3", |r| {
+        ["j1", "j2", "j3"]
+            .iter()
+            .all(|j| state_of(r, j) == Some(TaskState::Running))
+    })
+    .await;
+    eventually("the TaskStarted events of j1-j3", async || {
+        let got = per_transition(&events_by(c, &ns).await);
+        match ["j1", "j2", "j3"]
+            .iter()
+            .all(|j| got.contains_key(&("TaskStarted".into(), j.to_string())))
+        {
+            true => Ok(()),
+            false => Err(got),
+        }
+    })
+    .await;
+    for series in [
+        "klt_reconciler_leader",
+        "klt_reconciler_reconciles_total",
+        "klt_reconciler_status_writes_total",
+        "klt_reconciler_events_published_total",
+    ] {
+        assert_eq!(follower.metric(series).await, 0.0, "follower {series}");
+    }
+    assert_eq!(leader.metric("klt_reconciler_leader").await, 1.0);
+
+    // Mid-run: Jobs change, and the leader dies at once (no chance to release the lease).
+    job_status(c, &ns, "j1", succeeded()).await;
+    job_status(c, &ns, "j2", failed()).await;
+    create_job(c, &ns, task("j4", "app-pre")).await;
+    job_status(c, &ns, "j4", running()).await;
+    leader.signal("-KILL");
+    let killed = Instant::now();
+    let dead = leader.name.clone();
+    let (status, _) = leader.exit().await;
+    assert!(!status.success(), "SIGKILL: {status}");
+
+    // While nobody reconciles.
+    job_status(c, &ns, "j3", succeeded()).await;
+    job_status(c, &ns, "j4", succeeded()).await;
+    create_job(c, &ns, task("j5", "app-pre")).await;
+    job_status(c, &ns, "j5", running()).await;
+    create_job(c, &ns, task("j6", "app-pre")).await;
+
+    // The dead leader's last renewal (nothing renews it any more).
+    let last_renewal = lease_of(c, &ns)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .renew_time
+        .unwrap()
+        .0;
+    let next = follower.name.clone();
+    wait_holder(c, &ns, &next, |h| h == next).await;
+    let takeover = killed.elapsed();
+    let acquired = lease_of(c, &ns)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .acquire_time
+        .unwrap()
+        .0;
+    let expired_for = acquired.duration_since(last_renewal);
+    skip(&format!(
+        "killed_leader_is_replaced: takeover {takeover:?} after SIGKILL, {expired_for:#} after \
+         the last renewal (lease 4 s, retry 0.25 s)"
+    ));
+    // Not before the lease expired: the follower saw the last renewal no earlier than its
+    // renewTime, and waited the lease duration from then (the processes share one clock).
+    assert!(
+        expired_for >= jiff::SignedDuration::from_secs(4),
+        "took over {expired_for:#} after the last renewal"
+    );
+    // And soon after: the last renewal was about a retry period before the kill, and the
+    // follower reads the lease every retry period.
+    assert!(
+        takeover <= Duration::from_secs(7),
+        "took over after {takeover:?}"
+    );
+    follower.ready_as("ok\n").await;
+
+    // The new leader catches up with the outage first (or j5's start could go unseen).
+    wait_record(c, &ns, "checkout-1.4.0", "caught up after the kill", |r| {
+        state_of(r, "j3") == Some(TaskState::Succeeded)
+            && state_of(r, "j4") == Some(TaskState::Succeeded)
+            && state_of(r, "j5") == Some(TaskState::Running)
+    })
+    .await;
+    job_status(c, &ns, "j5", succeeded()).await;
+    job_status(c, &ns, "j6", succeeded()).await;
+    let want = [
+        ("j1", TaskState::Succeeded),
+        ("j2", TaskState::Failed),
+        ("j3", TaskState::Succeeded),
+        ("j4", TaskState::Succeeded),
+        ("j5", TaskState::Succeeded),
+        ("j6", TaskState::Succeeded),
+    ];
+    let r = wait_record(c, &ns, "checkout-1.4.0", "every Job's final state", |r| {
+        want.iter().all(|(j, s)| state_of(r, j) == Some(*s))
+    })
+    .await;
+    let s = r.status.as_ref().unwrap();
+    assert_eq!(s.phase, TaskState::Failed);
+    assert_eq!(s.observed_jobs, 6);
+    assert_eq!(task_of(&r, "j2").unwrap().attempts, 3);
+
+    // Events: what happened after the kill is announced once, by the new leader; nothing is
+    // announced twice; a transition the dead leader had written may lack its Event.
+    let after_kill = [
+        ("TaskSucceeded", "j3"),
+        ("TaskSucceeded", "j4"),
+        ("TaskStarted", "j5"),
+        ("TaskSucceeded", "j5"),
+        ("TaskSucceeded", "j6"),
+    ];
+    let by = eventually("the Events of the transitions after the kill", async || {
+        let by = events_by(c, &ns).await;
+        let t = per_transition(&by);
+        match after_kill
+            .iter()
+            .all(|(r, j)| t.contains_key(&(r.to_string(), j.to_string())))
+        {
+            true => Ok(by),
+            false => Err(by),
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let by = {
+        let again = events_by(c, &ns).await;
+        assert!(again.len() >= by.len());
+        again
+    };
+    for ((reason, job), n) in per_transition(&by) {
+        assert_eq!(n, 1, "{reason} of {job} announced {n} times: {by:?}");
+    }
+    for (reason, job) in after_kill {
+        assert_eq!(
+            who(&by, reason, job),
+            std::slice::from_ref(&next),
+            "{reason} {job}: {by:?}"
+        );
+    }
+    for j in ["j1", "j2", "j3"] {
+        assert_eq!(
+            who(&by, "TaskStarted", j),
+            std::slice::from_ref(&dead),
+            "TaskStarted {j}: {by:?}"
+        );
+    }
+    assert_eq!(follower.metric("klt_reconciler_leader").await, 1.0);
+    assert_eq!(
+        follower.metric("klt_reconciler_leader_terms_total").await,
+        1.0
+    );
+    follower.signal("-TERM");
+    let (status, _) = follower.exit().await;
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        holder_of(&lease_of(c, &ns).await),
+        None,
+        "released on SIGTERM"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_hands_the_lease_over_at_once() {
+    let env = testenv_or_skip!("sigterm_hands_the_lease_over_at_once");
+    let c = &env.client;
+    let ns = namespace(c, "handover").await;
+    // A long lease: a takeover by expiry would take 15 s or more.
+    let slow = [
+        "--lease-duration",
+        "15",
+        "--lease-renew-deadline",
+        "10",
+        "--lease-retry-period",
+        "0.25",
+    ];
+    let a = Process::spawn("replica-a", &ns, &slow);
+    let b = Process::spawn("replica-b", &ns, &slow);
+    let first = wait_holder(c, &ns, "either replica", |_| true).await;
+    let (leader, follower) = if first == "replica-a" { (a, b) } else { (b, a) };
+    leader.ready_as("ok\n").await;
+    follower.ready_as("standby\n").await;
+    create_job(c, &ns, task("pre-notify", "app-pre")).await;
+    job_status(c, &ns, "pre-notify", running()).await;
+    wait_record(c, &ns, "checkout-1.4.0", "running", |r| {
+        state_of(r, "pre-notify") == Some(TaskState::Running)
+    })
+    .await;
+    expect_events(c, &ns, &[("TaskStarted", "pre-notify")]).await;
+
+    leader.signal("-TERM");
+    let term = Instant::now();
+    let old = leader.name.clone();
+    let next = follower.name.clone();
+    wait_holder(c, &ns, &next, |h| h == next).await;
+    let handover = term.elapsed();
+    skip(&format!(
+        "sigterm_hands_the_lease_over: handover {handover:?} after SIGTERM (lease 15 s)"
+    ));
+    assert!(
+        handover < Duration::from_secs(3),
+        "handover took {handover:?}"
+    );
+    let (status, messages) = leader.exit().await;
+    assert!(status.success(), "{status}");
+    assert!(
+        messages.iter().any(|m| m == "released the lease"),
+        "{messages:?}"
+    );
+    let spec = lease_of(c, &ns).await.unwrap().spec.unwrap();
+    assert_eq!(spec.lease_transitions, Some(1));
+
+    job_status(c, &ns, "pre-notify", succeeded()).await;
+    wait_record(c, &ns, "checkout-1.4.0", "succeeded", |r| {
+        state_of(r, "pre-notify") == Some(TaskState::Succeeded)
+    })
+    .await;
+    expect_events(
+        c,
+        &ns,
+        &[
+            ("TaskStarted", "pre-notify"),
+            ("TaskSucceeded", "pre-notify"),
+        ],
+    )
+    .await;
+    let by = events_by(c, &ns).await;
+    assert_eq!(who(&by, "TaskStarted", "pre-notify"), [old]);
+    assert_eq!(who(&by, "TaskSucceeded", "pre-notify"), [next]);
+    follower.signal("-TERM");
+    assert!(follower.exit().await.0.success());
+}
+
+#[tokio::test]
+async fn partitioned_leader_writes_nothing_after_losing_the_lease() {
+    let env = testenv_or_skip!("partitioned_leader_writes_nothing_after_losing_the_lease");
+    let c = &env.client;
+    let ns = namespace(c, "partition").await;
+    let proxy = Proxy::start(upstream(&env).await).await;
+    create_record(c, &ns, spec_tasks()).await;
+    let a = start_elected(proxied(&env, &proxy), &ns, "replica-a");
+    wait_holder(c, &ns, "replica-a", |h| h == "replica-a").await;
+    a.ready().await;
+    let b = start_elected(c.clone(), &ns, "replica-b");
+    eventually("replica-b to follow", async || {
+        match b.shared.standby.load(Ordering::SeqCst) {
+            true => Ok(()),
+            false => Err("not standing by"),
+        }
+    })
+    .await;
+    create_job(c, &ns, task("pre-notify", "app-pre")).await;
+    job_status(c, &ns, "pre-notify", running()).await;
+    wait_record(c, &ns, "checkout-1.4.0", "running", |r| {
+        state_of(r, "pre-notify") == Some(TaskState::Running)
+    })
+    .await;
+    expect_events(c, &ns, &[("TaskStarted", "pre-notify")]).await;
+    let counters = [
+        "klt_reconciler_status_writes_total",
+        "klt_reconciler_events_published_total",
+        "klt_reconciler_records_created_total",
+    ];
+    let before: Vec<f64> = counters.iter().map(|m| a.metric(m)).collect();
+
+    // replica-a loses the API server (it is alive: its lease can only run out).
+    proxy.cut();
+    let cut = Instant::now();
+    job_status(c, &ns, "pre-notify", succeeded()).await;
+    // Sample until replica-b holds the lease: replica-a must have stopped first.
+    let mut a_stopped = None;
+    let taken = eventually("replica-b to take the lease over", async || {
+        if a_stopped.is_none() && a.metric("klt_reconciler_leader") == 0.0 {
+            a_stopped = Some(cut.elapsed());
+        }
+        match holder_of(&lease_of(c, &ns).await).as_deref() {
+            Some("replica-b") => Ok(cut.elapsed()),
+            other => Err(other.map(String::from)),
+        }
+    })
+    .await;
+    let a_stopped = a_stopped.expect("replica-a still leading when replica-b took over");
+    skip(&format!(
+        "partitioned_leader: replica-a stopped after {a_stopped:?}, replica-b took over after {taken:?} (lease 3 s, renew deadline 2 s)"
+    ));
+    assert!(a_stopped < taken, "{a_stopped:?} vs {taken:?}");
+    proxy.cut(); // connections that slipped in meanwhile
+
+    // replica-a reaches the API server again: it must follow, and write nothing.
+    proxy.restore();
+    eventually("replica-a to follow again", async || {
+        match a.shared.standby.load(Ordering::SeqCst) {
+            true => Ok(()),
+            false => Err("not standing by"),
+        }
+    })
+    .await;
+    create_job(c, &ns, task("post-notify", "app-post")).await;
+    job_status(c, &ns, "post-notify", running()).await;
+    job_status(c, &ns, "post-notify", succeeded()).await;
+    wait_record(c, &ns, "checkout-1.4.0", "caught up by replica-b", |r| {
+        state_of(r, "pre-notify") == Some(TaskState::Succeeded)
+            && state_of(r, "post-notify") == Some(TaskState::Succeeded)
+    })
+    .await;
+    eventually("the Events of replica-b", async || {
+        let by = events_by(c, &ns).await;
+        match who(&by, "TaskSucceeded", "post-notify").len() {
+            1 => Ok(()),
+            _ => Err(by),
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let after: Vec<f64> = counters.iter().map(|m| a.metric(m)).collect();
+    assert_eq!(
+        after, before,
+        "replica-a wrote after losing the lease ({counters:?})"
+    );
+    assert_eq!(a.metric("klt_reconciler_leader"), 0.0);
+    let by = events_by(c, &ns).await;
+    for ((reason, job), n) in per_transition(&by) {
+        assert_eq!(n, 1, "{reason} of {job}: {by:?}");
+    }
+    assert_eq!(who(&by, "TaskStarted", "pre-notify"), ["replica-a"]);
+    assert_eq!(who(&by, "TaskSucceeded", "pre-notify"), ["replica-b"]);
+    assert_eq!(who(&by, "TaskSucceeded", "post-notify"), ["replica-b"]);
+    b.stop().await;
+    a.stop().await;
 }

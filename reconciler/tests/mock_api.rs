@@ -11,6 +11,7 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use klt_reconciler::controller::{Ctx, Error, JobIndex, Shared, reconcile};
 use klt_reconciler::crd::{ExpectedTask, TaskRecord, TaskRecordSpec};
+use klt_reconciler::lease::{Leadership, Role};
 use klt_reconciler::state::{self, RecordKey};
 use kube::client::Body;
 use kube::runtime::reflector;
@@ -117,6 +118,10 @@ struct Setup {
 }
 
 fn setup(records: Vec<TaskRecord>, jobs: Vec<Job>) -> Setup {
+    setup_as(records, jobs, Leadership::always())
+}
+
+fn setup_as(records: Vec<TaskRecord>, jobs: Vec<Job>, leadership: Leadership) -> Setup {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(svc, "default");
     let (store, mut writer) = reflector::store::<TaskRecord>();
@@ -137,6 +142,7 @@ fn setup(records: Vec<TaskRecord>, jobs: Vec<Job>) -> Setup {
         Arc::new(RwLock::new(index)),
         Arc::new(Shared::default()),
         Some("test-pod".into()),
+        leadership,
     );
     Setup {
         ctx: Arc::new(ctx),
@@ -641,4 +647,50 @@ fn records_that_list_a_job_by_name_follow_it() {
     want.sort();
     assert_eq!(keys, want);
     assert!(idx.jobs_of_record(&key()).is_empty());
+}
+
+#[tokio::test]
+async fn a_replica_that_lost_the_lease_writes_nothing() {
+    // A status write and a record creation are due, but the renew deadline has passed (or
+    // another replica holds the lease): no request at all, and the reconcile says why.
+    for role in [
+        Role::Following,
+        Role::Leading(std::time::Instant::now() - Duration::from_millis(1)),
+    ] {
+        let Setup {
+            ctx, mut handle, ..
+        } = setup_as(
+            vec![record(None)],
+            vec![job("pre-notify", "app-pre", running())],
+            Leadership::fixed(role),
+        );
+        let err = tokio::time::timeout(Duration::from_secs(5), reconcile(&ctx, &key()))
+            .await
+            .expect("no call to wait for")
+            .unwrap_err();
+        assert!(matches!(err, Error::NotLeader), "{role:?}: {err}");
+        assert_eq!(err.metric_label(), "not_leader");
+        let Setup {
+            ctx: create_ctx,
+            handle: mut create_handle,
+            ..
+        } = setup_as(
+            vec![],
+            vec![job("pre-notify", "app-pre", running())],
+            Leadership::fixed(role),
+        );
+        let err = tokio::time::timeout(Duration::from_secs(5), reconcile(&create_ctx, &key()))
+            .await
+            .expect("no call to wait for")
+            .unwrap_err();
+        assert!(matches!(err, Error::NotLeader), "{role:?}: {err}");
+        for h in [&mut handle, &mut create_handle] {
+            assert!(
+                tokio::time::timeout(Duration::from_millis(100), h.next_request())
+                    .await
+                    .is_err(),
+                "{role:?}: a request was made"
+            );
+        }
+    }
 }

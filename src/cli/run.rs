@@ -17,12 +17,13 @@
 //! interrupted by signal n; 2 when klt-render itself refuses or fails (its messages start with
 //! `klt-render run:`).
 
+mod pod;
 mod prepare;
 mod process;
+mod runtime;
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command as Process, ExitCode};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -34,9 +35,8 @@ use serde_json::{Value, json};
 
 use super::{EXIT_BAD_INPUT, input, options_from, paths_arg, report};
 use prepare::{ContextArgs, EnvSource, ObjectType, Phase};
+use runtime::TempDir;
 
-/// Exit status of a task that ran out of time (as `timeout(1)`).
-const EXIT_TIMEOUT: u8 = 124;
 /// Name of the in-memory KeptnTask; the Job made for it is `<this>-<hash>`.
 const TASK_NAME: &str = "klt-render-run";
 const TASK_FILE: &str = "(klt-render run).json";
@@ -54,8 +54,21 @@ pub fn command() -> Command {
         .arg(
             Arg::new("task")
                 .value_name("TASK")
-                .required(true)
+                .required_unless_present("pod")
                 .help("Name of the KeptnTaskDefinition to run"),
+        )
+        .arg(
+            opt("pod", "POD.json", "Run the container of this pod, its env already resolved, as its runtime image would (kube-testenv's task runner plays the kubelet with it)")
+                .value_parser(clap::value_parser!(PathBuf))
+                .conflicts_with("task")
+                .requires("root")
+                .hide(true),
+        )
+        .arg(
+            opt("root", "DIR", "With --pod: the pod's filesystem root (its volumes at their mountPath)")
+                .value_parser(clap::value_parser!(PathBuf))
+                .requires("pod")
+                .hide(true),
         )
         .arg(paths_arg())
         .arg(opt("app", "APP", "appName of the context (default: from the one use of TASK in the input that fits the options)"))
@@ -63,7 +76,7 @@ pub fn command() -> Command {
         .arg(opt("workload", "WORKLOAD", "Run as a workload task of this workload (workloadName becomes <app>-<workload>)"))
         .arg(opt("workload-version", "VERSION", "workloadVersion of a workload task"))
         .arg(
-            opt("phase", "PHASE", "taskType of the context [default: pre]")
+            opt("phase", "PHASE", "taskType of the context (default: the phase of the task's one use in the input that fits the other options, else pre)")
                 .value_parser(["pre", "post"]),
         )
         .arg(
@@ -269,14 +282,16 @@ fn describe(ctx: &TaskContext) -> String {
 }
 
 fn execute(m: &ArgMatches) -> anyhow::Result<ExitCode> {
+    if let Some(pod_file) = m.get_one::<PathBuf>("pod") {
+        return pod::execute(&pod::PodArgs::from(m, pod_file)?);
+    }
     let opts = options_from(m)?;
     let args = RunArgs::from(m)?;
     let paths: Vec<PathBuf> = m.get_many("paths").unwrap().cloned().collect();
     let files = input::gather(&paths, None, &opts.limits)?;
     let dest = opts.namespace.as_deref();
-    let profile = &opts.profile;
 
-    // 1. The input as `render` sees it, and the uses of TASK in it.
+    // 1. The input as `render` sees it, and TASK's definitions in it.
     let rendered = match render_or_report(&files, &opts) {
         Ok(docs) => docs,
         Err(code) => return Ok(code),
@@ -285,23 +300,107 @@ fn execute(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     let docs = document::load_with(&files, &opts.limits, &mut scratch);
     let is_definition = |d: &&Doc<'_>| d.group() == model::GROUP && d.kind == "KeptnTaskDefinition";
     let definitions: Vec<&Doc<'_>> = docs.iter().filter(is_definition).collect();
+    let named = definitions_named(&definitions, &args.task, &paths)?;
+
+    // 2. The context: from the one real use of TASK that fits the options, else the options.
+    let base = fitting_use(&rendered, &args, &opts.profile);
+    let namespace: Option<String> = match &base {
+        Some((ns, _)) => ns.clone(),
+        None => choose_definition_namespace(&named, dest)?,
+    };
+    let lookup_ns = namespace
+        .clone()
+        .or(dest.map(str::to_string))
+        .unwrap_or_default();
+    let ctx = prepare::build_context(base.as_ref().map(|(_, c)| c), &args.context, &opts.profile)
+        .map_err(|e| anyhow!(e))?;
+
+    // 3. Render again with a KeptnTask for TASK; take its Job.
+    let definition = find_definition(&definitions, &lookup_ns, &args.task, &opts)
+        .or_else(|| named.first().copied())
+        .expect("TASK has a definition");
+    let (job, rendered) = match task_job(
+        &files,
+        &opts,
+        &args.task,
+        namespace.as_deref(),
+        &ctx,
+        definition,
+    )? {
+        Ok(found) => found,
+        Err(code) => return Ok(code),
+    };
+    let deadline = job.json["spec"]["activeDeadlineSeconds"].as_u64();
+    let timeout = args.timeout.unwrap_or(deadline.filter(|s| *s > 0));
+
+    // 4. The runner: a runtime (deno or python, through functionRef) or a container.
+    let lookup = |name: &str| find_definition(&definitions, &lookup_ns, name, &opts);
+    let lang = runner_lang(&args.task, definition, &lookup)?;
+    let container = job.container().clone();
+    let job_env = prepare::container_env(&container);
+    let summary = summarize(&args.task, lang, &opts.profile, &ctx, timeout);
+    let Some(lang) = lang else {
+        return container_task(&args, &summary, &container, &job_env);
+    };
+
+    // 5. Code, secret, program; then print or run.
+    let code = mounted_code(&job, &rendered, dest)?;
+    let task = RuntimeTask::gather(&args, lang, code, &job_env, &docs, &lookup_ns, dest)?;
+    if args.dry_run {
+        return task.print(&args, &opts.profile, &summary);
+    }
+    task.run(&args, &opts.profile, &summary, timeout)
+}
+
+/// TASK's definitions (any namespace); none is an error with a suggestion.
+fn definitions_named<'d>(
+    definitions: &[&'d Doc<'d>],
+    task: &str,
+    paths: &[PathBuf],
+) -> anyhow::Result<Vec<&'d Doc<'d>>> {
     let named: Vec<&Doc<'_>> = definitions
         .iter()
         .copied()
-        .filter(|d| d.name == args.task)
+        .filter(|d| d.name == task)
         .collect();
     if named.is_empty() {
-        let hint = klt_render::suggest::closest(&args.task, definitions.iter().map(|d| &*d.name))
+        let hint = klt_render::suggest::closest(task, definitions.iter().map(|d| &*d.name))
             .map(|s| format!("; did you mean {s:?}?"))
             .unwrap_or_default();
         bail!(
-            "no KeptnTaskDefinition {:?} in {}{hint}",
-            args.task,
-            paths_phrase(&paths)
+            "no KeptnTaskDefinition {task:?} in {}{hint}{}",
+            paths_phrase(paths),
+            known_definitions(definitions)
         );
     }
+    Ok(named)
+}
 
-    let uses = jobs_of(&rendered, &args.task);
+/// The definitions there are, for an unknown TASK: a newcomer's next step.
+fn known_definitions(definitions: &[&Doc<'_>]) -> String {
+    const SHOWN: usize = 20;
+    let mut names: Vec<&str> = definitions.iter().map(|d| &*d.name).collect();
+    names.sort_unstable();
+    names.dedup();
+    match names.len() {
+        0 => "; the paths hold no KeptnTaskDefinition".to_string(),
+        n if n <= SHOWN => format!("; the definitions there: {}", names.join(", ")),
+        n => format!(
+            "; the definitions there: {}, and {} more",
+            names[..SHOWN].join(", "),
+            n - SHOWN
+        ),
+    }
+}
+
+/// The namespace and context of the one use of TASK in the render output that fits the
+/// options; with none or several, a note says why the options alone decide.
+fn fitting_use(
+    rendered: &[OutDoc],
+    args: &RunArgs,
+    profile: &klt_render::Profile,
+) -> Option<(Option<String>, TaskContext)> {
+    let uses = jobs_of(rendered, &args.task);
     let mut fitting: Vec<(Option<String>, TaskContext)> = Vec::new();
     for (_, job) in &uses {
         if let Some(ctx) = job.context(profile.context_env)
@@ -313,63 +412,51 @@ fn execute(m: &ArgMatches) -> anyhow::Result<ExitCode> {
             fitting.push((job.namespace.clone(), ctx));
         }
     }
-    let base = match fitting.as_slice() {
-        [one] => Some(one.clone()),
+    let note = match fitting.as_slice() {
+        [one] => return Some(one.clone()),
         [] => {
             let others: Vec<String> = uses
                 .iter()
                 .filter_map(|(_, j)| j.context(profile.context_env))
                 .map(|c| describe(&c))
                 .collect();
-            if !others.is_empty() && !args.quiet {
-                eprintln!(
-                    "klt-render run: note: no use of {} in the input fits the options (it is the {}); the context comes from the options alone",
-                    args.task,
-                    join_unique(others)
-                );
+            if others.is_empty() {
+                return None;
             }
-            None
+            format!(
+                "no use of {} in the input fits the options (it is the {})",
+                args.task,
+                join_unique(others)
+            )
         }
-        many => {
-            if !args.quiet {
-                eprintln!(
-                    "klt-render run: note: {} is the {}; pass --app, --workload or --phase to pick one; the context comes from the options alone",
-                    args.task,
-                    join_unique(many.iter().map(|(_, c)| describe(c)).collect())
-                );
-            }
-            None
-        }
+        many => format!(
+            "{} is the {}; pass --app, --workload or --phase to pick one",
+            args.task,
+            join_unique(many.iter().map(|(_, c)| describe(c)).collect())
+        ),
     };
+    if !args.quiet {
+        eprintln!("klt-render run: note: {note}; the context comes from the options alone");
+    }
+    None
+}
 
-    // 2. Where the task runs: where its real use runs, else where its definition is.
-    let namespace: Option<String> = match &base {
-        Some((ns, _)) => ns.clone(),
-        None => choose_definition_namespace(&named, dest)?,
-    };
-    let lookup_ns = namespace
-        .clone()
-        .or(dest.map(str::to_string))
-        .unwrap_or_default();
-    let ctx = prepare::build_context(base.as_ref().map(|(_, c)| c), &args.context, profile)
-        .map_err(|e| anyhow!(e))?;
-
-    // 3. Render again with a KeptnTask for TASK; take its Job.
-    let definition = find_definition(&definitions, &lookup_ns, &args.task, &opts)
-        .or_else(|| named.first().copied())
-        .expect("TASK has a definition");
-    let mut with_task = files.clone();
-    with_task.push(synthetic_task(
-        &args.task,
-        namespace.as_deref(),
-        &ctx,
-        definition,
-    ));
-    let rendered = match render_or_report(&with_task, &opts) {
+/// The Job the renderer makes for a KeptnTask of TASK with `ctx`, and the output it is in.
+fn task_job(
+    files: &[SourceFile],
+    opts: &Options,
+    task: &str,
+    namespace: Option<&str>,
+    ctx: &TaskContext,
+    definition: &Doc<'_>,
+) -> anyhow::Result<Result<(JobView, Vec<OutDoc>), ExitCode>> {
+    let mut with_task = files.to_vec();
+    with_task.push(synthetic_task(task, namespace, ctx, definition));
+    let rendered = match render_or_report(&with_task, opts) {
         Ok(docs) => docs,
-        Err(code) => return Ok(code),
+        Err(code) => return Ok(Err(code)),
     };
-    let job = jobs_of(&rendered, &args.task)
+    let job = jobs_of(&rendered, task)
         .into_iter()
         .find(|(name, _)| {
             name.strip_prefix(TASK_NAME)
@@ -378,18 +465,23 @@ fn execute(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         })
         .map(|(_, j)| j)
         .context("the renderer made no Job for the task (a bug in klt-render)")?;
-    let deadline = job.json["spec"]["activeDeadlineSeconds"].as_u64();
-    let timeout = args.timeout.unwrap_or(deadline.filter(|s| *s > 0));
+    Ok(Ok((job, rendered)))
+}
 
+/// The runtime TASK runs in (`None`: a container runner); a functionRef runs its target's.
+fn runner_lang<'d>(
+    task: &str,
+    definition: &Doc<'_>,
+    lookup: &dyn Fn(&str) -> Option<&'d Doc<'d>>,
+) -> anyhow::Result<Option<Lang>> {
     let mut diags = Vec::new();
     let def = model::read_task_definition(definition, &mut diags);
-    let lang = match &def.runner {
+    Ok(match &def.runner {
         Some(Runner::Container(_)) => None,
         Some(Runner::Runtime(lang)) => Some(
             match def.runtime(*lang).and_then(|s| s.function_ref.as_ref()) {
                 Some(parent) => {
-                    let pdoc = find_definition(&definitions, &lookup_ns, &parent.value, &opts)
-                        .context("functionRef target vanished")?;
+                    let pdoc = lookup(&parent.value).context("functionRef target vanished")?;
                     let p = model::read_task_definition(pdoc, &mut diags);
                     if p.deno.as_ref().is_some_and(|d| !d.is_empty()) {
                         Lang::Deno
@@ -400,109 +492,145 @@ fn execute(m: &ArgMatches) -> anyhow::Result<ExitCode> {
                 None => *lang,
             },
         ),
-        None => bail!("{} has no usable runner", args.task),
-    };
-    let container = job.container().clone();
-    let job_env = prepare::container_env(&container);
-    let summary = format!(
-        "{} ({}, profile {}) as the {}; timeout {}",
-        args.task,
+        None => bail!("{task} has no usable runner"),
+    })
+}
+
+fn summarize(
+    task: &str,
+    lang: Option<Lang>,
+    profile: &klt_render::Profile,
+    ctx: &TaskContext,
+    timeout: Option<u64>,
+) -> String {
+    format!(
+        "{task} ({}, profile {}) as the {}; timeout {}",
         match lang {
             Some(Lang::Deno) => "deno",
             Some(Lang::Python) => "python",
             None => "container",
         },
         profile.name,
-        describe(&ctx),
+        describe(ctx),
         timeout.map_or("none".to_string(), |t| format!("{t}s"))
-    );
+    )
+}
 
-    let Some(lang) = lang else {
-        return container_task(&args, &summary, &container, &job_env);
-    };
+/// A runtime task ready to run: its code (or URL), SECURE_DATA and the program.
+struct RuntimeTask<'j> {
+    lang: Lang,
+    job_env: &'j [(String, EnvSource)],
+    code: Option<String>,
+    script_env: String,
+    cmd_args: String,
+    secret_name: Option<String>,
+    secure: Option<(Vec<u8>, String)>,
+    program: anyhow::Result<PathBuf>,
+}
 
-    // 4. Code, secret, program.
-    let code = mounted_code(&job, &rendered, dest)?;
-    let script_env = job_env
-        .iter()
-        .find_map(|(n, s)| match s {
-            EnvSource::Value(v) if n == "SCRIPT" => Some(v.clone()),
-            _ => None,
-        })
-        .unwrap_or_default();
-    if code.is_none() {
-        if script_env.is_empty() {
-            bail!("the Job has neither code nor a URL in SCRIPT");
+impl<'j> RuntimeTask<'j> {
+    fn gather(
+        args: &RunArgs,
+        lang: Lang,
+        code: Option<String>,
+        job_env: &'j [(String, EnvSource)],
+        docs: &[Doc<'_>],
+        lookup_ns: &str,
+        dest: Option<&str>,
+    ) -> anyhow::Result<RuntimeTask<'j>> {
+        let value = |name: &str| {
+            job_env
+                .iter()
+                .find_map(|(n, s)| match s {
+                    EnvSource::Value(v) if n == name => Some(v.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        let script_env = value("SCRIPT");
+        if code.is_none() {
+            if script_env.is_empty() {
+                bail!("the Job has neither code nor a URL in SCRIPT");
+            }
+            if !args.allow_net && !args.dry_run {
+                bail!(
+                    "{} runs code from {script_env}; pass --allow-net to fetch and run it (the runtime image would)",
+                    args.task
+                );
+            }
         }
-        if !args.allow_net && !args.dry_run {
-            bail!(
-                "{} runs code from {script_env}; pass --allow-net to fetch and run it (the runtime image would)",
-                args.task
-            );
+        let secret_name = job_env.iter().find_map(|(_, s)| match s {
+            EnvSource::Secret(name, _) => Some(name.clone()),
+            _ => None,
+        });
+        let secure = match &secret_name {
+            None => None,
+            Some(name) => match secure_data(args, name, docs, lookup_ns, dest) {
+                Ok(v) => Some(v),
+                Err(e) if args.dry_run => {
+                    eprintln!("klt-render run: warning: {e:#}");
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        Ok(RuntimeTask {
+            lang,
+            job_env,
+            code,
+            script_env,
+            cmd_args: value("CMD_ARGS"),
+            secret_name,
+            secure,
+            program: runtime::program_for(lang, args.deno.as_deref(), args.python.as_deref()),
+        })
+    }
+
+    fn file_name(&self) -> &'static str {
+        match self.lang {
+            Lang::Deno => "function.ts",
+            Lang::Python => "function.py",
         }
     }
-    let secret_name = job_env.iter().find_map(|(_, s)| match s {
-        EnvSource::Secret(name, _) => Some(name.clone()),
-        _ => None,
-    });
-    let secure = match &secret_name {
-        None => None,
-        Some(name) => match secure_data(&args, name, &docs, &lookup_ns, dest) {
-            Ok(v) => Some(v),
-            Err(e) if args.dry_run => {
-                eprintln!("klt-render run: warning: {e:#}");
-                None
-            }
-            Err(e) => return Err(e),
-        },
-    };
 
-    let file_name = match lang {
-        Lang::Deno => "function.ts",
-        Lang::Python => "function.py",
-    };
-    let program = match lang {
-        Lang::Deno => find_program(args.deno.as_deref(), "deno", "--deno", "KLT_DENO"),
-        Lang::Python => find_program(args.python.as_deref(), "python3", "--python", "KLT_PYTHON"),
-    };
-    let caller_path = std::env::var_os("PATH").unwrap_or_else(|| {
-        OsString::from("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-    });
-    let cmd_args = job_env
-        .iter()
-        .find_map(|(n, s)| match s {
-            EnvSource::Value(v) if n == "CMD_ARGS" => Some(v.clone()),
-            _ => None,
-        })
-        .unwrap_or_default();
+    /// SCRIPT: the local copy of the code in `dir`, or the Job's URL.
+    fn script(&self, dir: &Path) -> String {
+        match &self.code {
+            Some(_) => dir.join(self.file_name()).display().to_string(),
+            None => self.script_env.clone(),
+        }
+    }
 
-    if args.dry_run {
+    /// --dry-run: the environment (SECURE_DATA hidden) and the command line on stdout.
+    fn print(
+        &self,
+        args: &RunArgs,
+        profile: &klt_render::Profile,
+        summary: &str,
+    ) -> anyhow::Result<ExitCode> {
         let tmp = PathBuf::from("$TMP");
-        let script = match &code {
-            Some(_) => tmp.join(file_name).display().to_string(),
-            None => script_env.clone(),
-        };
+        let script = self.script(&tmp);
         let env = prepare::assemble_env(
-            &job_env,
+            self.job_env,
             &args.params,
             Some(b"".as_slice()),
             &script,
-            caller_path,
+            runtime::caller_path(),
             tmp.join("home").into_os_string(),
         )
         .map_err(|e| anyhow!(e))?;
-        let program = program.unwrap_or_else(|_| {
-            PathBuf::from(if lang == Lang::Deno {
-                "deno"
-            } else {
-                "python3"
-            })
-        });
-        let stages = command_lines(lang, &program, profile, &cmd_args, &script);
+        let program = match &self.program {
+            Ok(p) => p.clone(),
+            Err(_) => PathBuf::from(match self.lang {
+                Lang::Deno => "deno",
+                Lang::Python => "python3",
+            }),
+        };
+        let stages = runtime::command_lines(self.lang, &program, profile, &self.cmd_args, &script);
         let mut out = format!("# klt-render run: {summary}\n");
         for (k, v) in &env {
             let shown = if k == "SECURE_DATA" {
-                match (&secure, &secret_name) {
+                match (&self.secure, &self.secret_name) {
                     (Some((bytes, from)), _) => {
                         format!("<hidden: {} bytes from {from}>", bytes.len())
                     }
@@ -527,63 +655,53 @@ fn execute(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         out.push_str(&line.join(" | "));
         out.push('\n');
         super::write_stdout(out.as_bytes())?;
-        return Ok(ExitCode::SUCCESS);
+        Ok(ExitCode::SUCCESS)
     }
 
-    let program = program?;
-    let tmp = TempDir::new()?;
-    let home = tmp.path.join("home");
-    std::fs::create_dir(&home).with_context(|| format!("{}: cannot create", home.display()))?;
-    let script = match &code {
-        Some(code) => {
-            let file = tmp.path.join(file_name);
-            std::fs::write(&file, code)
-                .with_context(|| format!("{}: cannot write", file.display()))?;
-            file.display().to_string()
+    /// Runs the code as the runtime image would, in a temporary dir with its own HOME.
+    fn run(
+        &self,
+        args: &RunArgs,
+        profile: &klt_render::Profile,
+        summary: &str,
+        timeout: Option<u64>,
+    ) -> anyhow::Result<ExitCode> {
+        let program = self.program.as_ref().map_err(|e| anyhow!("{e:#}"))?;
+        let tmp = TempDir::new()?;
+        let home = tmp.path.join("home");
+        std::fs::create_dir(&home).with_context(|| format!("{}: cannot create", home.display()))?;
+        let script = self.script(&tmp.path);
+        if let Some(code) = &self.code {
+            std::fs::write(&script, code).with_context(|| format!("{script}: cannot write"))?;
         }
-        None => script_env.clone(),
-    };
-    let env = prepare::assemble_env(
-        &job_env,
-        &args.params,
-        secure.as_ref().map(|(b, _)| b.as_slice()),
-        &script,
-        caller_path,
-        home.clone().into_os_string(),
-    )
-    .map_err(|e| anyhow!(e))?;
-    let stages: Vec<Process> = command_lines(lang, &program, profile, &cmd_args, &script)
-        .into_iter()
-        .map(|words| {
-            let mut p = Process::new(&words[0]);
-            p.args(&words[1..]).env_clear().current_dir(&home);
-            for (k, v) in &env {
-                p.env(k, v);
-            }
-            p
-        })
-        .collect();
-    if !args.quiet {
-        eprintln!("klt-render run: {summary}");
-    }
-    let outcome = process::run_pipeline(stages, timeout.map(Duration::from_secs))
-        .with_context(|| format!("{}: cannot run", program.display()))?;
-    drop(tmp);
-    Ok(match outcome {
-        process::Outcome::Exited(code) => ExitCode::from(code),
-        process::Outcome::TimedOut => {
-            eprintln!(
+        let env = prepare::assemble_env(
+            self.job_env,
+            &args.params,
+            self.secure.as_ref().map(|(b, _)| b.as_slice()),
+            &script,
+            runtime::caller_path(),
+            home.clone().into_os_string(),
+        )
+        .map_err(|e| anyhow!(e))?;
+        let stages = runtime::command_lines(self.lang, program, profile, &self.cmd_args, &script);
+        if !args.quiet {
+            eprintln!("klt-render run: {summary}");
+        }
+        let outcome = runtime::spawn(stages, &env, &home, timeout.map(Duration::from_secs))?;
+        drop(tmp);
+        match outcome {
+            process::Outcome::TimedOut => eprintln!(
                 "klt-render run: {} ran longer than its timeout of {}s and was killed (in the cluster the Job fails with DeadlineExceeded)",
                 args.task,
                 timeout.unwrap_or_default()
-            );
-            ExitCode::from(EXIT_TIMEOUT)
+            ),
+            process::Outcome::Interrupted(_) => {
+                eprintln!("klt-render run: interrupted; {} was stopped", args.task)
+            }
+            process::Outcome::Exited(_) => {}
         }
-        process::Outcome::Interrupted(sig) => {
-            eprintln!("klt-render run: interrupted; {} was stopped", args.task);
-            ExitCode::from((128 + sig).clamp(0, 255) as u8)
-        }
-    })
+        Ok(runtime::exit_code(&outcome))
+    }
 }
 
 fn paths_phrase(paths: &[PathBuf]) -> String {
@@ -762,100 +880,6 @@ fn secure_data(
     bail!("Secret {secret:?}{where_} has no key SECURE_DATA (under data or stringData)")
 }
 
-/// The runtime image's command line(s); a python URL becomes `fetch | python3 ... -` as the
-/// entrypoint's `curl -s $SCRIPT | python3 $CMD_ARGS -`.
-fn command_lines(
-    lang: Lang,
-    program: &Path,
-    profile: &klt_render::Profile,
-    cmd_args: &str,
-    script: &str,
-) -> Vec<Vec<String>> {
-    let program = program.display().to_string();
-    match lang {
-        Lang::Deno => {
-            let mut words = vec![program, "run".into()];
-            words.extend(prepare::deno_flags(profile));
-            words.push(script.into());
-            vec![words]
-        }
-        Lang::Python => {
-            let mut words = vec![program.clone()];
-            words.extend(prepare::split_cmd_args(cmd_args));
-            if prepare::python_sees_url(script) {
-                words.push("-".into());
-                vec![
-                    vec![program, "-c".into(), FETCH.into(), script.into()],
-                    words,
-                ]
-            } else {
-                words.push(script.into());
-                vec![words]
-            }
-        }
-    }
-}
-
-/// What `curl -s URL` does for python-runtime: the body of any response (no redirects
-/// followed), nothing on a network error. klt-render says why on stderr.
-const FETCH: &str = r#"import sys, urllib.request, urllib.error
-class Stay(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-try:
-    sys.stdout.buffer.write(urllib.request.build_opener(Stay).open(sys.argv[1]).read())
-except urllib.error.HTTPError as e:
-    sys.stdout.buffer.write(e.read())
-except Exception as e:
-    sys.stderr.write("klt-render run: cannot fetch %s: %s\n" % (sys.argv[1], e))
-"#;
-
-/// A program by explicit path, or by name on PATH.
-fn find_program(
-    explicit: Option<&Path>,
-    name: &str,
-    flag: &str,
-    env: &str,
-) -> anyhow::Result<PathBuf> {
-    if let Some(p) = explicit {
-        if p.components().count() > 1 {
-            if p.is_file() {
-                return Ok(p.to_path_buf());
-            }
-            bail!("{flag} {}: no such file", p.display());
-        }
-        return search_path(&p.to_string_lossy())
-            .with_context(|| format!("{flag} {}: not found on PATH", p.display()));
-    }
-    search_path(name).with_context(|| {
-        let install = if name == "deno" {
-            " (e.g. `pip install deno`, which puts it into the environment's bin directory)"
-        } else {
-            ""
-        };
-        format!("{name} not found on PATH; install it{install} or pass {flag} PATH (or set {env})")
-    })
-}
-
-fn search_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
-}
-
-#[cfg(unix)]
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    p.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-#[cfg(not(unix))]
-fn is_executable(p: &Path) -> bool {
-    p.is_file()
-}
-
 /// A container task needs a container runtime: refused, with a `docker run` equivalent
 /// (printed to stdout with --dry-run).
 fn container_task(
@@ -919,44 +943,6 @@ fn container_task(
     eprintln!("    {line}");
     eprintln!("  or apply its Job: klt-render render ... | kubectl apply -f -");
     Ok(ExitCode::from(EXIT_BAD_INPUT))
-}
-
-/// A private temporary directory, removed on drop.
-struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    fn new() -> anyhow::Result<TempDir> {
-        let base = std::env::temp_dir();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default();
-        for attempt in 0..100u32 {
-            let path = base.join(format!(
-                "klt-render-run-{}-{nanos:x}-{attempt}",
-                std::process::id()
-            ));
-            let mut builder = std::fs::DirBuilder::new();
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-            match builder.create(&path) {
-                Ok(()) => return Ok(TempDir { path }),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| format!("{}: cannot create", path.display()));
-                }
-            }
-        }
-        bail!("cannot create a temporary directory in {}", base.display())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import REPO, child_env, load_docs
+from conftest import EXAMPLES, REPO, child_env, load_docs
 
 FIXTURES = REPO / "tests" / "fixtures" / "run"
 
@@ -343,6 +343,30 @@ def test_an_unknown_task_gets_a_suggestion(run):
     r = run("dumy-task", "guide-secret-text")
     assert r.returncode == 2
     assert 'did you mean "dummy-task"?' in r.stderr
+
+
+def test_an_unknown_task_lists_the_definitions(run):
+    r = run("zzz", str(EXAMPLES / "checkout"))
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr.strip().endswith(
+        "; the definitions there: check-dependencies, db-migrate, notify-release,"
+        " slack-notification, smoke-test"
+    ), r.stderr
+
+
+@pytest.mark.parametrize(
+    "task,phase,context",
+    [
+        ("notify-release", "post", '"appName":"checkout","appVersion":"1.4.0"'),
+        ("smoke-test", "post", '"workloadName":"checkout-checkout-api"'),
+        ("db-migrate", "pre", '"workloadName":"checkout-checkout-api"'),
+    ],
+)
+def test_the_one_use_gives_phase_and_context_without_options(run, task, phase, context):
+    r = run(task, str(EXAMPLES / "checkout"), "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "note:" not in r.stderr, r.stderr
+    assert f'"taskType":"{phase}"' in r.stdout and context in r.stdout, r.stdout
 
 
 def test_render_errors_are_reported_as_render_reports_them(run):

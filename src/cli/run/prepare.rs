@@ -64,8 +64,13 @@ pub struct ContextArgs {
 }
 
 impl ContextArgs {
-    pub fn phase(&self) -> Phase {
-        self.phase.unwrap_or(Phase::Pre)
+    /// The taskType: `--phase`, else the one fitting use's, else `pre`.
+    pub fn task_type(&self, base: Option<&TaskContext>) -> String {
+        match (self.phase, base) {
+            (Some(p), _) => p.as_str().into(),
+            (None, Some(b)) if !b.task_type.is_empty() => b.task_type.clone(),
+            (None, _) => Phase::Pre.as_str().into(),
+        }
     }
 
     /// Whether a context Keptn would give a real use of the task fits these options.
@@ -81,7 +86,8 @@ impl ContextArgs {
         let type_ok = self
             .object_type
             .is_none_or(|t| ctx.object_type == t.keptn_value(profile));
-        ctx.task_type == self.phase().as_str() && app_ok && workload_ok && type_ok
+        let phase_ok = self.phase.is_none_or(|p| ctx.task_type == p.as_str());
+        phase_ok && app_ok && workload_ok && type_ok
     }
 }
 
@@ -108,7 +114,7 @@ pub fn build_context(
     let app = args.app.clone().unwrap_or(base_app);
     let mut ctx = TaskContext {
         app_name: app.clone(),
-        task_type: args.phase().as_str().into(),
+        task_type: args.task_type(base),
         object_type: object.keptn_value(profile).into(),
         metadata: base.map(|b| b.metadata.clone()).unwrap_or_default(),
         ..Default::default()

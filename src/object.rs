@@ -1,0 +1,295 @@
+//! Generated objects as light trees: keys are static or borrowed, strings borrowed from the
+//! task run and its definition wherever they can be, and the tree is written straight to
+//! YAML (for the output) and to Go JSON (for the content hash).
+//!
+//! Every Job was once built as a `serde_json::Value` twice (to hash it, then to write it):
+//! an ordered hash map and an owned key per field made that a third of a render's time. The
+//! writers here follow [`crate::yaml::emit`] and [`crate::gojson::value`] node for node, so
+//! the bytes are the same as the `Value` path's; user-written parts (a container runner, the
+//! image pull Secrets) stay `Value`s and go through those writers unchanged.
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use crate::gojson;
+use crate::yaml;
+
+/// One node of a generated object.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Obj<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Str(Cow<'a, str>),
+    Seq(Vec<Obj<'a>>),
+    Map(Entries<'a>),
+    /// A subtree taken from the input as JSON.
+    Json(Value),
+}
+
+/// Map entries in insertion order (as YAML writes them; Go JSON sorts them).
+pub type Entries<'a> = Vec<(Cow<'a, str>, Obj<'a>)>;
+
+impl<'a> Obj<'a> {
+    pub fn str(s: impl Into<Cow<'a, str>>) -> Self {
+        Obj::Str(s.into())
+    }
+
+    /// A map of string values, in the map's order.
+    pub fn string_map<K, V>(map: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<Cow<'a, str>>,
+        V: Into<Cow<'a, str>>,
+    {
+        Obj::Map(
+            map.into_iter()
+                .map(|(k, v)| (k.into(), Obj::Str(v.into())))
+                .collect(),
+        )
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Obj<'a>> {
+        match self {
+            Obj::Map(entries) => entries.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The YAML document body (no `---`), as [`yaml::emit`] writes the same object.
+    pub fn to_yaml(&self) -> String {
+        let mut out = String::with_capacity(1024);
+        match self {
+            Obj::Map(entries) if !entries.is_empty() => emit_map(&mut out, entries, 0, false),
+            Obj::Json(v) => return yaml::emit(v),
+            other => {
+                emit_inline(&mut out, other);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Go's `json.Marshal` of the object as a `map[string]interface{}`: keys sorted.
+    pub fn to_go_json(&self) -> String {
+        let mut out = String::with_capacity(1024);
+        write_go_json(&mut out, self);
+        out
+    }
+}
+
+/// Sets `key`, keeping its place when it is already there (as an ordered JSON map does).
+pub fn insert<'a>(entries: &mut Entries<'a>, key: impl Into<Cow<'a, str>>, value: Obj<'a>) {
+    let key = key.into();
+    match entries.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, slot)) => *slot = value,
+        None => entries.push((key, value)),
+    }
+}
+
+fn emit_map(out: &mut String, entries: &Entries<'_>, indent: usize, first_inline: bool) {
+    for (i, (k, v)) in entries.iter().enumerate() {
+        if !(i == 0 && first_inline) {
+            yaml::pad(out, indent);
+        }
+        yaml::emit_scalar_str(out, k);
+        out.push(':');
+        emit_after_key(out, v, indent);
+    }
+}
+
+fn emit_after_key(out: &mut String, v: &Obj<'_>, indent: usize) {
+    match v {
+        Obj::Map(m) if !m.is_empty() => {
+            out.push('\n');
+            emit_map(out, m, indent + 2, false);
+        }
+        Obj::Seq(items) if !items.is_empty() => {
+            out.push('\n');
+            for item in items {
+                emit_seq_item(out, item, indent);
+            }
+        }
+        Obj::Str(s) if yaml::block_chomping(s).is_some() => yaml::emit_block(out, s, indent + 2),
+        Obj::Json(v) => yaml::emit_after_key(out, v, indent),
+        other => {
+            out.push(' ');
+            emit_inline(out, other);
+            out.push('\n');
+        }
+    }
+}
+
+fn emit_seq_item(out: &mut String, item: &Obj<'_>, indent: usize) {
+    if let Obj::Json(v) = item {
+        return yaml::emit_seq_item(out, v, indent);
+    }
+    yaml::pad(out, indent);
+    out.push_str("- ");
+    match item {
+        Obj::Map(m) if !m.is_empty() => emit_map(out, m, indent + 2, true),
+        Obj::Str(s) if yaml::block_chomping(s).is_some() => {
+            out.pop(); // "- |" rather than "-  |"
+            yaml::emit_block(out, s, indent + 2);
+        }
+        other => {
+            emit_inline(out, other);
+            out.push('\n');
+        }
+    }
+}
+
+/// A value on one line: scalars, empty collections, nested lists in flow style.
+fn emit_inline(out: &mut String, v: &Obj<'_>) {
+    match v {
+        Obj::Null => out.push_str("null"),
+        Obj::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Obj::Int(i) => out.push_str(&i.to_string()),
+        Obj::Str(s) => yaml::emit_scalar_str(out, s),
+        Obj::Json(v) => yaml::emit_inline(out, v),
+        Obj::Seq(a) if a.is_empty() => out.push_str("[]"),
+        Obj::Map(m) if m.is_empty() => out.push_str("{}"),
+        Obj::Seq(a) => {
+            out.push('[');
+            for (i, item) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                emit_inline_flow(out, item);
+            }
+            out.push(']');
+        }
+        Obj::Map(m) => {
+            out.push('{');
+            for (i, (k, item)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                yaml::emit_double_quoted(out, k);
+                out.push_str(": ");
+                emit_inline_flow(out, item);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// Inside flow collections every string is double-quoted.
+fn emit_inline_flow(out: &mut String, v: &Obj<'_>) {
+    match v {
+        Obj::Str(s) => yaml::emit_double_quoted(out, s),
+        Obj::Json(Value::String(s)) => yaml::emit_double_quoted(out, s),
+        other => emit_inline(out, other),
+    }
+}
+
+fn write_go_json(out: &mut String, v: &Obj<'_>) {
+    match v {
+        Obj::Null => out.push_str("null"),
+        Obj::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Obj::Int(i) => out.push_str(&i.to_string()),
+        Obj::Str(s) => gojson::write_str(out, s),
+        Obj::Json(v) => gojson::write_value(out, v),
+        Obj::Seq(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_go_json(out, item);
+            }
+            out.push(']');
+        }
+        Obj::Map(entries) => {
+            let mut sorted: Vec<&(Cow<'_, str>, Obj<'_>)> = entries.iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            out.push('{');
+            for (i, (k, item)) in sorted.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                gojson::write_str(out, k);
+                out.push(':');
+                write_go_json(out, item);
+            }
+            out.push('}');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The same object as a `Value` (the writers' reference).
+    fn to_value(o: &Obj<'_>) -> Value {
+        match o {
+            Obj::Null => Value::Null,
+            Obj::Bool(b) => json!(b),
+            Obj::Int(i) => json!(i),
+            Obj::Str(s) => json!(s),
+            Obj::Json(v) => v.clone(),
+            Obj::Seq(items) => Value::Array(items.iter().map(to_value).collect()),
+            Obj::Map(entries) => {
+                let mut m = serde_json::Map::new();
+                for (k, v) in entries {
+                    m.insert(k.to_string(), to_value(v));
+                }
+                Value::Object(m)
+            }
+        }
+    }
+
+    fn sample() -> Obj<'static> {
+        let user = json!({"name": "c", "args": [["a", 1], "x\ny\n"], "env": [], "r": {"x": 1.5}});
+        Obj::Map(vec![
+            ("z".into(), Obj::str("last: no")),
+            ("a".into(), Obj::Int(-3)),
+            ("b".into(), Obj::Bool(true)),
+            ("n".into(), Obj::Null),
+            ("code".into(), Obj::str("line 1\n  line 2\n")),
+            ("empty".into(), Obj::Map(vec![])),
+            ("none".into(), Obj::Seq(vec![])),
+            (
+                "list".into(),
+                Obj::Seq(vec![
+                    Obj::str("a<b>&"),
+                    Obj::str("multi\nline"),
+                    Obj::Seq(vec![Obj::str("in, flow"), Obj::Int(2)]),
+                    Obj::Map(vec![
+                        ("k".into(), Obj::str("v")),
+                        ("u".into(), Obj::Json(user.clone())),
+                    ]),
+                    Obj::Json(user.clone()),
+                    Obj::Json(json!("1.0")),
+                ]),
+            ),
+            ("user".into(), Obj::Json(user)),
+        ])
+    }
+
+    #[test]
+    fn yaml_and_go_json_match_the_value_writers() {
+        let o = sample();
+        let v = to_value(&o);
+        assert_eq!(o.to_yaml(), yaml::emit(&v));
+        assert_eq!(o.to_go_json(), gojson::value(&v));
+        for item in match &o {
+            Obj::Map(e) => e.iter().map(|(_, v)| v).collect::<Vec<_>>(),
+            _ => unreachable!(),
+        } {
+            assert_eq!(item.to_yaml(), yaml::emit(&to_value(item)), "{item:?}");
+        }
+    }
+
+    #[test]
+    fn insert_keeps_the_first_place() {
+        let mut e: Entries<'_> = vec![("a".into(), Obj::Int(1)), ("b".into(), Obj::Int(2))];
+        insert(&mut e, "a", Obj::Int(3));
+        insert(&mut e, "c", Obj::Int(4));
+        let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+        assert_eq!(e[0].1, Obj::Int(3));
+    }
+}
