@@ -471,6 +471,31 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         "a KeptnAppContext lists tasks but no KeptnApp or workload belongs to its app",
     ),
     (
+        "KLT032",
+        Severity::Error,
+        "a Keptn key on metadata Keptn does not read (the workload's own while its pod template carries the workload name, or the pod template's where the workload's replaces it); a warning unless listed tasks are lost",
+    ),
+    (
+        "KLT033",
+        Severity::Error,
+        "Keptn keys in an annotations or labels map outside any metadata (spec.template.annotations); a warning unless it lists tasks",
+    ),
+    (
+        "KLT034",
+        Severity::Warning,
+        "an unknown keptn.sh/ key on a workload, with the real key it resembles; an error when that key lists tasks",
+    ),
+    (
+        "KLT035",
+        Severity::Error,
+        "a Keptn key as a label whose value the API server rejects (a list needs an annotation), or a label that an annotation of the same key overrides (a warning)",
+    ),
+    (
+        "KLT036",
+        Severity::Error,
+        "a workload lists Keptn tasks but has no workload name (keptn.sh/workload, app.kubernetes.io/name), so Keptn ignores it",
+    ),
+    (
         "KLT040",
         Severity::Error,
         "check: task code reads an env var the runtime does not provide (a warning for python, which sees the whole environment)",
@@ -489,6 +514,16 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         "KLT043",
         Severity::Error,
         "check: a workload label or annotation value is not a string (an unquoted number or boolean)",
+    ),
+    (
+        "KLT044",
+        Severity::Warning,
+        "check: task code reads SECURE_DATA, but no secret is passed to it (no secureParameters, no KeptnTask or functionRef user with one)",
+    ),
+    (
+        "KLT045",
+        Severity::Warning,
+        "check: a secret is passed as SECURE_DATA to task code that never reads it",
     ),
     (
         "KLT050",

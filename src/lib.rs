@@ -21,6 +21,7 @@ pub mod schema;
 pub mod suggest;
 pub mod waves;
 pub mod workload;
+pub mod workload_keys;
 pub mod yaml;
 
 pub use diag::{Diagnostic, Severity};

@@ -1,5 +1,8 @@
 //! Lints that `klt-render check` adds to the renderer's own diagnostics: problems Keptn would
 //! only show at run time, or that the API server would reject later.
+//!
+//! Most look at one object; the secret lints (KLT044, KLT045) need every definition and
+//! KeptnTask, so the linter keeps a small summary of each and decides at the end.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +19,7 @@ pub fn check(files: &[SourceFile], opts: &Options) -> Vec<Diagnostic> {
     // Findings only: the generated texts are never made.
     let mut diags =
         crate::render::render_inspecting(files, opts, |doc| linter.doc(doc), |r| r.diagnostics);
-    let mut lints = linter.diags;
+    let mut lints = linter.finish();
     crate::diag::redact_secrets(&mut lints, crate::render::source_texts(files));
     diags.extend(lints);
     crate::diag::finish(&mut diags);
@@ -30,7 +33,7 @@ pub fn lint(files: &[SourceFile], opts: &Options) -> Vec<Diagnostic> {
     document::load_each(files, &opts.limits, &mut ignored, |_, doc, _| {
         linter.doc(doc)
     });
-    linter.diags
+    linter.finish()
 }
 
 /// Lints objects one at a time, as they are loaded: a render keeps only part of each tree.
@@ -41,6 +44,7 @@ struct Linter<'f> {
     /// split again for every one of them. Objects arrive file by file, so one file is enough.
     lines: Option<(&'f str, Vec<&'f str>)>,
     diags: Vec<Diagnostic>,
+    secrets: SecretUse,
 }
 
 impl<'f> Linter<'f> {
@@ -53,7 +57,13 @@ impl<'f> Linter<'f> {
                 .collect(),
             lines: None,
             diags: Vec::new(),
+            secrets: SecretUse::default(),
         }
+    }
+
+    fn finish(mut self) -> Vec<Diagnostic> {
+        self.secrets.lint(&mut self.diags);
+        self.diags
     }
 
     fn doc(&mut self, doc: &Doc<'_>) {
@@ -68,6 +78,10 @@ impl<'f> Linter<'f> {
                 None => None,
             };
             definition_lints(doc, file_lines, self.opts, &mut self.diags);
+            self.secrets.definition(doc, file_lines, self.opts);
+        }
+        if doc.group() == GROUP && doc.kind == "KeptnTask" {
+            self.secrets.task(doc, self.opts);
         }
         if workload::is_workload_kind(doc) {
             for (prefix, meta) in [
@@ -322,6 +336,174 @@ fn string_values(doc: &Doc<'_>, prefix: &str, meta: &Node, diags: &mut Vec<Diagn
     }
 }
 
+/// What the secret lints need to know of the input: each definition's secret and code, and
+/// the definitions KeptnTasks pass a secret to. Keys are (namespace, definition name).
+#[derive(Default)]
+struct SecretUse {
+    definitions: BTreeMap<(String, String), SecretSummary>,
+    task_secrets: std::collections::BTreeSet<(String, String)>,
+}
+
+struct SecretSummary {
+    /// For diagnostics made after the object is gone.
+    template: Diagnostic,
+    runtime: &'static str,
+    secret: Option<(Pos, String)>,
+    function_ref: Option<String>,
+    code: Option<CodeFacts>,
+}
+
+/// What inline code does with SECURE_DATA.
+struct CodeFacts {
+    /// The first literal read of SECURE_DATA, in file coordinates.
+    read: Option<Pos>,
+    /// The code names SECURE_DATA somewhere, or reads variables by computed names.
+    may_read: bool,
+}
+
+impl SecretUse {
+    fn definition(&mut self, doc: &Doc<'_>, text: Option<&[&str]>, opts: &Options) {
+        for (key, python) in [("deno", false), ("function", false), ("python", true)] {
+            let Some(runtime) = doc.root.path(&["spec", key]) else {
+                continue;
+            };
+            let secret = runtime.path(&["secureParameters", "secret"]).and_then(|n| {
+                n.as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(|s| (n.pos, s.to_string()))
+            });
+            let function_ref = runtime
+                .path(&["functionRef", "name"])
+                .and_then(Node::as_str)
+                .map(str::to_string);
+            let code = runtime
+                .path(&["inline", "code"])
+                .and_then(|c| c.as_str().map(|src| code_facts(src, python, c.pos, text)));
+            let template = doc.diag(
+                "KLT044",
+                Severity::Warning,
+                doc.root.pos,
+                None,
+                String::new(),
+                None,
+            );
+            let ns = doc.effective_namespace(opts.namespace.as_deref());
+            self.definitions.insert(
+                (ns, doc.name.to_string()),
+                SecretSummary {
+                    template,
+                    runtime: key,
+                    secret,
+                    function_ref,
+                    code,
+                },
+            );
+            return;
+        }
+    }
+
+    fn task(&mut self, doc: &Doc<'_>, opts: &Options) {
+        let spec = doc.root.get("spec");
+        let def = spec
+            .and_then(|s| s.get("taskDefinition"))
+            .and_then(Node::as_str);
+        let secret = spec
+            .and_then(|s| s.path(&["secureParameters", "secret"]))
+            .and_then(Node::as_str)
+            .filter(|s| !s.is_empty());
+        if let (Some(def), Some(_)) = (def, secret) {
+            let ns = doc.effective_namespace(opts.namespace.as_deref());
+            self.task_secrets.insert((ns, def.to_string()));
+        }
+    }
+
+    /// KLT044: code reads SECURE_DATA and nothing passes a secret to it; KLT045: a secret is
+    /// passed to code that never reads it.
+    fn lint(&self, diags: &mut Vec<Diagnostic>) {
+        for ((ns, name), d) in &self.definitions {
+            if let Some(read) = d.code.as_ref().and_then(|c| c.read)
+                && d.secret.is_none()
+                && !self.secret_reaches(ns, name)
+            {
+                let mut diag = d.template.clone();
+                diag.pos = read;
+                diag.field = Some(format!("spec.{}.inline.code", d.runtime));
+                diag.message = format!(
+                    "the task reads SECURE_DATA, but no secret is passed to {name:?}: without spec.{}.secureParameters the variable is not set",
+                    d.runtime
+                );
+                diag.help = Some(format!(
+                    "add `secureParameters: {{secret: NAME}}` under spec.{} (a Secret with the key SECURE_DATA), or pass one from a KeptnTask",
+                    d.runtime
+                ));
+                diags.push(diag);
+            }
+            let Some((pos, secret)) = &d.secret else {
+                continue;
+            };
+            // The code that runs: the functionRef target's when there is one.
+            let (code, whose) = match &d.function_ref {
+                Some(target) => (
+                    self.definitions
+                        .get(&(ns.clone(), target.clone()))
+                        .and_then(|t| t.code.as_ref()),
+                    format!("the code of {target:?}, which functionRef runs,"),
+                ),
+                None => (d.code.as_ref(), "the task's code".to_string()),
+            };
+            if code.is_some_and(|c| !c.may_read) {
+                let mut diag = d.template.clone();
+                diag.code = "KLT045";
+                diag.pos = *pos;
+                diag.field = Some(format!("spec.{}.secureParameters.secret", d.runtime));
+                diag.message = format!(
+                    "Secret {secret:?} is passed as SECURE_DATA, but {whose} never reads SECURE_DATA"
+                );
+                diag.help = Some("read it (Deno.env.get(\"SECURE_DATA\"), python os.environ[\"SECURE_DATA\"]), or leave secureParameters out if the task needs no secret".into());
+                diags.push(diag);
+            }
+        }
+    }
+
+    /// Whether a KeptnTask, or a definition that runs this one's code by functionRef, passes
+    /// a secret to definition `name`.
+    fn secret_reaches(&self, ns: &str, name: &str) -> bool {
+        self.task_secrets
+            .contains(&(ns.to_string(), name.to_string()))
+            || self.definitions.iter().any(|((n, _), d)| {
+                n == ns && d.function_ref.as_deref() == Some(name) && d.secret.is_some()
+            })
+    }
+}
+
+fn code_facts(code: &str, python: bool, pos: Pos, text: Option<&[&str]>) -> CodeFacts {
+    let (line0, col0) = code_origin(pos, text);
+    let mut read = None;
+    let mut literal_reads = 0;
+    for (i, line) in code.lines().enumerate() {
+        for (col, var) in env_reads(line, python) {
+            // `*` is Deno.env.toObject(): every variable, counted as an access below.
+            literal_reads += usize::from(var != "*");
+            if var == "SECURE_DATA" && read.is_none() {
+                read = Some(Pos {
+                    line: line0 + i as u32,
+                    col: col0 + col as u32,
+                });
+            }
+        }
+    }
+    // Reads by computed names (a loop over names, the whole environment) may read it too.
+    let accesses = if python {
+        code.matches("environ").count() + code.matches("getenv(").count()
+    } else {
+        code.matches("Deno.env.get(").count() + code.matches("Deno.env.toObject(").count()
+    };
+    CodeFacts {
+        read,
+        may_read: code.contains("SECURE_DATA") || accesses > literal_reads,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,5 +526,20 @@ mod tests {
             vec![(4, "CONTEXT".to_string()), (31, "DATA".to_string())]
         );
         assert_eq!(env_reads("os.environ.get(name)", true), vec![]);
+    }
+
+    #[test]
+    fn code_that_may_read_the_secret() {
+        let facts = |code: &str, python| code_facts(code, python, Pos { line: 1, col: 1 }, None);
+        let read = facts("let s = Deno.env.get(\"SECURE_DATA\");", false);
+        assert_eq!(read.read, Some(Pos { line: 1, col: 9 }));
+        assert!(read.may_read);
+        assert!(!facts("Deno.env.get(\"DATA\")", false).may_read);
+        // Computed names and the whole environment may reach it; a mention in a string too.
+        assert!(facts("for (const n of names) Deno.env.get(n)", false).may_read);
+        assert!(facts("const all = Deno.env.toObject()", false).may_read);
+        assert!(facts("env = dict(os.environ)", true).may_read);
+        assert!(facts("key = 'SECURE_DATA'", true).may_read);
+        assert!(!facts("print(os.environ['DATA'])", true).may_read);
     }
 }

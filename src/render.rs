@@ -148,6 +148,7 @@ fn load_inputs<'a>(
     let docs = document::load_each(files, &opts.limits, diags, |i, doc, diags| {
         inspect(doc);
         check_metadata_maps(doc, diags);
+        crate::workload_keys::check(doc, diags);
         if doc.group() != model::GROUP
             && workload::is_workload_kind(doc)
             && let Some(keys) = workload::derive_keys(doc)
@@ -505,14 +506,14 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
     };
     for issue in issues {
         let (code, message, help) = match issue.problem {
-            Problem::UnknownField { suggestion } => (
-                "KLT004",
-                format!("unknown field {:?} in {}", issue.field.rsplit('.').next().unwrap_or(&issue.field), doc.api_version),
-                Some(match suggestion {
-                    Some(s) => format!("did you mean {s:?}?"),
-                    None => "remove it; the Keptn CRD has no such field, so Keptn would ignore or reject it".into(),
-                }),
-            ),
+            Problem::UnknownField { hint } => {
+                let key = issue.field.rsplit('.').next().unwrap_or(&issue.field);
+                (
+                    "KLT004",
+                    format!("unknown field {key:?} in {}", doc.api_version),
+                    Some(crate::schema::unknown_field_help(key, hint.as_ref())),
+                )
+            }
             Problem::WrongType { expected, found } => (
                 "KLT005",
                 format!("expected {expected}, found {found}"),

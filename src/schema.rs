@@ -36,7 +36,7 @@ pub enum Problem {
     /// The key is not in the schema; the API server would prune it (or reject it under
     /// strict field validation).
     UnknownField {
-        suggestion: Option<String>,
+        hint: Option<Hint>,
     },
     /// `expected` is one of `string`, `integer`, `boolean`, `object`, `array`, `number`;
     /// `found` is [`Node::type_name`].
@@ -47,6 +47,84 @@ pub enum Problem {
     MissingRequired {
         name: String,
     },
+}
+
+/// Where an unknown field probably belongs. A field that lost its indentation lands beside the
+/// object it belonged to, which is then empty (`secret:` at the level of `secureParameters:`);
+/// one indented too deep lands inside a sibling. Deleting it would lose what the user meant,
+/// so every hint says where to move it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Hint {
+    /// A field at the same level with a near name.
+    Rename(String),
+    /// A field (or, with `name`, a near name of a field) of `parent`, a sibling that is empty
+    /// here.
+    IndentUnder {
+        parent: String,
+        name: Option<String>,
+    },
+    /// A field (or, with `name`, a near name of a field) of the sibling objects `parents`,
+    /// which are absent or set here.
+    NestUnder {
+        parents: Vec<String>,
+        name: Option<String>,
+    },
+    /// A field of the object that holds this one, `level`.
+    Outdent { level: String },
+}
+
+impl Hint {
+    /// The help line for the unknown field `key`.
+    pub fn help(&self, key: &str) -> String {
+        let quoted = |v: &[String]| {
+            v.iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        };
+        match self {
+            Hint::Rename(s) => format!("did you mean {s:?}?"),
+            Hint::IndentUnder { parent, name: None } => format!(
+                "indent it under `{parent}`: {key} is a field of {parent}, which is empty here"
+            ),
+            Hint::IndentUnder {
+                parent,
+                name: Some(n),
+            } => format!("did you mean {n:?}? indent it under `{parent}`, which is empty here"),
+            Hint::NestUnder {
+                parents,
+                name: None,
+            } => match &parents[..] {
+                [one] => format!(
+                    "{key} is a field of {one}: add `{one}:` at this level and indent it under that"
+                ),
+                _ => format!(
+                    "{key} is a field of {}: indent it under the one you mean",
+                    quoted(parents)
+                ),
+            },
+            Hint::NestUnder {
+                parents,
+                name: Some(n),
+            } => format!(
+                "did you mean {n:?}? it is a field of {}: indent it under that key",
+                quoted(parents)
+            ),
+            Hint::Outdent { level } => format!(
+                "{key} is a field of the object that holds `{level}`: outdent it to the level of `{level}`"
+            ),
+        }
+    }
+}
+
+/// The help for an unknown field with `hint`, and for one that resembles nothing.
+pub fn unknown_field_help(key: &str, hint: Option<&Hint>) -> String {
+    match hint {
+        Some(h) => h.help(key),
+        None => {
+            "remove it; the Keptn CRD has no such field, so Keptn would ignore or reject it".into()
+        }
+    }
 }
 
 /// Checks `doc` against the schema of `kind` in `api_version` (`group/version`).
@@ -163,12 +241,35 @@ fn check_document(schema: &Schema, doc: &Node, issues: &mut Vec<SchemaIssue>) {
                     issues.push(wrong_type("metadata", "object", &entry.value));
                 }
             }
-            _ => check_entry(schema, entry, "", issues),
+            _ => {
+                let level = Level {
+                    schema,
+                    entries,
+                    path: "",
+                    outer: None,
+                };
+                check_entry(&level, entry, issues);
+            }
         }
     }
 }
 
-fn check_value(schema: &Schema, node: &Node, path: &str, issues: &mut Vec<SchemaIssue>) {
+/// An object being checked: its schema, its entries, its path and the schema of the object
+/// that holds it (for hints about fields indented too deep).
+struct Level<'a, 'n> {
+    schema: &'a Schema,
+    entries: &'a [Entry<'n>],
+    path: &'a str,
+    outer: Option<&'a Schema>,
+}
+
+fn check_value(
+    schema: &Schema,
+    node: &Node,
+    path: &str,
+    outer: Option<&Schema>,
+    issues: &mut Vec<SchemaIssue>,
+) {
     if node.is_null() {
         // Reached only for list items and map values: Kubernetes drops nulls only for
         // declared properties (see `check_entry`), so anywhere else null must be declared.
@@ -186,8 +287,14 @@ fn check_value(schema: &Schema, node: &Node, path: &str, issues: &mut Vec<Schema
         NodeKind::Map(entries)
             if schema.ty == Some(Type::Object) || !schema.properties.is_empty() =>
         {
+            let level = Level {
+                schema,
+                entries,
+                path,
+                outer,
+            };
             for entry in entries {
-                check_entry(schema, entry, path, issues);
+                check_entry(&level, entry, issues);
             }
             for name in &schema.required {
                 if node.entry(name).is_none() {
@@ -202,7 +309,7 @@ fn check_value(schema: &Schema, node: &Node, path: &str, issues: &mut Vec<Schema
         NodeKind::Seq(items) => {
             if let Some(item) = &schema.items {
                 for (i, node) in items.iter().enumerate() {
-                    check_value(item, node, &format!("{path}[{i}]"), issues);
+                    check_value(item, node, &format!("{path}[{i}]"), outer, issues);
                 }
             }
         }
@@ -210,8 +317,9 @@ fn check_value(schema: &Schema, node: &Node, path: &str, issues: &mut Vec<Schema
     }
 }
 
-/// One key of an object whose schema is `parent`, at `parent_path`.
-fn check_entry(parent: &Schema, entry: &Entry, parent_path: &str, issues: &mut Vec<SchemaIssue>) {
+/// One key of the object `level`.
+fn check_entry(level: &Level<'_, '_>, entry: &Entry, issues: &mut Vec<SchemaIssue>) {
+    let (parent, parent_path) = (level.schema, level.path);
     let path = join(parent_path, &entry.key);
     if let Some(schema) = parent.properties.get(entry.key.as_ref()) {
         if entry.value.is_null() && !schema.nullable {
@@ -227,21 +335,86 @@ fn check_entry(parent: &Schema, entry: &Entry, parent_path: &str, issues: &mut V
             }
             return;
         }
-        check_value(schema, &entry.value, &path, issues);
+        check_value(schema, &entry.value, &path, Some(parent), issues);
         return;
     }
     match &parent.additional_properties {
-        Some(Additional::Schema(schema)) => check_value(schema, &entry.value, &path, issues),
+        Some(Additional::Schema(schema)) => {
+            check_value(schema, &entry.value, &path, Some(parent), issues)
+        }
         Some(Additional::Allowed(true)) => {}
         _ if parent.preserve_unknown_fields => {}
         _ => issues.push(SchemaIssue {
             pos: entry.key_pos,
             field: path,
             problem: Problem::UnknownField {
-                suggestion: suggest(&entry.key, parent.properties.keys()),
+                hint: hint(&entry.key, level),
             },
         }),
     }
+}
+
+/// Where the unknown field `key` of `level` probably belongs, strongest evidence first: a
+/// field of an empty sibling, a near name here, a near name in an empty sibling, a field of
+/// another sibling object, a field one level up, a near name in another sibling object.
+fn hint(key: &str, level: &Level<'_, '_>) -> Option<Hint> {
+    let is_empty = |name: &str| {
+        level.entries.iter().any(|e| {
+            e.key == name && (e.value.is_null() || e.value.as_map().is_some_and(<[_]>::is_empty))
+        })
+    };
+    // Sibling objects with fields of their own, empty ones apart.
+    let (empty, other): (Vec<_>, Vec<_>) = level
+        .schema
+        .properties
+        .iter()
+        .filter(|(_, s)| !s.properties.is_empty())
+        .partition(|(name, _)| is_empty(name));
+    let holding = |group: &[(&String, &Schema)], field: &str| -> Vec<String> {
+        group
+            .iter()
+            .filter(|(_, s)| s.properties.contains_key(field))
+            .map(|(name, _)| (*name).clone())
+            .collect()
+    };
+    // Typos only: a word shared with a field elsewhere (`function`, `functionRef`) says little.
+    let near = |group: &[(&String, &Schema)]| {
+        let fields = group.iter().flat_map(|(_, s)| s.properties.keys());
+        crate::suggest::closest_typo(key, fields).map(str::to_string)
+    };
+    if let Some(parent) = holding(&empty, key).into_iter().next() {
+        return Some(Hint::IndentUnder { parent, name: None });
+    }
+    if let Some(s) = suggest(key, level.schema.properties.keys()) {
+        return Some(Hint::Rename(s));
+    }
+    if let Some(n) = near(&empty)
+        && let Some(parent) = holding(&empty, &n).into_iter().next()
+    {
+        return Some(Hint::IndentUnder {
+            parent,
+            name: Some(n),
+        });
+    }
+    let parents = holding(&other, key);
+    if (1..=3).contains(&parents.len()) {
+        return Some(Hint::NestUnder {
+            parents,
+            name: None,
+        });
+    }
+    if level.outer.is_some_and(|o| o.properties.contains_key(key)) {
+        let name = level.path.rsplit('.').next().unwrap_or(level.path);
+        return Some(Hint::Outdent {
+            level: name.to_owned(),
+        });
+    }
+    let n = near(&other)?;
+    let parents = holding(&other, &n);
+    (parents.len() <= 3).then_some(Hint::NestUnder {
+        parents,
+        name: Some(n),
+    })
 }
 
 fn type_matches(schema: &Schema, node: &Node) -> bool {
@@ -448,7 +621,7 @@ spec:
                 pos: pos(9, 5),
                 field: "spec.deno.secureParameter".into(),
                 problem: Problem::UnknownField {
-                    suggestion: Some("secureParameters".into())
+                    hint: Some(Hint::Rename("secureParameters".into()))
                 },
             }]
         );
@@ -517,7 +690,7 @@ spec:
                 pos: pos(5, 3),
                 field: "spec.funtion".into(),
                 problem: Problem::UnknownField {
-                    suggestion: Some("function".into())
+                    hint: Some(Hint::Rename("function".into()))
                 },
             }]
         );
@@ -537,7 +710,7 @@ spec:
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].field, "spec.function");
         // Nothing in v1 is within two edits of `function`.
-        assert_eq!(found[0].problem, Problem::UnknownField { suggestion: None });
+        assert_eq!(found[0].problem, Problem::UnknownField { hint: None });
     }
 
     #[test]
@@ -642,7 +815,7 @@ spec:
                     pos(14, 9),
                     "spec.container.env[2].nme",
                     &Problem::UnknownField {
-                        suggestion: Some("name".into())
+                        hint: Some(Hint::Rename("name".into()))
                     }
                 ),
                 (
@@ -739,7 +912,7 @@ spec:
             [SchemaIssue {
                 pos: pos(8, 3),
                 field: "spec.preDeploymentTasks".into(),
-                problem: Problem::UnknownField { suggestion: None },
+                problem: Problem::UnknownField { hint: None },
             }]
         );
     }
@@ -766,7 +939,7 @@ status:
                 pos: pos(7, 1),
                 field: "sepc".into(),
                 problem: Problem::UnknownField {
-                    suggestion: Some("spec".into())
+                    hint: Some(Hint::Rename("spec".into()))
                 },
             }]
         );
@@ -819,6 +992,75 @@ spec:
         .map(|(p, s)| (p, s.to_owned()))
         .collect();
         assert_eq!(got, want);
+    }
+
+    /// The hint for the only issue of a KeptnTaskDefinition whose `spec` is `spec`.
+    fn hint_for(spec: &str) -> Option<Hint> {
+        let src = format!(
+            "apiVersion: lifecycle.keptn.sh/v1\nkind: KeptnTaskDefinition\nmetadata: {{name: t}}\nspec:\n{spec}"
+        );
+        let found = issues(&src);
+        assert_eq!(found.len(), 1, "{found:?}");
+        match &found[0].problem {
+            Problem::UnknownField { hint } => hint.clone(),
+            other => panic!("not an unknown field: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_field_that_fell_out_of_an_empty_parent_is_to_be_indented() {
+        let indent = |parent: &str, name: Option<&str>| {
+            Some(Hint::IndentUnder {
+                parent: parent.into(),
+                name: name.map(Into::into),
+            })
+        };
+        let fell_out = "  deno:\n    inline: {code: x}\n    secureParameters:\n    secret: s\n";
+        assert_eq!(hint_for(fell_out), indent("secureParameters", None));
+        // `{}` is as empty as null; a typo of the field too.
+        let braces = "  deno:\n    inline: {code: x}\n    secureParameters: {}\n    secrte: s\n";
+        assert_eq!(hint_for(braces), indent("secureParameters", Some("secret")));
+        let help = Hint::IndentUnder {
+            parent: "secureParameters".into(),
+            name: None,
+        }
+        .help("secret");
+        assert!(
+            help.starts_with("indent it under `secureParameters`"),
+            "{help}"
+        );
+        assert!(!help.contains("remove"), "{help}");
+    }
+
+    #[test]
+    fn a_field_of_an_absent_sibling_or_of_the_level_above_says_where_it_goes() {
+        assert_eq!(
+            hint_for("  deno:\n    code: x\n"),
+            Some(Hint::NestUnder {
+                parents: vec!["inline".into()],
+                name: None
+            })
+        );
+        assert_eq!(
+            hint_for("  deno:\n    inline: {code: x}\n    retries: 2\n"),
+            Some(Hint::Outdent {
+                level: "deno".into()
+            })
+        );
+        // Same level first: a whole-word near name.
+        assert_eq!(
+            hint_for("  deno:\n    inlineScript: {code: x}\n"),
+            Some(Hint::Rename("inline".into()))
+        );
+        // Several holders of the field: all named, at most three.
+        let Some(Hint::NestUnder { parents, .. }) =
+            hint_for("  deno:\n    inline: {code: x}\n    name: x\n")
+        else {
+            panic!("expected NestUnder");
+        };
+        assert_eq!(parents, ["configMapRef", "functionRef"]);
+        // A shared word with a field elsewhere is not a hint (v1 has no `function`).
+        assert_eq!(hint_for("  function:\n    inline: {code: x}\n"), None);
     }
 
     #[test]

@@ -12,12 +12,32 @@ pub const MAX_LEN: usize = 256;
 pub const MAX_COMPARED: usize = 10_000;
 
 /// The candidate closest to `wanted`: a case-insensitive match, else the nearest within two
-/// edits (three for names of twelve characters or more). A candidate that shares no
+/// edits (three for names of twelve characters or more), else a candidate that differs from
+/// the name by whole words at its start or end (`smoke` and `smoke-test`, `inline` and
+/// `inlineScript`), the one with the fewest extra characters. A candidate that shares no
 /// character position with the name (`ab` vs `cd`) is not a typo of it. Ties go to the
 /// first candidate.
 pub fn closest<'a, S: AsRef<str> + ?Sized + 'a>(
     wanted: &str,
     candidates: impl IntoIterator<Item = &'a S>,
+) -> Option<&'a str> {
+    nearest(wanted, candidates, true)
+}
+
+/// [`closest`] without the whole-word matches: only a case-insensitive match or a typo within
+/// the edit bound. For candidates from elsewhere (fields of other objects), where a shared word
+/// says little.
+pub fn closest_typo<'a, S: AsRef<str> + ?Sized + 'a>(
+    wanted: &str,
+    candidates: impl IntoIterator<Item = &'a S>,
+) -> Option<&'a str> {
+    nearest(wanted, candidates, false)
+}
+
+fn nearest<'a, S: AsRef<str> + ?Sized + 'a>(
+    wanted: &str,
+    candidates: impl IntoIterator<Item = &'a S>,
+    affixes: bool,
 ) -> Option<&'a str> {
     // Bytes bound characters from above: a cheap first cut before anything is counted.
     if wanted.len() > 4 * MAX_LEN {
@@ -35,38 +55,95 @@ pub fn closest<'a, S: AsRef<str> + ?Sized + 'a>(
         .then(|| wanted.bytes().map(|b| b.to_ascii_lowercase()).collect());
     let max = if len >= 12 { 3 } else { 2 };
     let mut best: Option<(usize, &str)> = None;
+    // Word-affix matches, by extra characters: used only when no candidate is within `max`.
+    let mut best_affix: Option<(usize, &str)> = None;
     let mut compared = 0;
     for c in candidates.into_iter().map(AsRef::as_ref) {
         if c == wanted || c.len() > 4 * MAX_LEN {
             continue;
         }
-        let (d, c_len) = match &lower_ascii {
+        let edit = match &lower_ascii {
             Some(a) if c.is_ascii() => {
-                if c.len() > MAX_LEN || c.len().abs_diff(len) > max {
-                    continue;
-                }
-                compared += 1;
-                let eq = |x: &u8, y: &u8| *x == y.to_ascii_lowercase();
-                (bounded_levenshtein(a, c.as_bytes(), max, eq), c.len())
+                (c.len() <= MAX_LEN && c.len().abs_diff(len) <= max).then(|| {
+                    let eq = |x: &u8, y: &u8| *x == y.to_ascii_lowercase();
+                    (bounded_levenshtein(a, c.as_bytes(), max, eq), c.len())
+                })
             }
             _ => {
                 let cl: Vec<char> = c.to_lowercase().chars().collect();
-                if cl.len() > MAX_LEN || cl.len().abs_diff(len) > max {
-                    continue;
-                }
-                compared += 1;
-                (bounded_levenshtein(&lower, &cl, max, char::eq), cl.len())
+                (cl.len() <= MAX_LEN && cl.len().abs_diff(len) <= max)
+                    .then(|| (bounded_levenshtein(&lower, &cl, max, char::eq), cl.len()))
             }
         };
+        let affix = affixes && best.is_none() && may_be_word_affix(wanted, c);
+        if edit.is_none() && !affix {
+            continue;
+        }
+        compared += 1;
         if compared > MAX_COMPARED {
             return None;
         }
-        let Some(d) = d else { continue };
-        if (d == 0 || d < len.max(c_len)) && best.is_none_or(|(b, _)| d < b) {
+        if let Some((Some(d), c_len)) = edit
+            && (d == 0 || d < len.max(c_len))
+            && best.is_none_or(|(b, _)| d < b)
+        {
             best = Some((d, c));
         }
+        if affix
+            && let Some(extra) = word_affix(wanted, c)
+            && best_affix.is_none_or(|(b, _)| extra < b)
+        {
+            best_affix = Some((extra, c));
+        }
     }
-    best.map(|(_, c)| c)
+    best.or(best_affix).map(|(_, c)| c)
+}
+
+/// The cheap first cut of [`word_affix`]: the shorter name is long enough to mean something
+/// and the two share their first or their last character.
+fn may_be_word_affix(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    let same = |x: Option<u8>, y: Option<u8>| matches!((x, y), (Some(x), Some(y)) if x.eq_ignore_ascii_case(&y));
+    short.len() >= 3
+        && long.len() > short.len()
+        && long.len() <= MAX_LEN
+        && (same(short.bytes().next(), long.bytes().next())
+            || same(short.bytes().last(), long.bytes().last()))
+}
+
+/// How many characters the longer of `a` and `b` adds, when the shorter one is its first or
+/// last words (ASCII case ignored): the rest starts or ends at a separator (`-`, `_`, `.`,
+/// `/`) or at a camelCase step. `None` otherwise.
+fn word_affix(a: &str, b: &str) -> Option<usize> {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if short.chars().count() < 3 || long.len() == short.len() || long.len() > MAX_LEN {
+        return None;
+    }
+    let sep = |c: char| matches!(c, '-' | '_' | '.' | '/');
+    let camel = |before: char, after: char| {
+        (before.is_ascii_lowercase() || before.is_ascii_digit()) && after.is_ascii_uppercase()
+    };
+    // Longer in bytes need not be longer in characters (`ñ` is two bytes); a match below
+    // makes it so, and until then nothing may subtract the counts.
+    let extra = long.chars().count().saturating_sub(short.chars().count());
+    let split = long.len() - short.len();
+    if long.is_char_boundary(short.len()) && long[..short.len()].eq_ignore_ascii_case(short) {
+        let rest = &long[short.len()..];
+        let last = long[..short.len()].chars().next_back()?;
+        let next = rest.chars().next()?;
+        if sep(next) || camel(last, next) {
+            return Some(extra);
+        }
+    }
+    if long.is_char_boundary(split) && long[split..].eq_ignore_ascii_case(short) {
+        let rest = &long[..split];
+        let before = rest.chars().next_back()?;
+        let first = long[split..].chars().next()?;
+        if sep(before) || camel(before, first) {
+            return Some(extra);
+        }
+    }
+    None
 }
 
 /// Levenshtein distance if it is at most `max` (and `b` at most [`MAX_LEN`] long): only the
@@ -129,6 +206,39 @@ mod tests {
         assert_eq!(closest("something-else", names), None);
         assert_eq!(closest("ab", ["cd"]), None);
         assert_eq!(closest(&"x".repeat(1 << 20), ["x"]), None);
+    }
+
+    #[test]
+    fn whole_words_at_either_end_are_suggested() {
+        let names = ["smoke-test", "notify", "inline", "deploy_gate"];
+        assert_eq!(closest("smoke", names), Some("smoke-test"));
+        assert_eq!(closest("notify-slack", names), Some("notify"));
+        assert_eq!(closest("inlineScript", names), Some("inline"));
+        assert_eq!(closest_typo("inlineScript", names), None);
+        assert_eq!(closest_typo("notfy", names), Some("notify"));
+        assert_eq!(closest("gate", names), Some("deploy_gate"));
+        assert_eq!(closest("pre-smoke-test", names), Some("smoke-test"));
+        // Not at a word boundary, or too short to mean something.
+        assert_eq!(closest("smoketest", ["smoke"]), None);
+        assert_eq!(closest("inlines", ["inlineScript"]), None);
+        assert_eq!(closest("ab", ["ab-cdefg"]), None);
+        assert_eq!(closest("abc", ["abc-defgh"]), Some("abc-defgh"));
+        // A typo within the edit bound wins over a word match; among word matches the one
+        // adding least.
+        assert_eq!(closest("smoke", ["smoke-test", "smoky"]), Some("smoky"));
+        assert_eq!(
+            closest("smoke", ["smoke-test-long", "smoke-test"]),
+            Some("smoke-test")
+        );
+        // More bytes but fewer characters (a fuzzer's find): no match, no overflow.
+        let lossy = "KeptnTaskDef\u{fffd}\u{fffd}\u{fffd}\u{fffd}ion";
+        assert_eq!(closest(lossy, ["KeptnWorkloadVersion"]), None);
+        assert_eq!(closest("ñññññ", ["ñbcdefgh"]), None);
+        assert_eq!(closest("ñbcdefgh", ["ñññññ"]), None);
+        // Over the length limit: nothing, whichever side is long.
+        let long = format!("smoke-{}", "x".repeat(MAX_LEN));
+        assert_eq!(closest("smoke", [long.as_str()]), None);
+        assert_eq!(closest(&long, ["smoke"]), None);
     }
 
     #[test]
@@ -239,5 +349,12 @@ mod tests {
         let mut with_short: Vec<&str> = vec!["a"; 2 * MAX_COMPARED];
         with_short.push("notify-slack");
         assert_eq!(closest("notify-slak", with_short), Some("notify-slack"));
+        // Word-affix candidates count as compared too.
+        let affixes: Vec<String> = (0..=MAX_COMPARED)
+            .map(|i| format!("smoke-test-{i:05}"))
+            .collect();
+        let all = affixes.iter().map(String::as_str);
+        assert_eq!(closest("smoke", all.clone()), None);
+        assert_eq!(closest("smoke", all.skip(1)), Some("smoke-test-00001"));
     }
 }

@@ -1,21 +1,65 @@
 //! Keptn workloads derived from Deployments, StatefulSets, DaemonSets and Argo Rollouts,
 //! the way Keptn's pod webhook derives them from their pods.
 //!
-//! The pod template's metadata is used when it carries a workload key; only otherwise are
-//! the workload, app, version, task and metadata keys taken from the workload object's own
-//! metadata (Keptn copies them onto the pod).
+//! The pod template's metadata is used when it carries a workload key. Otherwise Keptn copies
+//! the workload object's own keys onto the pod (`copyResourceLabelsIfPresent` in
+//! `lifecycle-operator/webhooks/pod_mutator/handlers/pod_annotation.go`): the object's non-empty
+//! values replace the pod template's, the pod template's own app, task, evaluation and metadata
+//! keys fill what the object leaves empty, and the version is always the object's (or computed
+//! with the object's `keptn.sh/container`).
 
 use std::collections::BTreeMap;
 
 use crate::document::{Doc, scalar_string};
 use crate::model::Spanned;
-use crate::yaml::{Node, Pos};
+use crate::yaml::{Entry, Node, Pos};
 
 pub const WORKLOAD_KINDS: &[(&str, &str)] = &[
     ("apps", "Deployment"),
     ("apps", "StatefulSet"),
     ("apps", "DaemonSet"),
     ("argoproj.io", "Rollout"),
+];
+
+/// The keys Keptn reads from a workload, as constants in
+/// `lifecycle-operator/apis/lifecycle/v1/common/common.go` (keptn/lifecycle-toolkit at
+/// `40e195d78`, = keptn-v2.5.0), read by `pod_annotation.go` and `workload.go` there.
+pub const WORKLOAD: &str = "keptn.sh/workload";
+pub const APP: &str = "keptn.sh/app";
+pub const VERSION: &str = "keptn.sh/version";
+pub const PRE_TASKS: &str = "keptn.sh/pre-deployment-tasks";
+pub const POST_TASKS: &str = "keptn.sh/post-deployment-tasks";
+pub const PRE_EVALUATIONS: &str = "keptn.sh/pre-deployment-evaluations";
+pub const POST_EVALUATIONS: &str = "keptn.sh/post-deployment-evaluations";
+pub const CONTAINER: &str = "keptn.sh/container";
+pub const METADATA: &str = "keptn.sh/metadata";
+/// The recommended Kubernetes labels Keptn falls back to for workload, app and version.
+pub const K8S_NAME: &str = "app.kubernetes.io/name";
+pub const K8S_PART_OF: &str = "app.kubernetes.io/part-of";
+pub const K8S_VERSION: &str = "app.kubernetes.io/version";
+
+/// Every `keptn.sh/` key Keptn reads on a workload object or its pod template.
+pub const WORKLOAD_KEYS: &[&str] = &[
+    WORKLOAD,
+    APP,
+    VERSION,
+    PRE_TASKS,
+    POST_TASKS,
+    PRE_EVALUATIONS,
+    POST_EVALUATIONS,
+    CONTAINER,
+    METADATA,
+];
+
+/// The other `keptn.sh/` keys of that file, which Keptn sets or reads elsewhere: the
+/// namespace switch, Keptn's own marks on pods and tasks, and the certificate injection of
+/// `keptn-cert-manager`.
+pub const OTHER_KEPTN_KEYS: &[&str] = &[
+    "keptn.sh/lifecycle-toolkit",
+    "keptn.sh/scheduling-gate-removed",
+    "keptn.sh/task-name",
+    "keptn.sh/app-type",
+    "keptn.sh/inject-cert",
 ];
 
 #[derive(Debug)]
@@ -62,14 +106,14 @@ pub fn resource_name(s: &str) -> String {
 }
 
 /// Labels and annotations of one metadata block, with positions of the values.
-struct Meta<'n> {
+pub struct Meta<'n> {
     labels: Option<&'n Node<'n>>,
     annotations: Option<&'n Node<'n>>,
     field: &'static str,
 }
 
 impl<'n> Meta<'n> {
-    fn new(meta: Option<&'n Node<'n>>, field: &'static str) -> Self {
+    pub fn new(meta: Option<&'n Node<'n>>, field: &'static str) -> Self {
         Meta {
             labels: meta.and_then(|m| m.get("labels")),
             annotations: meta.and_then(|m| m.get("annotations")),
@@ -77,7 +121,8 @@ impl<'n> Meta<'n> {
         }
     }
 
-    fn one(&self, key: &str) -> Option<Spanned<String>> {
+    /// The value of `key`: the annotation, else the label (the first non-empty).
+    pub fn one(&self, key: &str) -> Option<Spanned<String>> {
         for (node, kind) in [(self.annotations, "annotations"), (self.labels, "labels")] {
             if let Some(v) = node.and_then(|n| n.get(key))
                 && let Some(s) = scalar_string(v).filter(|s| !s.is_empty())
@@ -93,18 +138,44 @@ impl<'n> Meta<'n> {
     }
 
     /// Keptn's `GetLabelOrAnnotation(primary, secondary)`.
-    fn get(&self, primary: &str, secondary: &str) -> Option<Spanned<String>> {
+    pub fn get(&self, primary: &str, secondary: &str) -> Option<Spanned<String>> {
         self.one(primary).or_else(|| self.one(secondary))
     }
 
-    fn has_workload(&self) -> bool {
-        self.get("keptn.sh/workload", "app.kubernetes.io/name")
-            .is_some()
+    /// The entries of `labels` or `annotations` (none when absent or not a map).
+    pub fn entries(&self, which: &str) -> &'n [Entry<'n>] {
+        let node = if which == "labels" {
+            self.labels
+        } else {
+            self.annotations
+        };
+        node.and_then(Node::as_map).unwrap_or_default()
+    }
+
+    /// `metadata` or `spec.template.metadata`.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// The workload name key, when this metadata carries one.
+    pub fn workload(&self) -> Option<Spanned<String>> {
+        self.get(WORKLOAD, K8S_NAME)
     }
 }
 
+/// The pod template's and the object's own metadata of a workload object.
+pub fn metas<'n>(doc: &'n Doc<'n>) -> (Meta<'n>, Meta<'n>) {
+    (
+        Meta::new(
+            doc.root.path(&["spec", "template", "metadata"]),
+            "spec.template.metadata",
+        ),
+        Meta::new(doc.root.get("metadata"), "metadata"),
+    )
+}
+
 /// Splits a task list annotation on `,` without trimming, as Keptn does.
-fn split_list(v: Option<Spanned<String>>) -> Vec<Spanned<String>> {
+pub fn split_list(v: Option<Spanned<String>>) -> Vec<Spanned<String>> {
     let Some(v) = v else { return Vec::new() };
     v.value
         .split(',')
@@ -131,42 +202,37 @@ pub fn derive<'d>(doc: &'d Doc<'d>) -> Option<Workload<'d>> {
 /// The workload keys of an object, `None` when it has no workload key.
 pub fn derive_keys(doc: &Doc<'_>) -> Option<Keys> {
     let template = doc.root.path(&["spec", "template"]);
-    let pod_meta = Meta::new(
-        template.and_then(|t| t.get("metadata")),
-        "spec.template.metadata",
-    );
-    let obj_meta = Meta::new(doc.root.get("metadata"), "metadata");
-    let meta = if pod_meta.has_workload() {
-        &pod_meta
-    } else if obj_meta.has_workload() {
-        &obj_meta
+    let (pod_meta, obj_meta) = metas(doc);
+    // The metadata Keptn reads first, and the pod template's when the object's was copied
+    // onto it (its own keys fill what the object leaves empty).
+    let (meta, fill) = if pod_meta.workload().is_some() {
+        (&pod_meta, None)
+    } else if obj_meta.workload().is_some() {
+        (&obj_meta, Some(&pod_meta))
     } else {
         return None;
     };
-    let workload = meta.get("keptn.sh/workload", "app.kubernetes.io/name")?;
+    let one = |key: &str| meta.one(key).or_else(|| fill.and_then(|f| f.one(key)));
+    let workload = meta.workload()?;
     let app = meta
-        .get("keptn.sh/app", "app.kubernetes.io/part-of")
+        .get(APP, K8S_PART_OF)
+        .or_else(|| fill.and_then(|f| f.get(APP, K8S_PART_OF)))
         .map_or_else(|| workload.value.clone(), |a| a.value);
-    let version = match meta.get("keptn.sh/version", "app.kubernetes.io/version") {
+    let version = match meta.get(VERSION, K8S_VERSION) {
         Some(v) => v.value.to_lowercase(),
-        None => computed_version(template, meta.one("keptn.sh/container")),
+        None => computed_version(template, meta.one(CONTAINER)),
     };
-    let mut evaluations = Vec::new();
-    for key in [
-        "keptn.sh/pre-deployment-evaluations",
-        "keptn.sh/post-deployment-evaluations",
-    ] {
-        if let Some(v) = meta.one(key) {
-            evaluations.push(v);
-        }
-    }
+    let evaluations = [PRE_EVALUATIONS, POST_EVALUATIONS]
+        .into_iter()
+        .filter_map(one)
+        .collect();
     Some(Keys {
         app: resource_name(&app),
         name: resource_name(&workload.value),
         version,
-        pre_tasks: split_list(meta.one("keptn.sh/pre-deployment-tasks")),
-        post_tasks: split_list(meta.one("keptn.sh/post-deployment-tasks")),
-        metadata: parse_metadata(meta.one("keptn.sh/metadata")),
+        pre_tasks: split_list(one(PRE_TASKS)),
+        post_tasks: split_list(one(POST_TASKS)),
+        metadata: parse_metadata(one(METADATA)),
         evaluations,
         pos: workload.pos,
     })

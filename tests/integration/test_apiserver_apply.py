@@ -102,3 +102,41 @@ def test_server_side_apply_dry_run(kubeconfig, crds, name, paths, args):
     assert len(applied) == len(docs), r.stdout
     if unknown:
         assert all(d["apiVersion"].startswith("argoproj.io/") for d in unknown)
+
+
+def _input_workloads(case: str) -> list[dict]:
+    docs = yaml.safe_load_all((FIXTURES / case / "input" / "app.yaml").read_text())
+    return [d for d in docs if d and d["kind"] in ("Deployment", "DaemonSet", "StatefulSet")]
+
+
+def _apply_dry_run(kubeconfig: str, doc: dict, *flags: str) -> subprocess.CompletedProcess:
+    doc = dict(doc, metadata=dict(doc["metadata"], namespace="default"))
+    return kubectl(kubeconfig, "apply", "--dry-run=server", "--field-manager=klt-render-test",
+                   *flags, "-f", "-", stdin=yaml.safe_dump(doc, sort_keys=False))
+
+
+def test_api_server_rejects_a_task_list_as_a_label(kubeconfig):
+    """KLT035's claim: a keptn.sh task list written as a label is refused, and a single task name
+    as a label is accepted (so only the list is an error)."""
+    [listed] = _input_workloads("err-keptn-keys-as-labels")
+    r = _apply_dry_run(kubeconfig, listed, "--server-side")
+    assert r.returncode != 0 and 'Invalid value: "smoke-test,notify"' in r.stderr, r.stderr
+    [single] = _input_workloads("keptn-key-as-valid-label")
+    r = _apply_dry_run(kubeconfig, single, "--server-side")
+    assert r.returncode == 0, r.stderr
+
+
+def test_api_server_drops_or_rejects_annotations_outside_metadata(kubeconfig):
+    """KLT033's claim: `spec.template.annotations` is not a field: server-side apply and strict
+    field validation (kubectl's default) reject the object; a client-side apply without
+    validation (Argo CD's `Validate=false`) prunes it, so Keptn never sees its keys."""
+    deployment = _input_workloads("err-keptn-keys-outside-metadata")[0]
+    assert "annotations" in deployment["spec"]["template"]
+    for flags in (["--server-side"], ["--server-side", "--validate=false"], []):
+        r = _apply_dry_run(kubeconfig, deployment, *flags)
+        assert r.returncode != 0 and "spec.template.annotations" in r.stderr, (flags, r.stderr)
+    r = _apply_dry_run(kubeconfig, deployment, "--validate=false", "-o", "yaml")
+    assert r.returncode == 0, r.stderr
+    template = yaml.safe_load(r.stdout)["spec"]["template"]
+    assert "annotations" not in template
+    assert "keptn.sh/pre-deployment-tasks" not in (template["metadata"].get("annotations") or {})
