@@ -43,3 +43,18 @@ def test_first_app_plan_runs_notify_around_the_workload(binary):
     steps = json.loads(out)["groups"][0]["steps"]
     seen = [(s.get("task", {}).get("phase"), s["kind"]) for s in steps]
     assert seen == [("workload-pre", "Job"), (None, "Deployment"), ("app-post", "Job")], seen
+
+
+def test_first_app_post_task_runs_as_the_readme_says(binary, tmp_path):
+    import os
+    token = tmp_path / "token.txt"
+    token.write_text("dummy")
+    venv_bin = str(REPO / ".venv" / "bin")
+    r = subprocess.run(
+        [str(binary), "run", "notify", str(FIRST_APP.parent), "-n", "shop", "--phase", "post",
+         "--secret-file", str(token)],
+        capture_output=True, text=True, timeout=120,
+        env=child_env({"PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")}),
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "post-deployment of shop: telling #releases", r.stdout
