@@ -88,6 +88,43 @@ const REFERENCE: &[&str] = &[
 const MAY_BE_IN_A_BROKEN_DOCUMENT: &[&str] =
     &["KLT014", "KLT016", "KLT018", "KLT020", "KLT024", "KLT031"];
 
+/// Findings about what an object lacks (a runner, code, a workload name) that an unknown
+/// field or key of the same object may explain: `inlineScript` is why there is "no code".
+const MAY_BE_A_MISPLACED_FIELD: &[&str] = &["KLT010", "KLT012", "KLT036"];
+const UNKNOWN_FIELD_OR_KEY: &[&str] = &["KLT004", "KLT034"];
+
+/// Points a "lacks" finding at the unknown field or key of the same object, if there is one.
+fn mark_unknown_key_consequences(diags: &mut [Diagnostic]) {
+    let causes: Vec<(String, Option<String>, String)> = diags
+        .iter()
+        .filter(|d| UNKNOWN_FIELD_OR_KEY.contains(&d.code) && d.object.is_some())
+        .map(|d| {
+            let at = match &d.field {
+                Some(f) => format!("{}:{} ({f})", d.pos.line, d.pos.col),
+                None => format!("{}:{}", d.pos.line, d.pos.col),
+            };
+            let what = if d.code == "KLT034" { "key" } else { "field" };
+            (d.file.clone(), d.object.clone(), format!("{what} at {at}"))
+        })
+        .collect();
+    for d in diags.iter_mut() {
+        if !MAY_BE_A_MISPLACED_FIELD.contains(&d.code) {
+            continue;
+        }
+        let Some((_, _, at)) = causes
+            .iter()
+            .find(|(file, object, _)| *file == d.file && *object == d.object)
+        else {
+            continue;
+        };
+        let note = format!("this may follow from the unknown {at}: fix that first");
+        d.help = Some(match d.help.take() {
+            Some(help) => format!("{note}; otherwise: {help}"),
+            None => note,
+        });
+    }
+}
+
 pub fn stage(code: &str) -> Stage {
     if SYNTAX.contains(&code) {
         Stage::Syntax
@@ -104,6 +141,7 @@ pub fn stage(code: &str) -> Stage {
 pub fn finish(diags: &mut Vec<Diagnostic>) {
     diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     diags.dedup();
+    mark_unknown_key_consequences(diags);
     let Some(root) = diags.iter().find(|d| d.code == "KLT001" && d.is_error()) else {
         return;
     };
@@ -624,6 +662,43 @@ mod tests {
         assert_eq!(
             d.one_line(),
             "apps/a.yaml:9:7: error[KLT020]: task definition \"notify\" not found [KeptnAppContext demo/podtato, field spec.preDeploymentTasks[0]]"
+        );
+    }
+
+    #[test]
+    fn a_lacking_object_is_pointed_at_its_unknown_field() {
+        let d = |code: &'static str, line: u32, object: &str, field: &str| Diagnostic {
+            code,
+            severity: Severity::Error,
+            message: String::new(),
+            file: "a.yaml".into(),
+            pos: Pos { line, col: 5 },
+            object: Some(object.into()),
+            field: Some(field.into()),
+            help: Some("set code".into()),
+        };
+        let mut diags = vec![
+            d("KLT012", 7, "KeptnTaskDefinition t", "spec.deno"),
+            d(
+                "KLT004",
+                7,
+                "KeptnTaskDefinition t",
+                "spec.deno.inlineScript",
+            ),
+            d("KLT012", 20, "KeptnTaskDefinition other", "spec.deno"),
+        ];
+        finish(&mut diags);
+        assert_eq!(diags[0].code, "KLT004");
+        assert_eq!(
+            diags[1].help.as_deref(),
+            Some(
+                "this may follow from the unknown field at 7:5 (spec.deno.inlineScript): fix that first; otherwise: set code"
+            )
+        );
+        assert_eq!(
+            diags[2].help.as_deref(),
+            Some("set code"),
+            "another object is not marked"
         );
     }
 }
