@@ -161,17 +161,11 @@ pub fn build(
             count_configmap(&mut groups, out);
             continue;
         }
-        let files = [SourceFile {
-            path: "render".into(),
-            text: out.text.clone(),
-        }];
-        let mut diags = Vec::new();
-        for doc in document::load(&files, &mut diags) {
-            let json = doc.root.to_json();
-            let step = step_of(&doc, &json, out.generated, previous, images);
-            let (app, version) = owner(&doc, &json, step.task.is_some());
+        each_object(out, |doc, json| {
+            let step = step_of(doc, json, out.generated, previous, images);
+            let (app, version) = owner(doc, json, step.task.is_some());
             add_step(&mut groups, step, app, version);
-        }
+        });
     }
     let mut groups: Vec<Group> = groups.into_values().collect();
     for g in &mut groups {
@@ -188,15 +182,9 @@ pub fn build(
 /// Counts a code ConfigMap for the app on its label (one shared by apps that disagree has
 /// none).
 fn count_configmap(groups: &mut BTreeMap<(u8, String, String), Group>, out: &OutDoc) {
-    let files = [SourceFile {
-        path: "render".into(),
-        text: out.text.clone(),
-    }];
-    let mut diags = Vec::new();
-    for doc in document::load(&files, &mut diags) {
-        let json = doc.root.to_json();
-        let Some(app) = label(&json, LABEL_APP) else {
-            continue;
+    each_object(out, |doc, json| {
+        let Some(app) = label(json, LABEL_APP) else {
+            return;
         };
         let key = (0, app.to_string(), ns_key(doc.namespace.as_deref()));
         groups
@@ -208,6 +196,18 @@ fn count_configmap(groups: &mut BTreeMap<(u8, String, String), Group>, out: &Out
                 )
             })
             .code_configmaps += 1;
+    });
+}
+
+/// Calls `f` with each object of one rendered document (a List gives several) and its JSON.
+fn each_object(out: &OutDoc, mut f: impl FnMut(&document::Doc<'_>, &Value)) {
+    let files = [SourceFile {
+        path: "render".into(),
+        text: out.text.clone(),
+    }];
+    let mut diags = Vec::new();
+    for doc in document::load(&files, &mut diags) {
+        f(&doc, &doc.root.to_json());
     }
 }
 

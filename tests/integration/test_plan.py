@@ -156,6 +156,21 @@ def test_hooks_mode_runs_on_every_sync(binary):
     }
 
 
+def read_all(fd: int) -> str:
+    """Everything a pseudo-terminal's leader side yields until the follower closes."""
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(fd)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
 def on_a_terminal(binary, env: dict[str, str]) -> str:
     """stdout of `plan` on a pseudo-terminal (stderr discarded)."""
     leader, follower = pty.openpty()
@@ -164,18 +179,9 @@ def on_a_terminal(binary, env: dict[str, str]) -> str:
         stdout=follower, stderr=subprocess.DEVNULL, env=child_env(env),
     )
     os.close(follower)
-    chunks = []
-    while True:
-        try:
-            data = os.read(leader, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
+    out = read_all(leader)
     proc.wait(timeout=60)
-    os.close(leader)
-    return b"".join(chunks).decode().replace("\r\n", "\n")
+    return out
 
 
 def test_terminal_colour_and_width(binary):
@@ -208,18 +214,8 @@ def stderr_on_a_terminal(binary, *args) -> tuple[int, str, str]:
     )
     os.close(follower)
     out = proc.stdout.read().decode()
-    chunks = []
-    while True:
-        try:
-            data = os.read(leader, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    code = proc.wait(timeout=60)
-    os.close(leader)
-    return code, out, b"".join(chunks).decode().replace("\r\n", "\n")
+    err = read_all(leader)
+    return proc.wait(timeout=60), out, err
 
 
 def test_render_summarizes_each_app_on_a_terminal_only(binary):
