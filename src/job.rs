@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::diag::{Diagnostic, Severity};
 use crate::document::Doc;
 use crate::hash;
-use crate::model::{Lang, Phase, Runner, RuntimeSpec, Spanned, TaskContext, TaskDefinition};
+use crate::model::{Lang, Phase, Runner, RuntimeSpec, SharedContext, Spanned, TaskDefinition};
 use crate::object::{self, Entries, Obj};
 use crate::options::Options;
 use crate::waves::Placement;
@@ -41,8 +41,8 @@ pub struct TaskRun<'d> {
     pub namespace: Option<String>,
     /// Namespace used for lookups.
     pub lookup_namespace: String,
-    pub context: TaskContext,
-    pub app_version: String,
+    pub context: SharedContext,
+    pub app_version: Rc<str>,
     /// For app-level tasks, the KeptnApp spec (Go JSON). Keptn creates a new app version,
     /// and so runs the app tasks again, whenever that spec changes (a `revision` bump).
     pub app_spec: Option<Rc<str>>,

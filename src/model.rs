@@ -142,7 +142,8 @@ pub struct AppContext<'d> {
     pub doc: &'d Doc<'d>,
     pub pre_tasks: Vec<Spanned<String>>,
     pub post_tasks: Vec<Spanned<String>>,
-    pub metadata: BTreeMap<String, String>,
+    /// Shared with the context of every run of the app.
+    pub metadata: Rc<BTreeMap<String, String>>,
 }
 
 #[derive(Debug)]
@@ -172,26 +173,77 @@ pub struct TaskContext {
 
 impl TaskContext {
     pub fn to_json(&self, with_metadata: bool) -> String {
-        let empty = BTreeMap::new();
-        crate::gojson::struct_with_map(
-            &[
-                ("workloadName", &self.workload_name),
-                ("appName", &self.app_name),
-                ("appVersion", &self.app_version),
-                ("workloadVersion", &self.workload_version),
-                ("taskType", &self.task_type),
-                ("objectType", &self.object_type),
+        context_json(
+            [
+                &self.workload_name,
+                &self.app_name,
+                &self.app_version,
+                &self.workload_version,
+                &self.task_type,
+                &self.object_type,
             ],
-            (
-                "metadata",
-                if with_metadata {
-                    &self.metadata
-                } else {
-                    &empty
-                },
-            ),
+            with_metadata.then_some(&*self.metadata),
         )
     }
+}
+
+/// A [`TaskContext`] whose strings are shared (`Rc<str>`) by every run of an app or
+/// workload: a copy of each per run was a sixth of a render's non-input memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SharedContext {
+    pub workload_name: Rc<str>,
+    pub app_name: Rc<str>,
+    pub app_version: Rc<str>,
+    pub workload_version: Rc<str>,
+    pub task_type: Rc<str>,
+    pub object_type: Rc<str>,
+    pub metadata: Rc<BTreeMap<String, String>>,
+}
+
+impl SharedContext {
+    /// The same JSON as [`TaskContext::to_json`].
+    pub fn to_json(&self, with_metadata: bool) -> String {
+        context_json(
+            [
+                &self.workload_name,
+                &self.app_name,
+                &self.app_version,
+                &self.workload_version,
+                &self.task_type,
+                &self.object_type,
+            ],
+            with_metadata.then_some(&*self.metadata),
+        )
+    }
+}
+
+impl From<&TaskContext> for SharedContext {
+    fn from(c: &TaskContext) -> Self {
+        SharedContext {
+            workload_name: c.workload_name.as_str().into(),
+            app_name: c.app_name.as_str().into(),
+            app_version: c.app_version.as_str().into(),
+            workload_version: c.workload_version.as_str().into(),
+            task_type: c.task_type.as_str().into(),
+            object_type: c.object_type.as_str().into(),
+            metadata: Rc::clone(&c.metadata),
+        }
+    }
+}
+
+/// Go's `json.Marshal` of a `TaskContext`: its fields in declaration order.
+fn context_json(fields: [&str; 6], metadata: Option<&BTreeMap<String, String>>) -> String {
+    let empty = BTreeMap::new();
+    let names = [
+        "workloadName",
+        "appName",
+        "appVersion",
+        "workloadVersion",
+        "taskType",
+        "objectType",
+    ];
+    let pairs: [(&str, &str); 6] = std::array::from_fn(|i| (names[i], fields[i]));
+    crate::gojson::struct_with_map(&pairs, ("metadata", metadata.unwrap_or(&empty)))
 }
 
 fn spanned_str(node: Option<&Node>, field: String) -> Option<Spanned<String>> {
@@ -495,7 +547,7 @@ pub fn read_app_context<'d>(doc: &'d Doc<'d>) -> AppContext<'d> {
         doc,
         pre_tasks: str_list(get("preDeploymentTasks"), "spec.preDeploymentTasks"),
         post_tasks: str_list(get("postDeploymentTasks"), "spec.postDeploymentTasks"),
-        metadata: string_map(get("metadata")),
+        metadata: Rc::new(string_map(get("metadata"))),
     }
 }
 

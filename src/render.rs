@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::diag::{Diagnostic, Severity};
 use crate::document::{self, Doc, SourceFile};
 use crate::job::{self, Index, TaskRun};
-use crate::model::{self, AppContext, HandTask, Phase, Spanned, TaskContext, TaskDefinition};
+use crate::model::{self, AppContext, HandTask, Phase, SharedContext, Spanned, TaskDefinition};
 use crate::options::{Mode, Options};
 use crate::workload::{self, Workload};
 use crate::yaml::{self, Entry, Node, NodeKind};
@@ -727,13 +727,17 @@ fn plan_app<'d>(
         check_app_workloads(a, parts.wls, diags);
     }
     let plan = AppPlan {
-        name: app_name.clone(),
+        name: app_name.as_str().into(),
         lookup_namespace: lookup_ns.clone(),
         namespace: app_namespace(parts),
-        version,
+        version: version.into(),
         spec: parts.app.map(app_spec_json),
-        metadata: Rc::new(parts.ctx.map(|c| c.metadata.clone()).unwrap_or_default()),
-        object_type: opts.profile.app_object_type,
+        metadata: parts
+            .ctx
+            .map(|c| Rc::clone(&c.metadata))
+            .unwrap_or_default(),
+        object_type: opts.profile.app_object_type.into(),
+        words: Words::new(),
     };
     let Some((pre, post, list_doc)) = app_task_lists(app_name, parts, diags) else {
         return;
@@ -838,15 +842,43 @@ fn app_task_lists<'d>(
 
 /// What every task run of one app version shares.
 struct AppPlan {
-    name: String,
+    name: Rc<str>,
     lookup_namespace: String,
     namespace: Option<String>,
-    version: String,
+    version: Rc<str>,
     /// The KeptnApp spec (Go JSON) that app-level Job names hash.
     spec: Option<Rc<str>>,
     /// The KeptnAppContext's metadata, shared by every run's context.
     metadata: Rc<BTreeMap<String, String>>,
-    object_type: &'static str,
+    object_type: Rc<str>,
+    words: Words,
+}
+
+/// The fixed context strings, made once per app and shared by its runs.
+struct Words {
+    pre: Rc<str>,
+    post: Rc<str>,
+    workload: Rc<str>,
+    empty: Rc<str>,
+}
+
+impl Words {
+    fn new() -> Self {
+        Words {
+            pre: "pre".into(),
+            post: "post".into(),
+            workload: "Workload".into(),
+            empty: Rc::default(),
+        }
+    }
+
+    fn task_type(&self, phase: Phase) -> Rc<str> {
+        Rc::clone(if phase.is_pre() {
+            &self.pre
+        } else {
+            &self.post
+        })
+    }
 }
 
 impl AppPlan {
@@ -855,7 +887,7 @@ impl AppPlan {
         phase: Phase,
         source: &'d Doc<'d>,
         def: &'d Spanned<String>,
-        context: TaskContext,
+        context: SharedContext,
         app_spec: Option<Rc<str>>,
     ) -> TaskRun<'d> {
         let check = if phase.is_pre() { "pre" } else { "post" };
@@ -866,7 +898,7 @@ impl AppPlan {
             namespace: self.namespace.clone(),
             lookup_namespace: self.lookup_namespace.clone(),
             context,
-            app_version: self.version.clone(),
+            app_version: Rc::clone(&self.version),
             app_spec,
             name_base: format!("{check}-{}", def.value),
             task_parameters: BTreeMap::new(),
@@ -882,13 +914,14 @@ impl AppPlan {
         source: &'d Doc<'d>,
         def: &'d Spanned<String>,
     ) -> TaskRun<'d> {
-        let context = TaskContext {
-            app_name: self.name.clone(),
-            app_version: self.version.clone(),
-            task_type: if phase.is_pre() { "pre" } else { "post" }.into(),
-            object_type: self.object_type.into(),
+        let context = SharedContext {
+            workload_name: Rc::clone(&self.words.empty),
+            app_name: Rc::clone(&self.name),
+            app_version: Rc::clone(&self.version),
+            workload_version: Rc::clone(&self.words.empty),
+            task_type: self.words.task_type(phase),
+            object_type: Rc::clone(&self.object_type),
             metadata: Rc::clone(&self.metadata),
-            ..Default::default()
         };
         self.run(phase, source, def, context, self.spec.clone())
     }
@@ -900,23 +933,27 @@ impl AppPlan {
             Rc::clone(&self.metadata)
         } else {
             let mut merged = (*self.metadata).clone();
-            merged.extend(w.metadata.clone());
+            merged.extend(w.metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
             Rc::new(merged)
         };
-        let context = |task_type: &str| TaskContext {
-            workload_name: w.keptn_name(),
-            app_name: self.name.clone(),
-            app_version: String::new(),
-            workload_version: w.version.clone(),
-            task_type: task_type.into(),
-            object_type: "Workload".into(),
+        let (name, version): (Rc<str>, Rc<str>) =
+            (w.keptn_name().into(), w.version.as_str().into());
+        let context = |phase: Phase| SharedContext {
+            workload_name: Rc::clone(&name),
+            app_name: Rc::clone(&self.name),
+            app_version: Rc::clone(&self.words.empty),
+            workload_version: Rc::clone(&version),
+            task_type: self.words.task_type(phase),
+            object_type: Rc::clone(&self.words.workload),
             metadata: Rc::clone(&metadata),
         };
         for d in &w.pre_tasks {
-            runs.push(self.run(Phase::WorkloadPre, w.doc, d, context("pre"), None));
+            let phase = Phase::WorkloadPre;
+            runs.push(self.run(phase, w.doc, d, context(phase), None));
         }
         for d in &w.post_tasks {
-            runs.push(self.run(Phase::WorkloadPost, w.doc, d, context("post"), None));
+            let phase = Phase::WorkloadPost;
+            runs.push(self.run(phase, w.doc, d, context(phase), None));
         }
     }
 }
@@ -984,8 +1021,8 @@ fn hand_task_run<'d>(t: &'d HandTask<'d>, opts: &Options) -> TaskRun<'d> {
         definition: &t.definition,
         namespace: t.doc.namespace.as_deref().map(str::to_string),
         lookup_namespace: t.doc.effective_namespace(dest),
-        context: t.context.clone(),
-        app_version: t.context.app_version.clone(),
+        context: SharedContext::from(&t.context),
+        app_version: t.context.app_version.as_str().into(),
         app_spec: None,
         name_base: t.doc.name.to_string(),
         task_parameters: t.parameters.clone(),
@@ -1023,7 +1060,7 @@ fn task_records(
     let mut drafts: BTreeMap<(Option<String>, String), Draft<'_>> = BTreeMap::new();
     for (run, r) in jobs {
         let run = &runs[*run];
-        let (app, app_version) = (&run.context.app_name, &run.app_version);
+        let (app, app_version) = (&*run.context.app_name, &*run.app_version);
         let Some(name) = job::record_name(app, app_version) else {
             continue;
         };
@@ -1056,7 +1093,7 @@ fn task_records(
         task.insert("definition".into(), json!(run.definition.value));
         task.insert("phase".into(), json!(r.phase.label()));
         if !run.context.workload_name.is_empty() {
-            task.insert("workload".into(), json!(run.context.workload_name));
+            task.insert("workload".into(), json!(&*run.context.workload_name));
         }
         tasks.push((
             phase_rank(r.phase.label()),
