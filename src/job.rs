@@ -159,7 +159,7 @@ pub struct Rendered<'d> {
 pub struct GeneratedConfigMap<'d> {
     pub name: String,
     pub namespace: Option<String>,
-    pub code: &'d str,
+    pub code: Rc<str>,
     pub definition: &'d str,
 }
 
@@ -176,7 +176,7 @@ struct Resolved<'d> {
 }
 
 enum CodeMap<'d> {
-    Inline { definition: &'d str, code: &'d str },
+    Inline { definition: &'d str, code: Rc<str> },
     Referenced { name: String, code: &'d str },
 }
 
@@ -721,10 +721,10 @@ fn resolve_code<'d>(
     index: &Index<'_, 'd>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<()> {
-    if let Some(code) = ospec.inline {
+    if let Some(code) = &ospec.inline {
         r.config_map = Some(CodeMap::Inline {
             definition: &owner.doc.name,
-            code,
+            code: Rc::clone(code),
         });
     } else if let Some(cm) = &ospec.config_map {
         let code = index
@@ -885,7 +885,7 @@ fn code_config_map<'d>(
             let generated = GeneratedConfigMap {
                 name: name.clone(),
                 namespace: run.namespace.clone(),
-                code,
+                code: Rc::clone(code),
                 definition,
             };
             (Some(name), Some(generated), String::new())
@@ -1015,7 +1015,7 @@ pub fn config_map_object<'a>(
         ("immutable".into(), Obj::Bool(true)),
         (
             "data".into(),
-            Obj::Map(vec![("code".into(), Obj::str(cm.code))]),
+            Obj::Map(vec![("code".into(), Obj::str(&*cm.code))]),
         ),
     ])
 }

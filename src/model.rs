@@ -59,9 +59,9 @@ pub enum Lang {
 /// The object under `deno`, `python` or legacy `function`.
 #[derive(Clone, Debug, Default)]
 pub struct RuntimeSpec<'d> {
-    /// Borrowed from the definition's tree, which lives as long as the render: inline code is
-    /// the largest text a definition holds.
-    pub inline: Option<&'d str>,
+    /// Moved out of the definition's tree, which the render drops once its model is read:
+    /// inline code is the largest text a definition holds, and shared by every Job using it.
+    pub inline: Option<Rc<str>>,
     pub http_url: Option<Spanned<String>>,
     pub config_map: Option<Spanned<String>>,
     pub function_ref: Option<Spanned<String>>,
@@ -88,10 +88,11 @@ impl RuntimeSpec<'_> {
 }
 
 /// A runtime runner's spec is [`TaskDefinition::runtime`]: a copy here would double it.
+/// A container runner is its subtree, kept when the rest of the definition's tree is dropped.
 #[derive(Clone, Debug)]
 pub enum Runner<'d> {
     Runtime(Lang),
-    Container(&'d Node<'d>),
+    Container(Box<Node<'d>>),
 }
 
 #[derive(Debug)]
@@ -129,6 +130,9 @@ impl<'d> TaskDefinition<'d> {
 #[derive(Debug)]
 pub struct App<'d> {
     pub doc: &'d Doc<'d>,
+    /// `spec` as Go JSON: app tasks run again whenever it changes (read here because the
+    /// render drops the object's tree once its model is read).
+    pub spec_json: Rc<str>,
     pub version: String,
     pub workloads: Vec<Spanned<(String, String)>>,
     /// Task lists of v1alpha1..v1alpha3, `None` in later versions.
@@ -279,13 +283,14 @@ fn int_field(node: Option<&Node>, default: i64) -> i64 {
     }
 }
 
-fn read_runtime<'d>(node: &'d Node<'d>, field: &'static str) -> RuntimeSpec<'d> {
+fn read_runtime<'d>(node: &Node<'d>, field: &'static str) -> RuntimeSpec<'d> {
     let f = |rest: &str| format!("spec.{field}.{rest}");
     RuntimeSpec {
         inline: node
             .path(&["inline", "code"])
             .and_then(Node::as_str)
-            .filter(|s| !s.is_empty()),
+            .filter(|s| !s.is_empty())
+            .map(Rc::from),
         http_url: spanned_str(node.path(&["httpRef", "url"]), f("httpRef.url")),
         config_map: spanned_str(node.path(&["configMapRef", "name"]), f("configMapRef.name")),
         function_ref: spanned_str(node.path(&["functionRef", "name"]), f("functionRef.name")),
@@ -376,7 +381,17 @@ pub fn read_task_definition<'d>(
     doc: &'d Doc<'d>,
     diags: &mut Vec<Diagnostic>,
 ) -> TaskDefinition<'d> {
-    let spec = doc.root.get("spec");
+    read_task_definition_in(doc, &doc.root, diags)
+}
+
+/// [`read_task_definition`] from `root`, the object's tree held apart from `doc` (whose own
+/// tree the render cuts): the model borrows nothing of it.
+pub fn read_task_definition_in<'d>(
+    doc: &'d Doc<'d>,
+    root: &Node<'d>,
+    diags: &mut Vec<Diagnostic>,
+) -> TaskDefinition<'d> {
+    let spec = root.get("spec");
     let present = |key: &str| spec.and_then(|s| s.get(key)).filter(|n| !n.is_null());
     let function = present("function").map(|n| Box::new(read_runtime(n, "function")));
     let deno = present("deno").map(|n| Box::new(read_runtime(n, "deno")));
@@ -397,7 +412,7 @@ pub fn read_task_definition<'d>(
     // Keptn reads legacy `function` as deno.
     let deno_like = deno.or(function);
     let mut runner = None;
-    let spec_pos = spec.map_or(doc.root.pos, |s| s.pos);
+    let spec_pos = spec.map_or(root.pos, |s| s.pos);
     match runners.len() {
         0 => diags.push(doc.diag(
             "KLT010",
@@ -419,7 +434,7 @@ pub fn read_task_definition<'d>(
     }
     if runners.len() == 1 {
         runner = if let Some(c) = container {
-            Some(Runner::Container(c))
+            Some(Runner::Container(Box::new(c.clone())))
         } else if deno_like.is_some() {
             Some(Runner::Runtime(Lang::Deno))
         } else {
@@ -462,8 +477,8 @@ pub fn read_task_definition<'d>(
             .and_then(|s| s.get("imagePullSecrets"))
             .filter(|n| !n.is_null())
             .map(Node::to_json),
-        labels: doc.metadata_map("labels"),
-        annotations: doc.metadata_map("annotations"),
+        labels: string_map(root.path(&["metadata", "labels"])),
+        annotations: string_map(root.path(&["metadata", "annotations"])),
     }
 }
 
@@ -508,7 +523,12 @@ fn check_code_sources(doc: &Doc<'_>, rt: &RuntimeSpec<'_>, diags: &mut Vec<Diagn
 }
 
 pub fn read_app<'d>(doc: &'d Doc<'d>) -> App<'d> {
-    let spec = doc.root.get("spec");
+    read_app_in(doc, &doc.root)
+}
+
+/// [`read_app`] from the object's tree held apart from `doc`.
+pub fn read_app_in<'d>(doc: &'d Doc<'d>, root: &Node<'d>) -> App<'d> {
+    let spec = root.get("spec");
     let get = |k: &str| spec.and_then(|s| s.get(k));
     let legacy = matches!(doc.version(), "v1alpha1" | "v1alpha2" | "v1alpha3");
     let workloads = get("workloads")
@@ -528,20 +548,30 @@ pub fn read_app<'d>(doc: &'d Doc<'d>) -> App<'d> {
         .collect();
     App {
         doc,
+        spec_json: spec
+            .map_or_else(
+                || "null".to_string(),
+                |s| crate::gojson::value(&s.to_json()),
+            )
+            .into(),
         version: get("version").and_then(scalar_string).unwrap_or_default(),
         workloads,
         pre_tasks: legacy.then(|| str_list(get("preDeploymentTasks"), "spec.preDeploymentTasks")),
         post_tasks: legacy
             .then(|| str_list(get("postDeploymentTasks"), "spec.postDeploymentTasks")),
-        managed_by_keptn: doc
-            .metadata_map("labels")
+        managed_by_keptn: string_map(root.path(&["metadata", "labels"]))
             .get("app.kubernetes.io/managed-by")
             .is_some_and(|v| v == "keptn"),
     }
 }
 
 pub fn read_app_context<'d>(doc: &'d Doc<'d>) -> AppContext<'d> {
-    let spec = doc.root.get("spec");
+    read_app_context_in(doc, &doc.root)
+}
+
+/// [`read_app_context`] from the object's tree held apart from `doc`.
+pub fn read_app_context_in<'d>(doc: &'d Doc<'d>, root: &Node<'d>) -> AppContext<'d> {
+    let spec = root.get("spec");
     let get = |k: &str| spec.and_then(|s| s.get(k));
     AppContext {
         doc,
@@ -569,7 +599,16 @@ pub fn unrendered_lists(spec: Option<&Node>) -> Vec<(String, Pos)> {
 }
 
 pub fn read_hand_task<'d>(doc: &'d Doc<'d>, diags: &mut Vec<Diagnostic>) -> Option<HandTask<'d>> {
-    let spec = doc.root.get("spec");
+    read_hand_task_in(doc, &doc.root, diags)
+}
+
+/// [`read_hand_task`] from the object's tree held apart from `doc`.
+pub fn read_hand_task_in<'d>(
+    doc: &'d Doc<'d>,
+    root: &Node<'d>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<HandTask<'d>> {
+    let spec = root.get("spec");
     let get = |k: &str| spec.and_then(|s| s.get(k));
     let Some(definition) = spanned_str(get("taskDefinition"), "spec.taskDefinition".into()) else {
         // A missing field is the schema check's finding; an empty name is ours.
@@ -577,7 +616,7 @@ pub fn read_hand_task<'d>(doc: &'d Doc<'d>, diags: &mut Vec<Diagnostic>) -> Opti
         diags.push(doc.diag(
             "KLT025",
             Severity::Error,
-            spec.map_or(doc.root.pos, |s| s.pos),
+            spec.map_or(root.pos, |s| s.pos),
             Some("spec.taskDefinition".into()),
             "the KeptnTask names no task definition".into(),
             Some("set spec.taskDefinition to the name of a KeptnTaskDefinition".into()),

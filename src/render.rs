@@ -94,9 +94,9 @@ pub fn render_inspecting<R>(
     finish: impl FnOnce(Rendering<'_>) -> R,
 ) -> R {
     let mut diags = Vec::new();
-    let (docs, workload_keys) = load_inputs(files, opts, inspect, &mut diags);
+    let (mut docs, workload_keys) = load_inputs(files, opts, inspect, &mut diags);
     check_duplicates(&docs, opts.namespace.as_deref(), &mut diags);
-    let inputs = Inputs::read(&docs, workload_keys, opts, &mut diags);
+    let inputs = Inputs::read(&mut docs, workload_keys, opts, &mut diags);
     let runs = plan_runs(&inputs, opts, &mut diags);
 
     let placement = Placement::new(&inputs.passthrough, opts);
@@ -179,22 +179,26 @@ struct Inputs<'d> {
 
 impl<'d> Inputs<'d> {
     fn read(
-        docs: &'d [Doc<'d>],
+        docs: &'d mut [Doc<'d>],
         workload_keys: Vec<(usize, workload::Keys)>,
         opts: &Options,
         diags: &mut Vec<Diagnostic>,
     ) -> Self {
         let mut inputs = Inputs::default();
         let mut workload_keys = workload_keys.into_iter().peekable();
-        for (i, doc) in docs.iter().enumerate() {
+        for (i, doc) in docs.iter_mut().enumerate() {
             let key = (
                 doc.effective_namespace(opts.namespace.as_deref()),
                 doc.name.to_string(),
             );
             if doc.group() == model::GROUP {
-                inputs.read_keptn(doc, key, opts, diags);
+                // The tree is dropped once the model is read (models copy what they keep):
+                // Keptn trees held for the whole render were a third of its memory.
+                let tree = cut_tree(doc, opts);
+                inputs.read_keptn(doc, tree, key, opts, diags);
                 continue;
             }
+            let doc: &'d Doc<'d> = doc;
             inputs.passthrough.push(doc);
             // An object named only by generateName cannot be what a task refers to by name
             // (and two of them under one key would make the output depend on file order).
@@ -215,30 +219,36 @@ impl<'d> Inputs<'d> {
 
     /// A Keptn object becomes a model when its schema allows; other Keptn kinds are dropped
     /// (KLT026) or, with `--keep-keptn`, passed through.
+    /// `tree` is the object's own when [`cut_tree`] took it from `doc`.
     fn read_keptn(
         &mut self,
         doc: &'d Doc<'d>,
+        tree: Option<Node<'d>>,
         key: (String, String),
         opts: &Options,
         diags: &mut Vec<Diagnostic>,
     ) {
-        if !check_keptn_schema(doc, diags) {
+        let root = tree.as_ref().unwrap_or(&doc.root);
+        if !check_keptn_schema(doc, root, diags) {
             return;
         }
         match &*doc.kind {
             "KeptnTaskDefinition" => {
-                let def = Box::new(model::read_task_definition(doc, diags));
+                let def = Box::new(model::read_task_definition_in(doc, root, diags));
                 self.definitions.insert(key.0, key.1, def);
             }
             "KeptnApp" => {
-                warn_unrendered(doc, diags);
-                self.apps.insert(key, model::read_app(doc));
+                warn_unrendered(doc, root, diags);
+                self.apps.insert(key, model::read_app_in(doc, root));
             }
             "KeptnAppContext" => {
-                warn_unrendered(doc, diags);
-                self.contexts.insert(key, model::read_app_context(doc));
+                warn_unrendered(doc, root, diags);
+                self.contexts
+                    .insert(key, model::read_app_context_in(doc, root));
             }
-            "KeptnTask" => self.hand_tasks.extend(model::read_hand_task(doc, diags)),
+            "KeptnTask" => self
+                .hand_tasks
+                .extend(model::read_hand_task_in(doc, root, diags)),
             _ if !opts.keep_keptn => diags.push(doc.diag(
                 "KLT026",
                 Severity::Warning,
@@ -395,6 +405,22 @@ fn warn_evaluations(doc: &Doc<'_>, keys: &workload::Keys, diags: &mut Vec<Diagno
     }
 }
 
+/// Takes a Keptn object's tree out of `doc`, leaving what [`ordering_tree`] keeps, when the
+/// object is one whose model copies what it needs (other Keptn kinds keep their tree) and
+/// does not pass through as a tree (a `kind: List` item under `--keep-keptn`).
+fn cut_tree<'a>(doc: &mut Doc<'a>, opts: &Options) -> Option<Node<'a>> {
+    let read_whole = matches!(
+        &*doc.kind,
+        "KeptnTaskDefinition" | "KeptnApp" | "KeptnAppContext" | "KeptnTask"
+    );
+    let passes_as_tree = opts.keep_keptn && doc.raw.is_none_or(|raw| raw.trim().is_empty());
+    if !read_whole || passes_as_tree {
+        return None;
+    }
+    let stub = ordering_tree(&doc.root);
+    Some(std::mem::replace(&mut doc.root, stub))
+}
+
 /// Whether the renderer reads an object's tree after loading it: Keptn objects become
 /// models, ConfigMaps, Secrets and ServiceAccounts may be looked up or moved before a task,
 /// and list items have no text of their own to pass through.
@@ -465,9 +491,9 @@ const NOT_RENDERED_KINDS: &[&str] = &[
 ];
 
 /// Strict CRD schema check of a Keptn object. `false` when the object cannot be read at all.
-fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
+fn check_keptn_schema(doc: &Doc<'_>, root: &Node<'_>, diags: &mut Vec<Diagnostic>) -> bool {
     use crate::schema::Problem;
-    let Some(issues) = crate::schema::check(&doc.api_version, &doc.kind, &doc.root) else {
+    let Some(issues) = crate::schema::check(&doc.api_version, &doc.kind, root) else {
         let versions = crate::schema::known_versions(&doc.kind);
         if versions.is_empty() {
             if NOT_RENDERED_KINDS.contains(&&*doc.kind) {
@@ -477,7 +503,7 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
             diags.push(doc.diag(
                 "KLT007",
                 Severity::Error,
-                doc.root.get("kind").map_or(doc.root.pos, |n| n.pos),
+                root.get("kind").map_or(root.pos, |n| n.pos),
                 Some("kind".into()),
                 format!("{} is not a kind of {}", doc.kind, model::GROUP),
                 Some(match crate::suggest::closest(&doc.kind, known) {
@@ -490,7 +516,7 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
         diags.push(doc.diag(
             "KLT006",
             Severity::Error,
-            doc.root.get("apiVersion").map_or(doc.root.pos, |n| n.pos),
+            root.get("apiVersion").map_or(root.pos, |n| n.pos),
             Some("apiVersion".into()),
             format!("{} is not served as {}", doc.kind, doc.api_version),
             Some(format!(
@@ -626,8 +652,8 @@ fn check_duplicates(docs: &[Doc<'_>], dest: Option<&str>, diags: &mut Vec<Diagno
     }
 }
 
-fn warn_unrendered(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) {
-    for (field, pos) in model::unrendered_lists(doc.root.get("spec")) {
+fn warn_unrendered(doc: &Doc<'_>, root: &Node<'_>, diags: &mut Vec<Diagnostic>) {
+    for (field, pos) in model::unrendered_lists(root.get("spec")) {
         diags.push(doc.diag(
             "KLT021",
             Severity::Warning,
@@ -731,7 +757,7 @@ fn plan_app<'d>(
         lookup_namespace: lookup_ns.clone(),
         namespace: app_namespace(parts),
         version: version.into(),
-        spec: parts.app.map(app_spec_json),
+        spec: parts.app.map(|a| Rc::clone(&a.spec_json)),
         metadata: parts
             .ctx
             .map(|c| Rc::clone(&c.metadata))
@@ -779,18 +805,6 @@ fn app_version(
         ));
     }
     None
-}
-
-/// The KeptnApp spec as Go JSON: app tasks run again whenever it changes.
-fn app_spec_json(app: &model::App<'_>) -> Rc<str> {
-    app.doc
-        .root
-        .get("spec")
-        .map_or_else(
-            || "null".to_string(),
-            |s| crate::gojson::value(&s.to_json()),
-        )
-        .into()
 }
 
 /// The namespace written on the app's generated objects: the first one written on the
