@@ -115,11 +115,13 @@ pub fn render_inspecting<R>(
         names: Default::default(),
     };
     // Validated and named now, written later: every error is known before the first byte.
-    let rendered: Vec<(usize, job::Rendered<'_>)> = runs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| job::render_task(r, &index, &mut diags).map(|j| (i, j)))
-        .collect();
+    // Sized to the runs: collected, it doubled past them.
+    let mut rendered: Vec<(usize, job::Rendered<'_>)> = Vec::with_capacity(runs.len());
+    rendered.extend(
+        runs.iter()
+            .enumerate()
+            .filter_map(|(i, r)| job::render_task(r, &index, &mut diags).map(|j| (i, j))),
+    );
 
     finish_diagnostics(&mut diags, files);
     let (items, generated) = if diags.iter().any(Diagnostic::is_error) {
@@ -417,7 +419,16 @@ fn cut_tree<'a>(doc: &mut Doc<'a>, opts: &Options) -> Option<Node<'a>> {
     if !read_whole || passes_as_tree {
         return None;
     }
-    let stub = ordering_tree(&doc.root);
+    // Nothing reads a dropped Keptn object's tree again; one that passes through verbatim
+    // (`--keep-keptn`) is still ordered by its annotations.
+    let stub = if opts.keep_keptn {
+        ordering_tree(&doc.root)
+    } else {
+        Node {
+            kind: NodeKind::Map(Vec::new()),
+            pos: doc.root.pos,
+        }
+    };
     Some(std::mem::replace(&mut doc.root, stub))
 }
 
@@ -443,9 +454,13 @@ fn ordering_tree<'a>(root: &Node<'a>) -> Node<'a> {
             .cloned()
             .collect()
     };
-    let map = |entries: Vec<Entry<'a>>, pos| Node {
-        kind: NodeKind::Map(entries),
-        pos,
+    // Exactly sized: a collected Vec starts at four entries, and every object has a stub.
+    let map = |mut entries: Vec<Entry<'a>>, pos| {
+        entries.shrink_to_fit();
+        Node {
+            kind: NodeKind::Map(entries),
+            pos,
+        }
     };
     let Some(meta) = root.entry("metadata") else {
         return map(Vec::new(), root.pos);
