@@ -41,7 +41,8 @@ pub struct TaskRun<'d> {
     pub namespace: Option<String>,
     /// Namespace used for lookups.
     pub lookup_namespace: String,
-    pub context: SharedContext,
+    /// Shared by the runs of one app or workload phase.
+    pub context: Rc<SharedContext>,
     pub app_version: Rc<str>,
     /// For app-level tasks, the KeptnApp spec (Go JSON). Keptn creates a new app version,
     /// and so runs the app tasks again, whenever that spec changes (a `revision` bump).
@@ -592,7 +593,7 @@ fn resolve_runtime<'d>(
     let mut r = Resolved {
         lang,
         params: spec.parameters.iter().cloned().collect(),
-        secret: spec.secret.clone(),
+        secret: spec.secret.as_deref().cloned(),
         cmd: spec.cmd_parameters.clone(),
         config_map: None,
         url: None,
@@ -701,7 +702,7 @@ fn merge_parent<'d>(r: &mut Resolved<'d>, plang: Lang, pspec: &RuntimeSpec<'d>) 
     }
     let parent_secret = r.secret.is_none();
     if parent_secret {
-        r.secret = pspec.secret.clone();
+        r.secret = pspec.secret.as_deref().cloned();
     }
     if r.cmd.is_empty() {
         r.cmd = pspec.cmd_parameters.clone();

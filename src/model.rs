@@ -62,12 +62,14 @@ pub struct RuntimeSpec<'d> {
     /// Moved out of the definition's tree, which the render drops once its model is read:
     /// inline code is the largest text a definition holds, and shared by every Job using it.
     pub inline: Option<Rc<str>>,
-    pub http_url: Option<Spanned<String>>,
-    pub config_map: Option<Spanned<String>>,
-    pub function_ref: Option<Spanned<String>>,
+    /// Boxed, as is `secret`: a definition sets one code source, and an unboxed `Spanned`
+    /// each made a runtime spec 300 bytes.
+    pub http_url: Option<Box<Spanned<String>>>,
+    pub config_map: Option<Box<Spanned<String>>>,
+    pub function_ref: Option<Box<Spanned<String>>>,
     /// `parameters.map`, sorted by key: a map's tree node per definition cost half a kilobyte.
     pub parameters: Vec<(Cow<'d, str>, Cow<'d, str>)>,
-    pub secret: Option<Spanned<String>>,
+    pub secret: Option<Box<Spanned<String>>>,
     pub cmd_parameters: String,
     /// `spec.deno`, `spec.python` or `spec.function`.
     pub field: &'static str,
@@ -283,6 +285,10 @@ fn int_field(node: Option<&Node>, default: i64) -> i64 {
     }
 }
 
+fn boxed<T>(v: Option<T>) -> Option<Box<T>> {
+    v.map(Box::new)
+}
+
 fn read_runtime<'d>(node: &Node<'d>, field: &'static str) -> RuntimeSpec<'d> {
     let f = |rest: &str| format!("spec.{field}.{rest}");
     RuntimeSpec {
@@ -291,16 +297,22 @@ fn read_runtime<'d>(node: &Node<'d>, field: &'static str) -> RuntimeSpec<'d> {
             .and_then(Node::as_str)
             .filter(|s| !s.is_empty())
             .map(Rc::from),
-        http_url: spanned_str(node.path(&["httpRef", "url"]), f("httpRef.url")),
-        config_map: spanned_str(node.path(&["configMapRef", "name"]), f("configMapRef.name")),
-        function_ref: spanned_str(node.path(&["functionRef", "name"]), f("functionRef.name")),
+        http_url: boxed(spanned_str(node.path(&["httpRef", "url"]), f("httpRef.url"))),
+        config_map: boxed(spanned_str(
+            node.path(&["configMapRef", "name"]),
+            f("configMapRef.name"),
+        )),
+        function_ref: boxed(spanned_str(
+            node.path(&["functionRef", "name"]),
+            f("functionRef.name"),
+        )),
         parameters: borrowed_map(node.path(&["parameters", "map"]))
             .into_iter()
             .collect(),
-        secret: spanned_str(
+        secret: boxed(spanned_str(
             node.path(&["secureParameters", "secret"]),
             f("secureParameters.secret"),
-        ),
+        )),
         cmd_parameters: node
             .get("cmdParameters")
             .and_then(scalar_string)

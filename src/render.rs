@@ -916,7 +916,7 @@ impl AppPlan {
         phase: Phase,
         source: &'d Doc<'d>,
         def: &'d Spanned<String>,
-        context: SharedContext,
+        context: Rc<SharedContext>,
         app_spec: Option<Rc<str>>,
     ) -> TaskRun<'d> {
         let check = if phase.is_pre() { "pre" } else { "post" };
@@ -943,7 +943,7 @@ impl AppPlan {
         source: &'d Doc<'d>,
         def: &'d Spanned<String>,
     ) -> TaskRun<'d> {
-        let context = SharedContext {
+        let context = Rc::new(SharedContext {
             workload_name: Rc::clone(&self.words.empty),
             app_name: Rc::clone(&self.name),
             app_version: Rc::clone(&self.version),
@@ -951,7 +951,7 @@ impl AppPlan {
             task_type: self.words.task_type(phase),
             object_type: Rc::clone(&self.object_type),
             metadata: Rc::clone(&self.metadata),
-        };
+        });
         self.run(phase, source, def, context, self.spec.clone())
     }
 
@@ -967,7 +967,8 @@ impl AppPlan {
         };
         let (name, version): (Rc<str>, Rc<str>) =
             (w.keptn_name().into(), w.version.as_str().into());
-        let context = |phase: Phase| SharedContext {
+        let context = |phase: Phase| {
+            Rc::new(SharedContext {
             workload_name: Rc::clone(&name),
             app_name: Rc::clone(&self.name),
             app_version: Rc::clone(&self.words.empty),
@@ -975,14 +976,20 @@ impl AppPlan {
             task_type: self.words.task_type(phase),
             object_type: Rc::clone(&self.words.workload),
             metadata: Rc::clone(&metadata),
+            })
         };
-        for d in &w.pre_tasks {
-            let phase = Phase::WorkloadPre;
-            runs.push(self.run(phase, w.doc, d, context(phase), None));
-        }
-        for d in &w.post_tasks {
-            let phase = Phase::WorkloadPost;
-            runs.push(self.run(phase, w.doc, d, context(phase), None));
+        // One context per phase, shared by the phase's runs.
+        for (phase, tasks) in [
+            (Phase::WorkloadPre, &w.pre_tasks),
+            (Phase::WorkloadPost, &w.post_tasks),
+        ] {
+            if tasks.is_empty() {
+                continue;
+            }
+            let ctx = context(phase);
+            for d in tasks {
+                runs.push(self.run(phase, w.doc, d, Rc::clone(&ctx), None));
+            }
         }
     }
 }
@@ -1050,7 +1057,7 @@ fn hand_task_run<'d>(t: &'d HandTask<'d>, opts: &Options) -> TaskRun<'d> {
         definition: &t.definition,
         namespace: t.doc.namespace.as_deref().map(str::to_string),
         lookup_namespace: t.doc.effective_namespace(dest),
-        context: SharedContext::from(&t.context),
+        context: Rc::new(SharedContext::from(&t.context)),
         app_version: t.context.app_version.as_str().into(),
         app_spec: None,
         name_base: t.doc.name.to_string(),
