@@ -102,6 +102,30 @@ pub fn string_map(node: Option<&Node>) -> BTreeMap<String, String> {
     out
 }
 
+/// String pairs sorted by key, each key once: a map as [`string_map`] reads it, for the
+/// small maps models keep for the whole render (labels, context metadata). A `BTreeMap` of
+/// strings takes a 544-byte node for a single entry.
+pub type Pairs = Vec<(String, String)>;
+
+/// [`string_map`] as [`Pairs`]: a later duplicate key wins, as in the map.
+pub fn string_pairs(node: Option<&Node>) -> Pairs {
+    let entries = node.and_then(Node::as_map).unwrap_or_default();
+    let mut out: Pairs = entries
+        .iter()
+        .rev()
+        .filter_map(|e| Some((e.key.to_string(), scalar_string(&e.value)?)))
+        .collect();
+    sort_pairs(&mut out);
+    out
+}
+
+/// Sorts pairs by key, keeping the first of equal keys, and frees the spare room.
+pub fn sort_pairs(pairs: &mut Pairs) {
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    pairs.dedup_by(|later, first| later.0 == first.0);
+    pairs.shrink_to_fit();
+}
+
 /// [`string_map`] borrowing from the tree what it can: for maps read again for every Job.
 pub fn borrowed_map<'a>(node: Option<&Node<'a>>) -> BTreeMap<Cow<'a, str>, Cow<'a, str>> {
     let mut out = BTreeMap::new();

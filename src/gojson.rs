@@ -65,7 +65,14 @@ pub fn string_map<K: AsRef<str>, V: AsRef<str>>(map: &BTreeMap<K, V>) -> String 
 }
 
 fn write_map_body<K: AsRef<str>, V: AsRef<str>>(out: &mut String, map: &BTreeMap<K, V>) {
-    for (i, (k, v)) in map.iter().enumerate() {
+    write_pairs(out, map.iter());
+}
+
+fn write_pairs<K: AsRef<str>, V: AsRef<str>>(
+    out: &mut String,
+    pairs: impl Iterator<Item = (K, V)>,
+) {
+    for (i, (k, v)) in pairs.enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -81,6 +88,15 @@ pub fn struct_with_map(
     fields: &[(&str, &str)],
     map_field: (&str, &BTreeMap<String, String>),
 ) -> String {
+    struct_with_pairs(fields, (map_field.0, map_field.1.iter()))
+}
+
+/// [`struct_with_map`] with the map given as pairs in key order.
+pub fn struct_with_pairs<K: AsRef<str>, V: AsRef<str>>(
+    fields: &[(&str, &str)],
+    map_field: (&str, impl Iterator<Item = (K, V)>),
+) -> String {
+    let mut pairs = map_field.1.peekable();
     let mut out = String::from("{");
     for (i, (k, v)) in fields.iter().enumerate() {
         if i > 0 {
@@ -90,13 +106,13 @@ pub fn struct_with_map(
         out.push(':');
         write_str(&mut out, v);
     }
-    if !map_field.1.is_empty() {
+    if pairs.peek().is_some() {
         if !fields.is_empty() {
             out.push(',');
         }
         write_str(&mut out, map_field.0);
         out.push_str(":{");
-        write_map_body(&mut out, map_field.1);
+        write_pairs(&mut out, pairs);
         out.push('}');
     }
     out.push('}');

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use crate::diag::{Diagnostic, Severity};
-use crate::document::{Doc, borrowed_map, scalar_string, string_map};
+use crate::document::{Doc, Pairs, borrowed_map, scalar_string, string_map, string_pairs};
 use crate::yaml::{Node, NodeKind, Pos};
 
 pub const GROUP: &str = "lifecycle.keptn.sh";
@@ -115,8 +115,8 @@ pub struct TaskDefinition<'d> {
     pub automount_token: Option<bool>,
     pub image_pull_secrets: Option<serde_json::Value>,
     /// `metadata.labels` and `metadata.annotations`, which every Job of the definition carries.
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
+    pub labels: Pairs,
+    pub annotations: Pairs,
 }
 
 impl<'d> TaskDefinition<'d> {
@@ -149,7 +149,7 @@ pub struct AppContext<'d> {
     pub pre_tasks: Vec<Spanned<String>>,
     pub post_tasks: Vec<Spanned<String>>,
     /// Shared with the context of every run of the app.
-    pub metadata: Rc<BTreeMap<String, String>>,
+    pub metadata: Rc<Pairs>,
 }
 
 #[derive(Debug)]
@@ -188,7 +188,10 @@ impl TaskContext {
                 &self.task_type,
                 &self.object_type,
             ],
-            with_metadata.then_some(&*self.metadata),
+            with_metadata
+                .then_some(&*self.metadata)
+                .into_iter()
+                .flatten(),
         )
     }
 }
@@ -203,12 +206,14 @@ pub struct SharedContext {
     pub workload_version: Rc<str>,
     pub task_type: Rc<str>,
     pub object_type: Rc<str>,
-    pub metadata: Rc<BTreeMap<String, String>>,
+    pub metadata: Rc<Pairs>,
 }
 
 impl SharedContext {
     /// The same JSON as [`TaskContext::to_json`].
     pub fn to_json(&self, with_metadata: bool) -> String {
+        let none = Pairs::new();
+        let metadata = if with_metadata { &self.metadata } else { &none };
         context_json(
             [
                 &self.workload_name,
@@ -218,7 +223,7 @@ impl SharedContext {
                 &self.task_type,
                 &self.object_type,
             ],
-            with_metadata.then_some(&*self.metadata),
+            metadata.iter().map(|(k, v)| (k, v)),
         )
     }
 }
@@ -232,14 +237,21 @@ impl From<&TaskContext> for SharedContext {
             workload_version: c.workload_version.as_str().into(),
             task_type: c.task_type.as_str().into(),
             object_type: c.object_type.as_str().into(),
-            metadata: Rc::clone(&c.metadata),
+            metadata: Rc::new(
+                c.metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
         }
     }
 }
 
 /// Go's `json.Marshal` of a `TaskContext`: its fields in declaration order.
-fn context_json(fields: [&str; 6], metadata: Option<&BTreeMap<String, String>>) -> String {
-    let empty = BTreeMap::new();
+fn context_json<'m>(
+    fields: [&str; 6],
+    metadata: impl Iterator<Item = (&'m String, &'m String)>,
+) -> String {
     let names = [
         "workloadName",
         "appName",
@@ -249,7 +261,7 @@ fn context_json(fields: [&str; 6], metadata: Option<&BTreeMap<String, String>>) 
         "objectType",
     ];
     let pairs: [(&str, &str); 6] = std::array::from_fn(|i| (names[i], fields[i]));
-    crate::gojson::struct_with_map(&pairs, ("metadata", metadata.unwrap_or(&empty)))
+    crate::gojson::struct_with_pairs(&pairs, ("metadata", metadata))
 }
 
 fn spanned_str(node: Option<&Node>, field: String) -> Option<Spanned<String>> {
@@ -297,7 +309,10 @@ fn read_runtime<'d>(node: &Node<'d>, field: &'static str) -> RuntimeSpec<'d> {
             .and_then(Node::as_str)
             .filter(|s| !s.is_empty())
             .map(Rc::from),
-        http_url: boxed(spanned_str(node.path(&["httpRef", "url"]), f("httpRef.url"))),
+        http_url: boxed(spanned_str(
+            node.path(&["httpRef", "url"]),
+            f("httpRef.url"),
+        )),
         config_map: boxed(spanned_str(
             node.path(&["configMapRef", "name"]),
             f("configMapRef.name"),
@@ -489,8 +504,8 @@ pub fn read_task_definition_in<'d>(
             .and_then(|s| s.get("imagePullSecrets"))
             .filter(|n| !n.is_null())
             .map(Node::to_json),
-        labels: string_map(root.path(&["metadata", "labels"])),
-        annotations: string_map(root.path(&["metadata", "annotations"])),
+        labels: string_pairs(root.path(&["metadata", "labels"])),
+        annotations: string_pairs(root.path(&["metadata", "annotations"])),
     }
 }
 
@@ -589,7 +604,7 @@ pub fn read_app_context_in<'d>(doc: &'d Doc<'d>, root: &Node<'d>) -> AppContext<
         doc,
         pre_tasks: str_list(get("preDeploymentTasks"), "spec.preDeploymentTasks"),
         post_tasks: str_list(get("postDeploymentTasks"), "spec.postDeploymentTasks"),
-        metadata: Rc::new(string_map(get("metadata"))),
+        metadata: Rc::new(string_pairs(get("metadata"))),
     }
 }
 

@@ -878,7 +878,7 @@ struct AppPlan {
     /// The KeptnApp spec (Go JSON) that app-level Job names hash.
     spec: Option<Rc<str>>,
     /// The KeptnAppContext's metadata, shared by every run's context.
-    metadata: Rc<BTreeMap<String, String>>,
+    metadata: Rc<document::Pairs>,
     object_type: Rc<str>,
     words: Words,
 }
@@ -961,21 +961,27 @@ impl AppPlan {
         let metadata = if w.metadata.is_empty() {
             Rc::clone(&self.metadata)
         } else {
-            let mut merged = (*self.metadata).clone();
-            merged.extend(w.metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
+            // The workload's keys first: the first of equal keys stays, so the workload wins.
+            let mut merged: document::Pairs = w
+                .metadata
+                .iter()
+                .chain(self.metadata.iter())
+                .cloned()
+                .collect();
+            document::sort_pairs(&mut merged);
             Rc::new(merged)
         };
         let (name, version): (Rc<str>, Rc<str>) =
             (w.keptn_name().into(), w.version.as_str().into());
         let context = |phase: Phase| {
             Rc::new(SharedContext {
-            workload_name: Rc::clone(&name),
-            app_name: Rc::clone(&self.name),
-            app_version: Rc::clone(&self.words.empty),
-            workload_version: Rc::clone(&version),
-            task_type: self.words.task_type(phase),
-            object_type: Rc::clone(&self.words.workload),
-            metadata: Rc::clone(&metadata),
+                workload_name: Rc::clone(&name),
+                app_name: Rc::clone(&self.name),
+                app_version: Rc::clone(&self.words.empty),
+                workload_version: Rc::clone(&version),
+                task_type: self.words.task_type(phase),
+                object_type: Rc::clone(&self.words.workload),
+                metadata: Rc::clone(&metadata),
             })
         };
         // One context per phase, shared by the phase's runs.

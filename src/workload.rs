@@ -8,9 +8,7 @@
 //! keys fill what the object leaves empty, and the version is always the object's (or computed
 //! with the object's `keptn.sh/container`).
 
-use std::collections::BTreeMap;
-
-use crate::document::{Doc, scalar_string};
+use crate::document::{Doc, Pairs, scalar_string};
 use crate::model::Spanned;
 use crate::yaml::{Entry, Node, Pos};
 
@@ -79,7 +77,7 @@ pub struct Keys {
     pub version: String,
     pub pre_tasks: Vec<Spanned<String>>,
     pub post_tasks: Vec<Spanned<String>>,
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: Pairs,
     /// Evaluation annotations that are not rendered.
     pub evaluations: Vec<Spanned<String>>,
     pub pos: Pos,
@@ -239,16 +237,19 @@ pub fn derive_keys(doc: &Doc<'_>) -> Option<Keys> {
 }
 
 /// `k=v,k2=v2`; entries without exactly one `=` are dropped, as Keptn drops them.
-fn parse_metadata(v: Option<Spanned<String>>) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+fn parse_metadata(v: Option<Spanned<String>>) -> Pairs {
+    let mut out = Pairs::new();
     if let Some(v) = v {
         for item in v.value.split(',') {
             let parts: Vec<&str> = item.split('=').collect();
             if let [k, val] = parts[..] {
-                out.insert(k.to_string(), val.to_string());
+                out.push((k.to_string(), val.to_string()));
             }
         }
     }
+    // A later key wins, as it did in a map: reversed, it is the first of its key.
+    out.reverse();
+    crate::document::sort_pairs(&mut out);
     out
 }
 
