@@ -312,8 +312,18 @@ mod tests {
             pos: Pos::default(),
             field: String::new(),
         }));
-        assert_eq!(m.len(), 2);
-        assert_eq!(m["a"], "1");
-        assert_eq!(m["d"], "4");
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(m, [pair("a", "1"), pair("d", "4")]);
+    }
+
+    #[test]
+    fn metadata_keys_are_sorted_and_the_last_of_a_key_wins() {
+        let m = parse_metadata(Some(Spanned {
+            value: "z=1,a=2,z=3".into(),
+            pos: Pos::default(),
+            field: String::new(),
+        }));
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(m, [pair("a", "2"), pair("z", "3")]);
     }
 }
