@@ -28,7 +28,27 @@ pub struct Doc<'a> {
     pub name: Cow<'a, str>,
     /// `metadata.namespace` as written.
     pub namespace: Option<Cow<'a, str>>,
+    /// Whether `metadata.name` is set (`name` is the generateName otherwise). Read from the
+    /// tree at load, since the render cuts trees: duplicates are checked only among these.
+    pub named: bool,
 }
+
+/// The object a model names until the render attaches the loaded one: models of Keptn kinds
+/// are read while the object loads, with its whole tree, and the tree is dropped at once
+/// (see `model::read_task_definition_detached`).
+pub static DETACHED: Doc<'static> = Doc {
+    file: "",
+    root: Node {
+        kind: NodeKind::Null,
+        pos: Pos { line: 0, col: 0 },
+    },
+    raw: None,
+    api_version: Cow::Borrowed(""),
+    kind: Cow::Borrowed(""),
+    name: Cow::Borrowed(""),
+    namespace: None,
+    named: false,
+};
 
 impl Doc<'_> {
     /// The API group (`""` for the core group).
@@ -385,5 +405,6 @@ fn add_object<'a>(
         namespace,
         raw,
         root,
+        named,
     });
 }

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use crate::diag::{Diagnostic, Severity};
-use crate::document::{Doc, Pairs, borrowed_map, scalar_string, string_map, string_pairs};
+use crate::document::{
+    DETACHED, Doc, Pairs, borrowed_map, scalar_string, string_map, string_pairs,
+};
 use crate::yaml::{Node, NodeKind, Pos};
 
 pub const GROUP: &str = "lifecycle.keptn.sh";
@@ -275,7 +277,8 @@ fn spanned_str(node: Option<&Node>, field: String) -> Option<Spanned<String>> {
 }
 
 fn str_list(node: Option<&Node>, field: &str) -> Vec<Spanned<String>> {
-    node.and_then(Node::as_seq)
+    let mut list: Vec<_> = node
+        .and_then(Node::as_seq)
         .unwrap_or_default()
         .iter()
         .enumerate()
@@ -286,7 +289,10 @@ fn str_list(node: Option<&Node>, field: &str) -> Vec<Spanned<String>> {
                 field: format!("{field}[{i}]"),
             })
         })
-        .collect()
+        .collect();
+    // Held for the whole render: a collected Vec has room for four.
+    list.shrink_to_fit();
+    list
 }
 
 fn int_field(node: Option<&Node>, default: i64) -> i64 {
@@ -408,13 +414,16 @@ pub fn read_task_definition<'d>(
     doc: &'d Doc<'d>,
     diags: &mut Vec<Diagnostic>,
 ) -> TaskDefinition<'d> {
-    read_task_definition_in(doc, &doc.root, diags)
+    let mut def = read_task_definition_detached(doc, &doc.root, diags);
+    def.doc = doc;
+    def
 }
 
-/// [`read_task_definition`] from `root`, the object's tree held apart from `doc` (whose own
-/// tree the render cuts): the model borrows nothing of it.
-pub fn read_task_definition_in<'d>(
-    doc: &'d Doc<'d>,
+/// [`read_task_definition`] from `root`, the object's tree held apart from `doc`, while the
+/// object loads: the model borrows nothing of the tree, and names [`DETACHED`] until the
+/// caller sets [`TaskDefinition::doc`] to the loaded object (`doc` names it in diagnostics).
+pub fn read_task_definition_detached<'d>(
+    doc: &Doc<'_>,
     root: &Node<'d>,
     diags: &mut Vec<Diagnostic>,
 ) -> TaskDefinition<'d> {
@@ -481,7 +490,7 @@ pub fn read_task_definition_in<'d>(
         .chain(python.iter())
         .any(|r| r.function_ref.is_some());
     TaskDefinition {
-        doc,
+        doc: &DETACHED,
         runner,
         deno: deno_like,
         python,
@@ -550,15 +559,19 @@ fn check_code_sources(doc: &Doc<'_>, rt: &RuntimeSpec<'_>, diags: &mut Vec<Diagn
 }
 
 pub fn read_app<'d>(doc: &'d Doc<'d>) -> App<'d> {
-    read_app_in(doc, &doc.root)
+    App {
+        doc,
+        ..read_app_detached(doc, &doc.root)
+    }
 }
 
-/// [`read_app`] from the object's tree held apart from `doc`.
-pub fn read_app_in<'d>(doc: &'d Doc<'d>, root: &Node<'d>) -> App<'d> {
+/// [`read_app`] from the object's tree held apart from `doc`, naming [`DETACHED`] (see
+/// [`read_task_definition_detached`]).
+pub fn read_app_detached<'d>(doc: &Doc<'_>, root: &Node<'d>) -> App<'d> {
     let spec = root.get("spec");
     let get = |k: &str| spec.and_then(|s| s.get(k));
     let legacy = matches!(doc.version(), "v1alpha1" | "v1alpha2" | "v1alpha3");
-    let workloads = get("workloads")
+    let mut workloads: Vec<_> = get("workloads")
         .and_then(Node::as_seq)
         .unwrap_or_default()
         .iter()
@@ -573,8 +586,9 @@ pub fn read_app_in<'d>(doc: &'d Doc<'d>, root: &Node<'d>) -> App<'d> {
             })
         })
         .collect();
+    workloads.shrink_to_fit();
     App {
-        doc,
+        doc: &DETACHED,
         spec_json: spec
             .map_or_else(
                 || "null".to_string(),
@@ -593,15 +607,19 @@ pub fn read_app_in<'d>(doc: &'d Doc<'d>, root: &Node<'d>) -> App<'d> {
 }
 
 pub fn read_app_context<'d>(doc: &'d Doc<'d>) -> AppContext<'d> {
-    read_app_context_in(doc, &doc.root)
+    AppContext {
+        doc,
+        ..read_app_context_detached(&doc.root)
+    }
 }
 
-/// [`read_app_context`] from the object's tree held apart from `doc`.
-pub fn read_app_context_in<'d>(doc: &'d Doc<'d>, root: &Node<'d>) -> AppContext<'d> {
+/// [`read_app_context`] from the object's tree, naming [`DETACHED`] (see
+/// [`read_task_definition_detached`]).
+pub fn read_app_context_detached<'d>(root: &Node<'d>) -> AppContext<'d> {
     let spec = root.get("spec");
     let get = |k: &str| spec.and_then(|s| s.get(k));
     AppContext {
-        doc,
+        doc: &DETACHED,
         pre_tasks: str_list(get("preDeploymentTasks"), "spec.preDeploymentTasks"),
         post_tasks: str_list(get("postDeploymentTasks"), "spec.postDeploymentTasks"),
         metadata: Rc::new(string_pairs(get("metadata"))),
@@ -626,12 +644,14 @@ pub fn unrendered_lists(spec: Option<&Node>) -> Vec<(String, Pos)> {
 }
 
 pub fn read_hand_task<'d>(doc: &'d Doc<'d>, diags: &mut Vec<Diagnostic>) -> Option<HandTask<'d>> {
-    read_hand_task_in(doc, &doc.root, diags)
+    let task = read_hand_task_detached(doc, &doc.root, diags)?;
+    Some(HandTask { doc, ..task })
 }
 
-/// [`read_hand_task`] from the object's tree held apart from `doc`.
-pub fn read_hand_task_in<'d>(
-    doc: &'d Doc<'d>,
+/// [`read_hand_task`] from the object's tree held apart from `doc`, naming [`DETACHED`]
+/// (see [`read_task_definition_detached`]).
+pub fn read_hand_task_detached<'d>(
+    doc: &Doc<'_>,
     root: &Node<'d>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<HandTask<'d>> {
@@ -669,7 +689,7 @@ pub fn read_hand_task_in<'d>(
         metadata: Rc::new(string_map(ctx.and_then(|c| c.get("metadata")))),
     };
     Some(HandTask {
-        doc,
+        doc: &DETACHED,
         definition,
         context,
         parameters: string_map(get("parameters").and_then(|p| p.get("map"))),

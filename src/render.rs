@@ -94,9 +94,9 @@ pub fn render_inspecting<R>(
     finish: impl FnOnce(Rendering<'_>) -> R,
 ) -> R {
     let mut diags = Vec::new();
-    let (mut docs, workload_keys) = load_inputs(files, opts, inspect, &mut diags);
+    let (docs, loaded) = load_inputs(files, opts, inspect, &mut diags);
     check_duplicates(&docs, opts.namespace.as_deref(), &mut diags);
-    let inputs = Inputs::read(&mut docs, workload_keys, opts, &mut diags);
+    let inputs = Inputs::read(&docs, loaded, opts, &mut diags);
     let runs = plan_runs(&inputs, opts, &mut diags);
 
     let placement = Placement::new(&inputs.passthrough, opts);
@@ -138,31 +138,88 @@ pub fn render_inspecting<R>(
     })
 }
 
-/// Loads every object, reading what workloads ask of Keptn as each is read and cutting the
-/// trees the render does not read again (see [`keeps_tree`]).
+/// What was read of the objects as they loaded, by their index in the object list: the
+/// workloads' Keptn keys and the Keptn objects' models.
+struct Loaded<'a> {
+    workload_keys: Vec<(usize, workload::Keys)>,
+    keptn: Vec<(usize, KeptnRead<'a>)>,
+}
+
+/// A Keptn object as it was read while loading, its model not yet attached to the object
+/// (it names [`document::DETACHED`] until [`Inputs::read_keptn`] does).
+enum KeptnRead<'a> {
+    /// Its schema check failed: nothing more is read of it.
+    Invalid,
+    Definition(Box<TaskDefinition<'a>>),
+    App(model::App<'a>),
+    Context(AppContext<'a>),
+    Task(Option<HandTask<'a>>),
+    /// A Keptn kind without a model here; its tree stays whole.
+    Other,
+}
+
+/// Loads every object, reading what workloads ask of Keptn and the Keptn models as each is
+/// read, and cutting the trees the render does not read again (see [`keeps_tree`] and
+/// [`cut_tree`]): all Keptn trees alive at once were the peak of a render's memory.
 fn load_inputs<'a>(
     files: &'a [SourceFile],
     opts: &Options,
     mut inspect: impl FnMut(&Doc<'_>),
     diags: &mut Vec<Diagnostic>,
-) -> (Vec<Doc<'a>>, Vec<(usize, workload::Keys)>) {
-    let mut workload_keys = Vec::new();
+) -> (Vec<Doc<'a>>, Loaded<'a>) {
+    let mut loaded = Loaded {
+        workload_keys: Vec::new(),
+        keptn: Vec::new(),
+    };
     let docs = document::load_each(files, &opts.limits, diags, |i, doc, diags| {
         inspect(doc);
         check_metadata_maps(doc, diags);
         crate::workload_keys::check(doc, diags);
-        if doc.group() != model::GROUP
-            && workload::is_workload_kind(doc)
+        if doc.group() == model::GROUP {
+            loaded.keptn.push((i, read_keptn_tree(doc, opts, diags)));
+            return;
+        }
+        if workload::is_workload_kind(doc)
             && let Some(keys) = workload::derive_keys(doc)
         {
             warn_evaluations(doc, &keys, diags);
-            workload_keys.push((i, keys));
+            loaded.workload_keys.push((i, keys));
         }
         if !keeps_tree(doc) {
             doc.root = ordering_tree(&doc.root);
         }
     });
-    (docs, workload_keys)
+    (docs, loaded)
+}
+
+/// Checks a Keptn object's schema and reads its model from the whole tree, which
+/// [`cut_tree`] has taken out of `doc` and which is dropped on return.
+fn read_keptn_tree<'a>(
+    doc: &mut Doc<'a>,
+    opts: &Options,
+    diags: &mut Vec<Diagnostic>,
+) -> KeptnRead<'a> {
+    let tree = cut_tree(doc, opts);
+    let doc: &Doc<'a> = doc;
+    let root = tree.as_ref().unwrap_or(&doc.root);
+    if !check_keptn_schema(doc, root, diags) {
+        return KeptnRead::Invalid;
+    }
+    match &*doc.kind {
+        "KeptnTaskDefinition" => KeptnRead::Definition(Box::new(
+            model::read_task_definition_detached(doc, root, diags),
+        )),
+        "KeptnApp" => {
+            warn_unrendered(doc, root, diags);
+            KeptnRead::App(model::read_app_detached(doc, root))
+        }
+        "KeptnAppContext" => {
+            warn_unrendered(doc, root, diags);
+            KeptnRead::Context(model::read_app_context_detached(root))
+        }
+        "KeptnTask" => KeptnRead::Task(model::read_hand_task_detached(doc, root, diags)),
+        _ => KeptnRead::Other,
+    }
 }
 
 /// The input sorted by what the render does with it: Keptn models, what tasks look up, the
@@ -181,32 +238,30 @@ struct Inputs<'d> {
 
 impl<'d> Inputs<'d> {
     fn read(
-        docs: &'d mut [Doc<'d>],
-        workload_keys: Vec<(usize, workload::Keys)>,
+        docs: &'d [Doc<'d>],
+        loaded: Loaded<'d>,
         opts: &Options,
         diags: &mut Vec<Diagnostic>,
     ) -> Self {
         let mut inputs = Inputs::default();
-        let mut workload_keys = workload_keys.into_iter().peekable();
-        for (i, doc) in docs.iter_mut().enumerate() {
+        let mut workload_keys = loaded.workload_keys.into_iter().peekable();
+        let mut keptn = loaded.keptn.into_iter().peekable();
+        for (i, doc) in docs.iter().enumerate() {
             let key = (
                 doc.effective_namespace(opts.namespace.as_deref()),
                 doc.name.to_string(),
             );
             if doc.group() == model::GROUP {
-                // The tree is dropped once the model is read (models copy what they keep):
-                // Keptn trees held for the whole render were a third of its memory.
-                let tree = cut_tree(doc, opts);
-                inputs.read_keptn(doc, tree, key, opts, diags);
+                if let Some((_, read)) = keptn.next_if(|(k, _)| *k == i) {
+                    inputs.read_keptn(doc, read, key, opts, diags);
+                }
                 continue;
             }
-            let doc: &'d Doc<'d> = doc;
             inputs.passthrough.push(doc);
             // An object named only by generateName cannot be what a task refers to by name
             // (and two of them under one key would make the output depend on file order).
-            let named = doc.root.path(&["metadata", "name"]).is_some();
             match (doc.group(), &*doc.kind) {
-                ("", "ConfigMap" | "Secret") if !named => {}
+                ("", "ConfigMap" | "Secret") if !doc.named => {}
                 ("", "ConfigMap") => inputs.config_maps.insert(key.0, key.1, doc),
                 ("", "Secret") => inputs.secrets.insert(key.0, key.1, doc),
                 _ => {
@@ -221,36 +276,31 @@ impl<'d> Inputs<'d> {
 
     /// A Keptn object becomes a model when its schema allows; other Keptn kinds are dropped
     /// (KLT026) or, with `--keep-keptn`, passed through.
-    /// `tree` is the object's own when [`cut_tree`] took it from `doc`.
+    /// Attaches a model read while loading to its object; other Keptn kinds are dropped
+    /// (KLT026) or, with `--keep-keptn`, passed through.
     fn read_keptn(
         &mut self,
         doc: &'d Doc<'d>,
-        tree: Option<Node<'d>>,
+        read: KeptnRead<'d>,
         key: (String, String),
         opts: &Options,
         diags: &mut Vec<Diagnostic>,
     ) {
-        let root = tree.as_ref().unwrap_or(&doc.root);
-        if !check_keptn_schema(doc, root, diags) {
-            return;
-        }
-        match &*doc.kind {
-            "KeptnTaskDefinition" => {
-                let def = Box::new(model::read_task_definition_in(doc, root, diags));
+        match read {
+            KeptnRead::Invalid => return,
+            KeptnRead::Definition(mut def) => {
+                def.doc = doc;
                 self.definitions.insert(key.0, key.1, def);
             }
-            "KeptnApp" => {
-                warn_unrendered(doc, root, diags);
-                self.apps.insert(key, model::read_app_in(doc, root));
+            KeptnRead::App(app) => {
+                self.apps.insert(key, model::App { doc, ..app });
             }
-            "KeptnAppContext" => {
-                warn_unrendered(doc, root, diags);
-                self.contexts
-                    .insert(key, model::read_app_context_in(doc, root));
+            KeptnRead::Context(ctx) => {
+                self.contexts.insert(key, AppContext { doc, ..ctx });
             }
-            "KeptnTask" => self
+            KeptnRead::Task(task) => self
                 .hand_tasks
-                .extend(model::read_hand_task_in(doc, root, diags)),
+                .extend(task.map(|t| HandTask { doc, ..t })),
             _ if !opts.keep_keptn => diags.push(doc.diag(
                 "KLT026",
                 Severity::Warning,
@@ -442,9 +492,9 @@ fn keeps_tree(doc: &Doc<'_>) -> bool {
             && matches!(&*doc.kind, "ConfigMap" | "Secret" | "ServiceAccount"))
 }
 
-/// What is read of a pass-through object after loading, at its positions: whether it has a
-/// metadata.name (duplicates) and its Argo CD hook and wave annotations (ordering). Trees of
-/// every input object were the largest part of a render's memory.
+/// What is read of a pass-through object after loading, at its positions: its Argo CD hook
+/// and wave annotations (ordering); whether it has a metadata.name is [`Doc::named`]. Trees
+/// of every input object were the largest part of a render's memory.
 fn ordering_tree<'a>(root: &Node<'a>) -> Node<'a> {
     let pick = |node: &Node<'a>, keys: &[&str]| -> Vec<Entry<'a>> {
         node.as_map()
@@ -465,7 +515,7 @@ fn ordering_tree<'a>(root: &Node<'a>) -> Node<'a> {
     let Some(meta) = root.entry("metadata") else {
         return map(Vec::new(), root.pos);
     };
-    let mut kept = pick(&meta.value, &["name"]);
+    let mut kept = Vec::new();
     if let Some(ann) = meta.value.entry("annotations") {
         kept.push(Entry {
             key: ann.key.clone(),
@@ -642,7 +692,7 @@ fn check_duplicates(docs: &[Doc<'_>], dest: Option<&str>, diags: &mut Vec<Diagno
     // Hashed, not ordered: an object is looked up once and the map is never walked.
     let mut seen: HashMap<(&str, &str, &str, &str), &Doc<'_>> = HashMap::with_capacity(docs.len());
     for doc in docs {
-        if doc.root.path(&["metadata", "name"]).is_none() {
+        if !doc.named {
             continue; // generateName objects are distinct by design
         }
         let namespace = doc.namespace.as_deref().or(dest).unwrap_or("");

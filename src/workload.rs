@@ -175,7 +175,8 @@ pub fn metas<'n>(doc: &'n Doc<'n>) -> (Meta<'n>, Meta<'n>) {
 /// Splits a task list annotation on `,` without trimming, as Keptn does.
 pub fn split_list(v: Option<Spanned<String>>) -> Vec<Spanned<String>> {
     let Some(v) = v else { return Vec::new() };
-    v.value
+    let mut list: Vec<_> = v
+        .value
         .split(',')
         .enumerate()
         .map(|(i, s)| Spanned {
@@ -183,7 +184,10 @@ pub fn split_list(v: Option<Spanned<String>>) -> Vec<Spanned<String>> {
             pos: v.pos,
             field: format!("{} (item {})", v.field, i + 1),
         })
-        .collect()
+        .collect();
+    // Held for the whole render: a collected Vec has room for four.
+    list.shrink_to_fit();
+    list
 }
 
 pub fn is_workload_kind(doc: &Doc<'_>) -> bool {
