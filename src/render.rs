@@ -1466,8 +1466,12 @@ fn shared_config_maps<'r>(
             }
         }
     }
-    // Stable, so that of Jobs of equal name the first stays, as a map's first insert did.
-    jobs.sort_by(|(_, a), (_, b)| (&a.namespace, &a.job_name).cmp(&(&b.namespace, &b.job_name)));
+    // Of Jobs of equal name the first run stays, as a map's first insert did: the run index
+    // breaks ties, so an in-place sort does what a stable one did without its n-element
+    // scratch buffer (the render's peak was this sort).
+    jobs.sort_unstable_by(|(i, a), (j, b)| {
+        (&a.namespace, &a.job_name, i).cmp(&(&b.namespace, &b.job_name, j))
+    });
     jobs.dedup_by(|(_, b), (_, a)| (&a.namespace, &a.job_name) == (&b.namespace, &b.job_name));
     (cms, jobs)
 }
