@@ -518,6 +518,10 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
                 "KLT005",
                 format!("expected {expected}, found {found}"),
                 Some(match expected {
+                    "string" if is_duration_field(&issue.field) => {
+                        "write a Go duration as a string, such as \"300s\", \"5m\" or \"1h30m\""
+                            .to_string()
+                    }
                     "string" => "quote the value".to_string(),
                     "integer" | "object" | "array" => format!("write an {expected}"),
                     _ => format!("write a {expected}"),
@@ -539,6 +543,11 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
         ));
     }
     true
+}
+
+/// Fields that hold a Go duration: a bare number there needs a unit, not just quotes.
+fn is_duration_field(field: &str) -> bool {
+    matches!(field.rsplit('.').next(), Some("timeout" | "retryInterval"))
 }
 
 /// `metadata.labels` and `metadata.annotations` must be maps of scalars (or absent): the API
