@@ -152,6 +152,9 @@ pub struct AppContext<'d> {
     pub post_tasks: Vec<Spanned<String>>,
     /// Shared with the context of every run of the app.
     pub metadata: Rc<Pairs>,
+    /// Where `metadata.name` is written, for findings about the name (the render drops the
+    /// object's tree once this model is read).
+    pub name_pos: Option<Pos>,
 }
 
 #[derive(Debug)]
@@ -625,6 +628,7 @@ pub fn read_app_context_detached<'d>(root: &Node<'d>) -> AppContext<'d> {
     let get = |k: &str| spec.and_then(|s| s.get(k));
     AppContext {
         doc: &DETACHED,
+        name_pos: root.path(&["metadata", "name"]).map(|n| n.pos),
         pre_tasks: str_list(get("preDeploymentTasks"), "spec.preDeploymentTasks"),
         post_tasks: str_list(get("postDeploymentTasks"), "spec.postDeploymentTasks"),
         metadata: Rc::new(string_pairs(get("metadata"))),

@@ -892,11 +892,11 @@ fn app_version(
     if let Some(c) = parts.ctx
         && !(c.pre_tasks.is_empty() && c.post_tasks.is_empty())
     {
-        let name_pos = c.doc.root.get("metadata").and_then(|m| m.get("name"));
+        let name_pos = c.name_pos;
         diags.push(c.doc.diag(
             "KLT031",
             Severity::Warning,
-            name_pos.map_or(c.doc.root.pos, |n| n.pos),
+            name_pos.unwrap_or(c.doc.root.pos),
             name_pos.map(|_| "metadata.name".to_string()),
             format!("no KeptnApp and no workload belongs to app {app_name:?}; its tasks are not rendered"),
             Some(match parts.near {
