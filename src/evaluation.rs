@@ -72,6 +72,8 @@ pub struct Provider<'d> {
     pub insecure: bool,
     /// `secretKeyRef`: Secret name, key (when set) and `optional` (when set).
     pub secret: Option<(String, Option<String>, Option<bool>)>,
+    /// Where `secretKeyRef` is, for messages (read now: the tree may be gone later).
+    pub secret_pos: Pos,
 }
 
 /// The evaluation kinds of the input, by namespace and name.
@@ -313,8 +315,10 @@ pub fn read_provider<'d>(doc: &'d Doc<'d>) -> Provider<'d> {
         };
         Some((name, key, optional))
     });
+    let secret_pos = get("secretKeyRef").map_or(doc.root.pos, |n| n.pos);
     Provider {
         doc,
+        secret_pos,
         kind,
         kind_pos,
         kind_field,

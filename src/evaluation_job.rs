@@ -175,11 +175,7 @@ fn secrets_in_reach(
             continue;
         }
         ok = false;
-        let pos = p
-            .doc
-            .root
-            .path(&["spec", "secretKeyRef"])
-            .map_or(p.doc.root.pos, |n| n.pos);
+        let pos = p.secret_pos;
         diags.push(p.doc.diag(
             "KLT067",
             Severity::Error,

@@ -1173,7 +1173,9 @@ fn kind_rank(kind: &str) -> u8 {
 /// One TaskRecord (spec only) per app version, keyed by namespace and name; the status is
 /// klt-reconciler's to write. It goes into a wave after everything else: Argo CD does not
 /// wait for the health of the last wave, so the record never holds the sync back.
-/// Evaluation Jobs are listed after the tasks of their phase, with `kind: evaluation`.
+/// Evaluation Jobs are listed after the tasks of their phase, in the same entry format (the
+/// TaskRecord CRD declares no more fields; the reconciler tells an evaluation by its Job's
+/// `klt-render.dev/kind: evaluation` label).
 fn task_records(
     jobs: &Jobs<'_>,
     runs: &[TaskRun<'_>],
@@ -1235,9 +1237,6 @@ fn task_records(
         task.insert("phase".into(), json!(phase.label()));
         if !run.context.workload_name.is_empty() {
             task.insert("workload".into(), json!(run.context.workload_name));
-        }
-        if is_eval {
-            task.insert("kind".into(), json!("evaluation"));
         }
         tasks.push((
             (phase_rank(phase.label()), is_eval),
