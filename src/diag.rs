@@ -119,11 +119,17 @@ fn mark_unknown_key_consequences(diags: &mut [Diagnostic]) {
             continue;
         };
         let note = format!("this may follow from the unknown {at}: fix that first");
-        d.help = Some(match d.help.take() {
-            Some(help) => format!("{note}; otherwise: {help}"),
-            None => note,
-        });
+        prepend_note(d, &note);
     }
+}
+
+/// Puts `note` before a finding's help, once: `finish` runs again when `check` adds its lints.
+fn prepend_note(d: &mut Diagnostic, note: &str) {
+    d.help = Some(match d.help.take() {
+        Some(help) if help.starts_with(note) => help,
+        Some(help) => format!("{note}; otherwise: {help}"),
+        None => note.to_string(),
+    });
 }
 
 pub fn stage(code: &str) -> Stage {
@@ -152,10 +158,7 @@ pub fn finish(diags: &mut Vec<Diagnostic>) {
     );
     for d in diags.iter_mut() {
         if MAY_BE_IN_A_BROKEN_DOCUMENT.contains(&d.code) {
-            d.help = Some(match d.help.take() {
-                Some(help) => format!("{note}; otherwise: {help}"),
-                None => note.clone(),
-            });
+            prepend_note(d, &note);
         }
     }
 }
@@ -740,6 +743,36 @@ mod tests {
             diags[2].help.as_deref(),
             Some("set code"),
             "another object is not marked"
+        );
+        // `check` finishes again after adding its lints: every note stays single.
+        let once = diags.clone();
+        finish(&mut diags);
+        assert_eq!(diags, once);
+    }
+
+    #[test]
+    fn the_yaml_error_note_is_added_once() {
+        let d = |code: &'static str, file: &str, help: Option<&str>| Diagnostic {
+            code,
+            severity: Severity::Error,
+            message: String::new(),
+            file: file.into(),
+            pos: Pos { line: 9, col: 7 },
+            object: None,
+            field: None,
+            help: help.map(String::from),
+        };
+        let mut diags = vec![
+            d("KLT020", "app.yaml", Some("add the KeptnTaskDefinition")),
+            d("KLT001", "tasks.yaml", None),
+        ];
+        finish(&mut diags);
+        finish(&mut diags);
+        assert_eq!(
+            diags[1].help.as_deref(),
+            Some(
+                "this may be a consequence of the YAML error at tasks.yaml:9:7 (what is missing may be in that document): fix that first; otherwise: add the KeptnTaskDefinition"
+            )
         );
     }
 }

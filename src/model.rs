@@ -312,6 +312,11 @@ fn timeout(doc: &Doc<'_>, spec: Option<&Node>, diags: &mut Vec<Diagnostic>) -> i
     let Some(node) = spec.and_then(|s| s.get("timeout")) else {
         return 300;
     };
+    // A number is the schema's finding (KLT005, whose help asks for a duration): one
+    // finding for one mistake.
+    if !matches!(node.kind, NodeKind::Str(_)) {
+        return 300;
+    }
     let text = scalar_string(node).unwrap_or_default();
     match go_duration_seconds(&text) {
         Some(secs) if secs >= 0 => secs,

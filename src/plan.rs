@@ -414,10 +414,13 @@ pub fn summary(plan: &Plan) -> Vec<String> {
     lines
 }
 
+/// `notify (shop-web pre)`, `notify (app post)`: the same definition often runs in two
+/// phases, and the sentence must tell them apart.
 fn task_title(t: &Task) -> String {
+    let when = t.phase.rsplit('-').next().unwrap_or(&t.phase);
     match &t.workload {
-        Some(w) => format!("{} ({w})", t.definition),
-        None => t.definition.clone(),
+        Some(w) => format!("{} ({w} {when})", t.definition),
+        None => format!("{} (app {when})", t.definition),
     }
 }
 
@@ -788,7 +791,7 @@ mod tests {
             plan.groups[0].steps[0].task.as_ref().unwrap().runs,
             Runs::New
         );
-        assert_eq!(summary(&plan), ["shop 2.0: re-runs x"]);
+        assert_eq!(summary(&plan), ["shop 2.0: re-runs x (app pre)"]);
     }
 
     #[test]

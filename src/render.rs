@@ -528,6 +528,10 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
                 "KLT005",
                 format!("expected {expected}, found {found}"),
                 Some(match expected {
+                    "string" if is_duration_field(&issue.field) => {
+                        "write a Go duration as a string, such as \"300s\", \"5m\" or \"1h30m\""
+                            .to_string()
+                    }
                     "string" => "quote the value".to_string(),
                     "integer" | "object" | "array" => format!("write an {expected}"),
                     _ => format!("write a {expected}"),
@@ -549,6 +553,11 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
         ));
     }
     true
+}
+
+/// Fields that hold a Go duration: a bare number there needs a unit, not just quotes.
+fn is_duration_field(field: &str) -> bool {
+    matches!(field.rsplit('.').next(), Some("timeout" | "retryInterval"))
 }
 
 /// `metadata.labels` and `metadata.annotations` must be maps of scalars (or absent): the API
@@ -685,11 +694,12 @@ fn plan_apps<'d>(
         .chain(apps.keys())
         .chain(contexts.keys())
         .collect();
-    for key in keys {
+    for key in &keys {
         let parts = AppParts {
             app: apps.get(key).filter(|a| !a.managed_by_keptn),
             ctx: contexts.get(key),
             wls: by_app.get(key).map(Vec::as_slice).unwrap_or_default(),
+            near: near_app(key, &keys, &by_app, apps),
         };
         plan_app(key, &parts, opts, runs, diags);
     }
@@ -701,6 +711,28 @@ struct AppParts<'a, 'd> {
     app: Option<&'d model::App<'d>>,
     ctx: Option<&'d AppContext<'d>>,
     wls: &'a [&'d Workload<'d>],
+    /// Another app of the namespace whose name is close to this one's, for an app that has
+    /// only a context: a context named `shop-context` for the workloads of `shop`.
+    near: Option<&'a str>,
+}
+
+/// The name of another app in the same lookup namespace, with workloads or a KeptnApp, that
+/// is close to `key`'s name (a typo, or the name with a word added or removed).
+fn near_app<'a>(
+    key: &(String, String),
+    keys: &BTreeSet<&'a (String, String)>,
+    by_app: &BTreeMap<(String, String), Vec<&Workload<'_>>>,
+    apps: &BTreeMap<(String, String), model::App<'_>>,
+) -> Option<&'a str> {
+    if by_app.contains_key(key) || apps.contains_key(key) {
+        return None;
+    }
+    let others = keys
+        .iter()
+        .filter(|k| k.0 == key.0 && k.1 != key.1)
+        .filter(|k| by_app.contains_key(**k) || apps.contains_key(**k))
+        .map(|k| k.1.as_str());
+    crate::suggest::closest(&key.1, others)
 }
 
 /// Workloads by app key, each app's in Keptn name order.
@@ -910,13 +942,17 @@ fn app_version(
             && c.pre_evaluations.is_empty()
             && c.post_evaluations.is_empty())
     {
+        let name_pos = c.doc.root.get("metadata").and_then(|m| m.get("name"));
         diags.push(c.doc.diag(
             "KLT031",
             Severity::Warning,
-            c.doc.root.pos,
-            None,
+            name_pos.map_or(c.doc.root.pos, |n| n.pos),
+            name_pos.map(|_| "metadata.name".to_string()),
             format!("no KeptnApp and no workload belongs to app {app_name:?}; its tasks are not rendered"),
-            Some("give the app's workloads keptn.sh/app (or app.kubernetes.io/part-of) with this name, or add a KeptnApp".into()),
+            Some(match parts.near {
+                Some(near) => format!("a KeptnAppContext takes the name of its app: did you mean {near:?}? (workloads or a KeptnApp of app {near:?} are in the input)"),
+                None => "give the app's workloads keptn.sh/app (or app.kubernetes.io/part-of) with this name, or add a KeptnApp".into(),
+            }),
         ));
     }
     None
