@@ -266,7 +266,7 @@ impl<'d> Inputs<'d> {
                 doc.root.pos,
                 None,
                 format!("{} is not rendered and was dropped", doc.kind),
-                Some("klt-render renders task definitions, apps, app contexts and tasks; pass --keep-keptn to keep other Keptn objects".into()),
+                Some("klt-render renders task definitions, apps, app contexts, tasks and evaluation definitions; pass --keep-keptn to keep other Keptn objects".into()),
             )),
             _ => {}
         }
@@ -469,6 +469,7 @@ const NOT_RENDERED_KINDS: &[&str] = &[
     "KeptnAppCreationRequest",
     "KeptnAppVersion",
     "KeptnEvaluation",
+    "KeptnEvaluationProvider",
     "KeptnWorkload",
     "KeptnWorkloadInstance",
     "KeptnWorkloadVersion",
