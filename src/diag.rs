@@ -81,12 +81,13 @@ const SYNTAX: &[&str] = &["KLT001", "KLT002", "KLT003", "KLT029", "KLT050"];
 /// Findings about one object pointing at another, or at its place among the others.
 const REFERENCE: &[&str] = &[
     "KLT014", "KLT015", "KLT016", "KLT017", "KLT018", "KLT020", "KLT022", "KLT023", "KLT024",
-    "KLT027", "KLT028", "KLT031",
+    "KLT027", "KLT028", "KLT031", "KLT060", "KLT061", "KLT067",
 ];
 
 /// "Not found" findings: what they looked for may be in a document that did not parse.
-const MAY_BE_IN_A_BROKEN_DOCUMENT: &[&str] =
-    &["KLT014", "KLT016", "KLT018", "KLT020", "KLT024", "KLT031"];
+const MAY_BE_IN_A_BROKEN_DOCUMENT: &[&str] = &[
+    "KLT014", "KLT016", "KLT018", "KLT020", "KLT024", "KLT031", "KLT060", "KLT061",
+];
 
 /// Findings about what an object lacks (a runner, code, a workload name) that an unknown
 /// field or key of the same object may explain: `inlineScript` is why there is "no code".
@@ -459,7 +460,7 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     (
         "KLT021",
         Severity::Warning,
-        "evaluations or promotion tasks are listed; klt-render does not render them",
+        "promotion tasks are listed; klt-render does not render them",
     ),
     (
         "KLT022",
@@ -570,6 +571,51 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         "KLT050",
         Severity::Error,
         "the input exceeds a limit (size, documents, nesting, alias expansion, directory depth); the help says how to raise it",
+    ),
+    (
+        "KLT060",
+        Severity::Error,
+        "an evaluation list names a KeptnEvaluationDefinition that does not exist",
+    ),
+    (
+        "KLT061",
+        Severity::Error,
+        "an evaluation objective names a KeptnMetric, or a metric or definition names a KeptnMetricsProvider, that does not exist",
+    ),
+    (
+        "KLT062",
+        Severity::Error,
+        "an evaluationTarget is not Keptn's `<` or `>` followed by a number",
+    ),
+    (
+        "KLT063",
+        Severity::Error,
+        "a KeptnMetric's or v1alpha1 objective's query is empty",
+    ),
+    (
+        "KLT064",
+        Severity::Error,
+        "a KeptnMetricsProvider's type is not implemented by klt-evaluate",
+    ),
+    (
+        "KLT065",
+        Severity::Error,
+        "an evaluation definition's retryInterval is not a Go duration",
+    ),
+    (
+        "KLT066",
+        Severity::Error,
+        "the task order (annotation klt-render.dev/task-order) is neither parallel nor sequential",
+    ),
+    (
+        "KLT067",
+        Severity::Error,
+        "an evaluation Job cannot mount its provider's Secret: the provider is in another namespace",
+    ),
+    (
+        "KLT068",
+        Severity::Error,
+        "a datadog KeptnMetricsProvider has no secretKeyRef (its API and application keys)",
     ),
 ];
 

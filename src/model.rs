@@ -17,6 +17,8 @@ use crate::document::{
 use crate::yaml::{Node, NodeKind, Pos};
 
 pub const GROUP: &str = "lifecycle.keptn.sh";
+/// klt-render's own annotation: `sequential` runs the tasks of each phase one after another.
+pub const TASK_ORDER: &str = "klt-render.dev/task-order";
 
 /// Where a task runs in the deployment of an app version. It lives here, with the other Keptn
 /// concepts, so that `job` (which builds a phase's Jobs) and `waves` (which orders phases) both
@@ -142,6 +144,9 @@ pub struct App<'d> {
     /// Task lists of v1alpha1..v1alpha3, `None` in later versions.
     pub pre_tasks: Option<Vec<Spanned<String>>>,
     pub post_tasks: Option<Vec<Spanned<String>>>,
+    /// Evaluation lists of v1alpha1..v1alpha3 (empty in later versions).
+    pub pre_evaluations: Vec<Spanned<String>>,
+    pub post_evaluations: Vec<Spanned<String>>,
     pub managed_by_keptn: bool,
 }
 
@@ -150,8 +155,12 @@ pub struct AppContext<'d> {
     pub doc: &'d Doc<'d>,
     pub pre_tasks: Vec<Spanned<String>>,
     pub post_tasks: Vec<Spanned<String>>,
+    pub pre_evaluations: Vec<Spanned<String>>,
+    pub post_evaluations: Vec<Spanned<String>>,
     /// Shared with the context of every run of the app.
     pub metadata: Rc<Pairs>,
+    /// `metadata.annotations["klt-render.dev/task-order"]` as written.
+    pub task_order: Option<Spanned<String>>,
     /// Where `metadata.name` is written, for findings about the name (the render drops the
     /// object's tree once this model is read).
     pub name_pos: Option<Pos>,
@@ -608,6 +617,14 @@ pub fn read_app_detached<'d>(doc: &Doc<'_>, root: &Node<'d>) -> App<'d> {
         pre_tasks: legacy.then(|| str_list(get("preDeploymentTasks"), "spec.preDeploymentTasks")),
         post_tasks: legacy
             .then(|| str_list(get("postDeploymentTasks"), "spec.postDeploymentTasks")),
+        pre_evaluations: str_list(
+            get("preDeploymentEvaluations"),
+            "spec.preDeploymentEvaluations",
+        ),
+        post_evaluations: str_list(
+            get("postDeploymentEvaluations"),
+            "spec.postDeploymentEvaluations",
+        ),
         managed_by_keptn: string_map(root.path(&["metadata", "labels"]))
             .get("app.kubernetes.io/managed-by")
             .is_some_and(|v| v == "keptn"),
@@ -631,18 +648,26 @@ pub fn read_app_context_detached<'d>(root: &Node<'d>) -> AppContext<'d> {
         name_pos: root.path(&["metadata", "name"]).map(|n| n.pos),
         pre_tasks: str_list(get("preDeploymentTasks"), "spec.preDeploymentTasks"),
         post_tasks: str_list(get("postDeploymentTasks"), "spec.postDeploymentTasks"),
+        pre_evaluations: str_list(
+            get("preDeploymentEvaluations"),
+            "spec.preDeploymentEvaluations",
+        ),
+        post_evaluations: str_list(
+            get("postDeploymentEvaluations"),
+            "spec.postDeploymentEvaluations",
+        ),
         metadata: Rc::new(string_pairs(get("metadata"))),
+        task_order: spanned_str(
+            root.path(&["metadata", "annotations", TASK_ORDER]),
+            format!("metadata.annotations.{TASK_ORDER}"),
+        ),
     }
 }
 
-/// Which not-rendered lists a Keptn object carries (evaluations, promotion tasks).
+/// Which not-rendered lists a Keptn object carries (promotion tasks).
 pub fn unrendered_lists(spec: Option<&Node>) -> Vec<(String, Pos)> {
     let mut out = Vec::new();
-    for key in [
-        "preDeploymentEvaluations",
-        "postDeploymentEvaluations",
-        "promotionTasks",
-    ] {
+    for key in ["promotionTasks"] {
         if let Some(n) = spec.and_then(|s| s.get(key))
             && n.as_seq().is_some_and(|s| !s.is_empty())
         {
