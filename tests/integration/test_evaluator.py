@@ -1,0 +1,469 @@
+"""klt-evaluate against a real Prometheus (Debian's ``prometheus`` package, started here).
+
+The data is deterministic: ``promtool tsdb create-blocks-from openmetrics`` backfills one sample
+per minute for the last 30 minutes (M0 = the minute the module starts), so instant and range
+queries made in the next few minutes see known values whatever second they run at:
+
+- ``klt_cpu_free_cores{node="a"}``: 3.5 throughout (instant value 3.5).
+- ``klt_queue_depth``: 20 up to M0-11, 3 from M0-10 to M0-6, 9 at M0-5, 2 from M0-4 to M0. A
+  10m range ending now (within 4 minutes of M0) with a 1m step sees 3, 9 and 2 but never 20:
+  max 9, min 2; without a step Keptn takes the first point (now-10m): 3.
+- ``klt_replicas{i="1"|"2"}``: two series (Keptn: "too many values").
+
+``klt_rollout_ready`` comes from a scrape target served by this test (scrape interval 1s), so
+the test can flip it while the evaluator retries. A second Prometheus with a
+``--web.config.file`` checks basic auth from ``secretDir``.
+
+Prometheus is installed by scripts/test.sh (apt-get); without the binaries these tests skip
+with the reason.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from conftest import REPO, child_env
+
+FIXTURES = REPO / "tests" / "fixtures" / "evaluator"
+PASSWORD = "klt-test-s3cret-7f3a"  # tests/fixtures/evaluator/web-config.yml
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("prometheus") and shutil.which("promtool")),
+    reason="prometheus/promtool not on PATH (scripts/test.sh installs Debian's prometheus with apt-get as root)",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# The evaluator binary
+
+
+def evaluator_binary() -> pathlib.Path:
+    override = os.environ.get("KLT_EVALUATE_BIN")
+    if override:
+        return pathlib.Path(override).resolve()
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+    if not target.is_absolute():
+        target = REPO / target
+    path = target / "debug" / "klt-evaluate"
+    sources = [REPO / "Cargo.lock", *(REPO / "evaluator").rglob("*")]
+    newest = max(f.stat().st_mtime for f in sources if f.is_file())
+    if not path.is_file() or path.stat().st_mtime < newest:
+        built = subprocess.run(
+            ["cargo", "build", "--locked", "--quiet", "-p", "klt-evaluate"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if built.returncode != 0:
+            pytest.fail(f"cargo build -p klt-evaluate failed:\n{built.stderr}", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def evaluator() -> pathlib.Path:
+    return evaluator_binary()
+
+
+# ---------------------------------------------------------------------------------------------
+# Prometheus
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def openmetrics(m0: int) -> str:
+    """One sample per minute, M0-30 .. M0 (M0 in epoch seconds, a whole minute)."""
+    minutes = range(-30, 1)
+
+    def depth(k: int) -> float:
+        return 20 if k <= -11 else 3 if k <= -6 else 9 if k == -5 else 2
+
+    lines = ["# TYPE klt_cpu_free_cores gauge"]
+    lines += [f'klt_cpu_free_cores{{node="a"}} 3.5 {m0 + 60 * k}' for k in minutes]
+    lines += ["# TYPE klt_queue_depth gauge"]
+    lines += [f"klt_queue_depth {depth(k)} {m0 + 60 * k}" for k in minutes]
+    lines += ["# TYPE klt_replicas gauge"]
+    for i in ("1", "2"):
+        lines += [f'klt_replicas{{i="{i}"}} {i} {m0 + 60 * k}' for k in minutes]
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+class ScrapeTarget(http.server.BaseHTTPRequestHandler):
+    """/metrics with klt_rollout_ready = the class attribute `ready`."""
+
+    ready = 0
+
+    def do_GET(self):
+        body = f"# TYPE klt_rollout_ready gauge\nklt_rollout_ready {type(self).ready}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def get_json(url: str, auth: tuple[str, str] | None = None):
+    req = urllib.request.Request(url)
+    if auth:
+        import base64
+
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.load(r)
+
+
+def start_prometheus(work: pathlib.Path, config: str, extra: list[str] = ()) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    (work / "prometheus.yml").write_text(config)
+    log = open(work / "prometheus.log", "wb")
+    proc = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            *extra,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"prometheus exited {proc.returncode}:\n{(work / 'prometheus.log').read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(f"{url}/-/ready", timeout=2).read()
+            return proc, url
+        except urllib.error.HTTPError as e:
+            if e.code == 401:  # basic auth on: up and answering
+                return proc, url
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"prometheus not ready in 60s:\n{(work / 'prometheus.log').read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
+def stop(proc: subprocess.Popen):
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory):
+    """URL of a Prometheus with the backfilled data and the scrape target (klt_rollout_ready)."""
+    work = tmp_path_factory.mktemp("prometheus")
+    m0 = int(time.time()) // 60 * 60
+    (work / "data.om").write_text(openmetrics(m0))
+    made = subprocess.run(
+        ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(work / "data.om"), str(work / "data")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ScrapeTarget)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = f"""global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: rollout
+    static_configs:
+      - targets: ["127.0.0.1:{server.server_address[1]}"]
+"""
+    proc, url = start_prometheus(work, config)
+    try:
+        # The backfilled blocks are loaded and the target scraped once.
+        deadline = time.monotonic() + 60
+        while True:
+            have = get_json(f"{url}/api/v1/query?query=count(klt_queue_depth)%2Bcount(klt_rollout_ready)")
+            if have["data"]["result"]:
+                break
+            assert time.monotonic() < deadline, f"no data in prometheus: {have}"
+            time.sleep(0.5)
+        yield url
+    finally:
+        stop(proc)
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def prometheus_with_auth(tmp_path_factory):
+    work = tmp_path_factory.mktemp("prometheus-auth")
+    proc, url = start_prometheus(work, "global: {}\n", [f"--web.config.file={FIXTURES / 'web-config.yml'}"])
+    try:
+        yield url
+    finally:
+        stop(proc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the evaluator
+
+
+def evaluation(objectives, retries=1, interval="0s", name="pre-check") -> str:
+    return json.dumps(
+        {"name": name, "namespace": "shop", "retries": retries, "retryInterval": interval, "objectives": objectives},
+        separators=(",", ":"),
+    )
+
+
+def objective(name, query, target, url, range_=None, ptype="prometheus", secret_dir=None) -> dict:
+    o = {"name": name, "query": query}
+    if range_:
+        o["range"] = range_
+    o["evaluationTarget"] = target
+    o["provider"] = {"name": "prom", "type": ptype, "targetServer": url, "insecureSkipTlsVerify": False}
+    if secret_dir:
+        o["provider"]["secretDir"] = str(secret_dir)
+        o["provider"]["secretKey"] = "creds"
+    return o
+
+
+def run(evaluator, spec: str, tmp_path, *args, timeout=120):
+    log = tmp_path / "termination-log"
+    proc = subprocess.run(
+        [str(evaluator), *args],
+        env=child_env({"KLT_EVALUATION": spec, "KLT_TERMINATION_LOG": str(log)}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    return proc.returncode, proc.stdout, proc.stderr, (log.read_text() if log.exists() else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests
+
+
+def test_passing_and_failing_instant_objectives(evaluator, prometheus, tmp_path):
+    spec = evaluation(
+        [
+            objective("cpu-free", 'klt_cpu_free_cores{node="a"}', ">2", prometheus),
+            objective("cpu-free-4", 'klt_cpu_free_cores{node="a"}', ">4", prometheus),
+            objective("cpu-sum", "sum(klt_cpu_free_cores) * 2", "<7.5", prometheus),
+        ],
+        retries=2,
+        interval="100ms",
+    )
+    code, out, err, log = run(evaluator, spec, tmp_path)
+    assert out.splitlines() == [
+        "attempt 1/2: cpu-free = 3.5, target >2: pass",
+        "attempt 1/2: cpu-free-4 = 3.5, target >4: fail",
+        "attempt 1/2: cpu-sum = 7, target <7.5: pass",
+        "attempt 2/2: cpu-free-4 = 3.5, target >4: fail",
+    ], err
+    summary = "evaluation pre-check failed: objective cpu-free-4 value 3.5 does not meet >4 (2 of 2 attempts)"
+    assert (code, err.splitlines()[-1], log) == (1, summary, summary + "\n")
+
+
+def test_all_pass(evaluator, prometheus, tmp_path):
+    spec = evaluation([objective("cpu-free", 'klt_cpu_free_cores{node="a"}', ">2", prometheus)], retries=3)
+    code, out, err, log = run(evaluator, spec, tmp_path)
+    assert (code, err, log) == (0, "", None)
+    assert out.splitlines() == [
+        "attempt 1/3: cpu-free = 3.5, target >2: pass",
+        "evaluation pre-check passed: 1 of 1 objective met (attempt 1 of 3)",
+    ]
+
+
+@pytest.mark.parametrize("ptype", ["thanos", "Cortex"])
+def test_thanos_and_cortex_speak_the_same_api(evaluator, prometheus, tmp_path, ptype):
+    spec = evaluation([objective("cpu-free", "klt_cpu_free_cores", ">2", prometheus, ptype=ptype)])
+    code, out, err, _ = run(evaluator, spec, tmp_path)
+    assert (code, out.splitlines()[0]) == (0, "attempt 1/1: cpu-free = 3.5, target >2: pass"), err
+
+
+def test_range_queries_with_and_without_aggregation(evaluator, prometheus, tmp_path):
+    ten = {"interval": "10m"}
+    spec = evaluation(
+        [
+            objective("depth-max", "klt_queue_depth", ">8", prometheus, {**ten, "step": "1m", "aggregation": "max"}),
+            objective("depth-min", "klt_queue_depth", "<3", prometheus, {**ten, "step": "1m", "aggregation": "min", "storedResults": 3}),
+            objective("depth-10m-ago", "klt_queue_depth", "<4", prometheus, ten),
+            objective("depth-now", "klt_queue_depth", "<2.5", prometheus),
+            # A 40m window reaches the old 20s.
+            objective("depth-max-40m", "klt_queue_depth", "<10", prometheus, {"interval": "40m", "step": "1m", "aggregation": "max"}),
+        ]
+    )
+    code, out, err, _ = run(evaluator, spec, tmp_path)
+    assert out.splitlines() == [
+        "attempt 1/1: depth-max = 9, target >8: pass",
+        "attempt 1/1: depth-min = 2, target <3: pass",
+        "attempt 1/1: depth-10m-ago = 3, target <4: pass",
+        "attempt 1/1: depth-now = 2, target <2.5: pass",
+        "attempt 1/1: depth-max-40m = 20, target <10: fail",
+    ], err
+    assert code == 1
+
+
+def test_query_errors_are_failures_with_keptns_reason(evaluator, prometheus, tmp_path):
+    spec = evaluation(
+        [
+            objective("two", "klt_replicas", ">0", prometheus),
+            objective("none", "klt_no_such_metric", ">0", prometheus),
+            objective("bad", "sum(", ">0", prometheus),
+            objective("scalar", "time()", ">0", prometheus),
+        ]
+    )
+    code, out, err, log = run(evaluator, spec, tmp_path)
+    where = f"provider prom ({prometheus})"
+    lines = out.splitlines()
+    assert lines[0] == f"attempt 1/1: two: no value from {where}: too many values in query result (2 series; the query must return exactly one), target >0: fail"
+    assert lines[1] == f"attempt 1/1: none: no value from {where}: no values in query result (no series matched), target >0: fail"
+    assert lines[2].startswith(f"attempt 1/1: bad: no value from {where}: bad_data: ") and "parse error" in lines[2]
+    assert lines[3].startswith(f"attempt 1/1: scalar: no value from {where}: could not cast result: the query returned a scalar")
+    assert code == 1 and log.startswith("evaluation pre-check failed: objective two has no value")
+
+
+def test_fails_twice_then_passes(evaluator, prometheus, tmp_path):
+    """The value really changes in Prometheus, after the evaluator has reported two failures."""
+    ScrapeTarget.ready = 0
+    spec = evaluation([objective("ready", "klt_rollout_ready", ">0", prometheus)], retries=10, interval="2s")
+    proc = subprocess.Popen(
+        [str(evaluator)],
+        env=child_env({"KLT_EVALUATION": spec, "KLT_TERMINATION_LOG": str(tmp_path / "log")}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        seen = [proc.stdout.readline().rstrip("\n") for _ in range(2)]
+        ScrapeTarget.ready = 1  # scraped within a second; the next attempt is 2s later
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        ScrapeTarget.ready = 0
+        if proc.poll() is None:
+            proc.kill()
+    assert seen == ["attempt 1/10: ready = 0, target >0: fail", "attempt 2/10: ready = 0, target >0: fail"], err
+    lines = rest.splitlines()
+    # Normally attempt 3; a slow scrape may cost one more attempt, never a pass before the flip.
+    assert lines[-2].endswith(": ready = 1, target >0: pass") and lines[-2].startswith(("attempt 3/10", "attempt 4/10")), rest
+    assert all(l.endswith("= 0, target >0: fail") for l in lines[:-2]), rest
+    n = lines[-2].split("/")[0].split()[-1]
+    assert lines[-1] == f"evaluation pre-check passed: 1 of 1 objective met (attempt {n} of 10)"
+    assert proc.returncode == 0 and err == ""
+
+
+def test_provider_down_fails_after_the_retries(evaluator, tmp_path):
+    down = f"http://127.0.0.1:{free_port()}"
+    spec = evaluation([objective("cpu-free", "klt_cpu_free_cores", ">2", "http://prometheus.invalid:9090")], retries=3, interval="200ms")
+    started = time.monotonic()
+    code, out, err, log = run(evaluator, spec, tmp_path, "--provider-url", down)
+    elapsed = time.monotonic() - started
+    lines = out.splitlines()
+    assert len(lines) == 3 and [l.split(":")[0] for l in lines] == ["attempt 1/3", "attempt 2/3", "attempt 3/3"], out
+    assert all(f"cpu-free: no value from provider prom ({down}): unreachable: " in l for l in lines), out
+    summary = err.splitlines()[-1]
+    assert summary.startswith(f"evaluation pre-check failed: objective cpu-free has no value from provider prom ({down}): unreachable: ")
+    assert summary.endswith("(3 of 3 attempts)") and log == summary + "\n"
+    assert code == 1 and elapsed >= 0.4  # two retry intervals slept
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"type": "datadog"}, 'provider prom has type "datadog", a Keptn provider type klt-evaluate does not implement (implemented: prometheus, thanos, cortex)'),
+        ({"type": "dynatrace"}, 'provider prom has type "dynatrace", a Keptn provider type klt-evaluate does not implement'),
+        ({"type": "graphite"}, 'provider prom has type "graphite", not a Keptn provider type'),
+        ({"evaluationTarget": "<=0.5"}, 'evaluationTarget "<=0.5": the operator must be `>` or `<`'),
+    ],
+)
+def test_configuration_errors_exit_2_without_an_attempt(evaluator, tmp_path, change, message):
+    # A listening server that must never be asked.
+    asked = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            asked.append(self.path)
+            self.send_response(500)
+            self.end_headers()
+
+        do_GET = do_POST
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        o = objective("cpu-free", "up", ">1", f"http://127.0.0.1:{server.server_address[1]}")
+        if "type" in change:
+            o["provider"]["type"] = change["type"]
+        else:
+            o.update(change)
+        code, out, err, log = run(evaluator, evaluation([o], retries=3, interval="1s"), tmp_path)
+    finally:
+        server.shutdown()
+    assert (code, out, asked) == (2, "", [])
+    assert err.splitlines()[-1].startswith("evaluation configuration error: KLT_EVALUATION: evaluation pre-check: objectives[0] (cpu-free): ")
+    assert message in err.splitlines()[-1] and log == err.splitlines()[-1] + "\n"
+
+
+def test_bad_json_is_exit_2(evaluator, tmp_path):
+    code, out, err, log = run(evaluator, '{"name": "x",', tmp_path)
+    assert (code, out) == (2, "")
+    assert err.startswith("evaluation configuration error: KLT_EVALUATION: not a valid evaluation: EOF while parsing")
+
+
+def secret_dir(tmp_path, user: str | None, password: str | None) -> pathlib.Path:
+    d = tmp_path / "providers" / "prom"
+    d.mkdir(parents=True)
+    if user is not None:
+        (d / "user").write_text(user)
+    if password is not None:
+        (d / "password").write_text(password)
+    return d
+
+
+def test_secret_dir_credentials_are_sent_as_basic_auth_and_never_printed(evaluator, prometheus_with_auth, tmp_path):
+    d = secret_dir(tmp_path, "klt", PASSWORD)
+    spec = evaluation([objective("one", "vector(1)", ">0", prometheus_with_auth, secret_dir=d)])
+    code, out, err, _ = run(evaluator, spec, tmp_path)
+    assert (code, out.splitlines()[0]) == (0, "attempt 1/1: one = 1, target >0: pass"), err
+    assert PASSWORD not in out + err
+
+
+def test_wrong_or_missing_credentials(evaluator, prometheus_with_auth, tmp_path):
+    wrong = secret_dir(tmp_path / "wrong", "klt", PASSWORD + "x")
+    code, out, err, log = run(evaluator, evaluation([objective("one", "vector(1)", ">0", prometheus_with_auth, secret_dir=wrong)]), tmp_path)
+    assert code == 1 and "HTTP 401 (client error)" in out and PASSWORD not in out + err + log
+    # Without any credentials Prometheus refuses too.
+    code, out, err, _ = run(evaluator, evaluation([objective("one", "vector(1)", ">0", prometheus_with_auth)]), tmp_path)
+    assert code == 1 and "HTTP 401 (client error)" in out
+    # A Secret without the password key: Keptn's provider needs both keys; exit 2, no attempt.
+    half = secret_dir(tmp_path / "half", "klt", None)
+    code, out, err, log = run(evaluator, evaluation([objective("one", "vector(1)", ">0", prometheus_with_auth, secret_dir=half)]), tmp_path)
+    assert (code, out) == (2, "")
+    assert err.splitlines()[-1] == (
+        f"evaluation pre-check configuration error: provider prom: cannot read secret key \"password\" at {half}/password: "
+        'No such file or directory (os error 2) (Keptn\'s prometheus provider needs keys "user" and "password" in the secretKeyRef Secret)'
+    )
