@@ -56,7 +56,7 @@ impl Aggregation {
             Aggregation::Median => {
                 let s = sorted(values);
                 let mid = s.len() / 2;
-                if s.len() % 2 == 0 {
+                if s.len().is_multiple_of(2) {
                     (s[mid - 1] + s[mid]) / 2.0
                 } else {
                     s[mid]

@@ -467,3 +467,98 @@ def test_wrong_or_missing_credentials(evaluator, prometheus_with_auth, tmp_path)
         f"evaluation pre-check configuration error: provider prom: cannot read secret key \"password\" at {half}/password: "
         'No such file or directory (os error 2) (Keptn\'s prometheus provider needs keys "user" and "password" in the secretKeyRef Secret)'
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# klt-render run --pod: an evaluation Job's pod, as kube-testenv's kubelet stand-in hands it over
+
+
+def evaluation_pod(spec: str, termination_path: str | None = None) -> dict:
+    container = {
+        "name": "evaluator",
+        "image": "ghcr.io/klt-render/klt-evaluate:0.1.0",
+        "env": [{"name": "KLT_EVALUATION", "value": spec}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [{"name": "provider-prom", "mountPath": "/var/run/klt-evaluate/providers/prom", "readOnly": True}],
+    }
+    if termination_path:
+        container["terminationMessagePath"] = termination_path
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "pre-eval-pre-check-1a2b3c-xyz", "namespace": "shop"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [container],
+            "volumes": [{"name": "provider-prom", "secret": {"secretName": "prom-creds"}}],
+        },
+    }
+
+
+def run_pod(binary, pod: dict, root: pathlib.Path, tmp_path, *extra, env=None):
+    pod_file = tmp_path / "pod.json"
+    pod_file.write_text(json.dumps(pod))
+    proc = subprocess.run(
+        [str(binary), "run", "--pod", str(pod_file), "--root", str(root), *extra],
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def pod_root(tmp_path, password: str) -> pathlib.Path:
+    root = tmp_path / "root"
+    secrets = root / "var/run/klt-evaluate/providers/prom"
+    secrets.mkdir(parents=True)
+    (secrets / "user").write_text("klt")
+    (secrets / "password").write_text(password)
+    return root
+
+
+def pod_spec(url: str, target: str = ">0") -> str:
+    o = objective("one", "vector(1)", target, url, secret_dir="/var/run/klt-evaluate/providers/prom")
+    return evaluation([o], retries=2, interval="100ms")
+
+
+def test_run_pod_executes_the_evaluator_with_the_pods_secret_volume(binary, evaluator, prometheus_with_auth, tmp_path):
+    root = pod_root(tmp_path, PASSWORD)
+    # The evaluator is found next to klt-render (both in target/debug).
+    assert binary.parent == evaluator.parent
+    code, out, err = run_pod(binary, evaluation_pod(pod_spec(prometheus_with_auth)), root, tmp_path)
+    assert (code, out.splitlines()) == (0, [
+        "attempt 1/2: one = 1, target >0: pass",
+        "evaluation pre-check passed: 1 of 1 objective met (attempt 1 of 2)",
+    ]), err
+    assert "klt-render run: pod shop/pre-eval-pre-check-1a2b3c-xyz container evaluator (evaluation, " in err
+    assert PASSWORD not in out + err
+    assert not (root / "dev" / "termination-log").exists()
+
+
+def test_run_pod_passes_the_exit_code_and_writes_the_termination_message(binary, evaluator, prometheus_with_auth, tmp_path):
+    root = pod_root(tmp_path, PASSWORD)
+    pod = evaluation_pod(pod_spec(prometheus_with_auth, ">1"), termination_path="/tmp/msg")
+    code, out, err = run_pod(binary, pod, root, tmp_path, "--evaluator", str(evaluator))
+    summary = "evaluation pre-check failed: objective one value 1 does not meet >1 (2 of 2 attempts)"
+    assert (code, err.splitlines()[-1]) == (1, summary), err
+    assert (root / "tmp" / "msg").read_text() == summary + "\n"
+    # Wrong password in the volume: 401 from the real server, still no secret in the output.
+    root2 = pod_root(tmp_path / "2", PASSWORD + "-wrong")
+    code, out, err = run_pod(binary, evaluation_pod(pod_spec(prometheus_with_auth)), root2, tmp_path)
+    assert code == 1 and "HTTP 401" in out and PASSWORD not in out + err
+    assert (root2 / "dev" / "termination-log").read_text().startswith("evaluation pre-check failed: objective one has no value")
+
+
+def test_run_pod_configuration_error_and_missing_evaluator(binary, evaluator, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    spec = evaluation([objective("one", "up", ">0", "http://127.0.0.1:9", ptype="datadog")])
+    code, out, err = run_pod(binary, evaluation_pod(spec), root, tmp_path, "--evaluator", str(evaluator))
+    assert (code, out) == (2, "")
+    assert 'provider prom has type "datadog", a Keptn provider type klt-evaluate does not implement' in err.splitlines()[-1]
+    code, out, err = run_pod(binary, evaluation_pod(spec), root, tmp_path, env={"KLT_EVALUATE": str(tmp_path / "nope")})
+    assert (code, out) == (2, "")
+    assert err.strip() == f"klt-render run: error: --evaluator {tmp_path / 'nope'}: no such file"
