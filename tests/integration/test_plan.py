@@ -117,12 +117,12 @@ WORKLOAD_BUMP = [
 @pytest.mark.parametrize(
     "edits,name,summary",
     [
-        (APP_BUMP, "app-version-bump", "checkout 1.4.1: re-runs check-dependencies, notify-release"),
+        (APP_BUMP, "app-version-bump", "checkout 1.4.1: re-runs check-dependencies (app pre), notify-release (app post)"),
         (
             WORKLOAD_BUMP,
             "workload-version-bump",
-            "checkout 1.4.0: re-runs check-dependencies, db-migrate (checkout-checkout-api),"
-            " smoke-test (checkout-checkout-api), notify-release",
+            "checkout 1.4.0: re-runs check-dependencies (app pre), db-migrate (checkout-checkout-api pre),"
+            " smoke-test (checkout-checkout-api post), notify-release (app post)",
         ),
         ([], "same-commit", "checkout 1.4.0: no task runs"),
     ],
