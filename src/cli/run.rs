@@ -423,7 +423,20 @@ fn run_evaluation(
             .map(|d| d.root.to_json())
     };
     let root = TempDir::new()?;
-    let launch = evaluation::local_launch(evaluator, job, &root.path, &secret_of, provider_url)?;
+    let mut launch = evaluation::local_launch(
+        evaluator,
+        job,
+        &root.path,
+        &secret_of,
+        provider_url,
+        args.dry_run,
+    )?;
+    if args.dry_run {
+        return Ok(Some(evaluation::print(&launch)));
+    }
+    if args.quiet {
+        launch.banner.clear();
+    }
     let code = evaluation::launch(launch)?;
     drop(root);
     Ok(Some(code))

@@ -701,3 +701,57 @@ def test_dockerfile_prebuilt_and_image_stages_match():
     assert strip(s["prebuilt"]) == strip(s["image"])
     assert s["image"][0] == "FROM scratch"
     assert "COPY --from=build --chmod=0755 /out/klt-evaluate /usr/local/bin/klt-evaluate" in s["image"]
+
+
+# ---------------------------------------------------------------------------------------------
+# klt-render run EVALUATION-DEFINITION: the rendered evaluation Job, run locally
+
+APP = FIXTURES / "app"
+
+
+def run_local(binary, *args):
+    proc = subprocess.run(
+        [str(binary), "run", *args],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_run_evaluation_definition_against_a_provider_url(binary, evaluator, prometheus):
+    code, out, err = run_local(binary, "cpu-gate", str(APP), "--provider-url", prometheus)
+    assert (code, out.splitlines()) == (0, [
+        "attempt 1/2: cpu-free = 3.5, target >2: pass",
+        "evaluation cpu-gate passed: 1 of 1 objective met (attempt 1 of 2)",
+    ]), err
+    assert err.startswith(f"klt-render run: evaluation Job pre-eval-cpu-gate-") and f" against {prometheus} (" in err
+    code, out, err = run_local(binary, "queue-gate", str(APP), "--provider-url", prometheus, "--quiet")
+    assert out.splitlines() == [
+        "attempt 1/2: cpu-free = 3.5, target >2: pass",
+        "attempt 1/2: queue-depth-max = 9, target <5: fail",
+        "attempt 2/2: queue-depth-max = 9, target <5: fail",
+    ], err
+    assert (code, err) == (1, "evaluation queue-gate failed: objective queue-depth-max value 9 does not meet <5 (2 of 2 attempts)\n")
+
+
+def test_run_evaluation_reads_the_provider_secret_from_the_input(binary, evaluator, prometheus_with_auth):
+    code, out, err = run_local(binary, "auth-gate", str(APP), "--provider-url", prometheus_with_auth)
+    assert (code, out.splitlines()[0]) == (0, "attempt 1/1: one = 1, target >0: pass"), err
+    assert PASSWORD not in out + err
+    code, out, err = run_local(binary, "auth-gate", str(APP), "--dry-run")
+    assert code == 0 and PASSWORD not in out + err
+    assert '"secretDir":"/var/run/klt-evaluate/providers/guarded","secretKey":"password"' in out
+    assert out.splitlines()[-2:] == ["KLT_TERMINATION_LOG=/dev/termination-log", str(evaluator)]
+
+
+def test_run_evaluation_errors(binary, evaluator):
+    code, out, err = run_local(binary, "no-such-gate", str(APP), "--provider-url", "http://127.0.0.1:9")
+    assert (code, out) == (2, "")
+    assert err == f'klt-render run: error: --provider-url: no evaluation Job for "no-such-gate" in the render of {APP} (a KeptnEvaluationDefinition used by an app or workload)\n'
+    code, out, err = run_local(binary, "cpu-gate", str(APP), "--phase", "post")
+    assert (code, out) == (2, "")
+    assert err.startswith("klt-render run: error: no evaluation Job of cpu-gate fits the options; there are: pre-eval-cpu-gate-")

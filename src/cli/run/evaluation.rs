@@ -103,7 +103,9 @@ pub fn launch(l: Launch) -> anyhow::Result<ExitCode> {
     env.push(("HOME".into(), home.clone().into_os_string()));
     let mut stage = vec![l.evaluator.display().to_string()];
     stage.extend(l.args);
-    eprintln!("klt-render run: {}", l.banner);
+    if !l.banner.is_empty() {
+        eprintln!("klt-render run: {}", l.banner);
+    }
     let outcome = runtime::spawn(vec![stage], &env, &home, None)?;
     drop(tmp);
     Ok(runtime::exit_code(&outcome))
@@ -235,6 +237,22 @@ pub fn pick<'j>(jobs: &'j [RenderedJob], w: &Wanted) -> anyhow::Result<Option<&'
 /// A Secret of the input: `data` (base64) and `stringData` keys, by name and namespace.
 pub type SecretLookup<'a> = dyn Fn(&str) -> Option<Value> + 'a;
 
+/// `--dry-run`: the env and the command line, one per line (the env holds no secret value:
+/// credentials stay files under secretDir).
+pub fn print(l: &Launch) -> ExitCode {
+    println!("# {}", l.banner);
+    for (name, value) in &l.env {
+        let value = value.to_string_lossy();
+        println!("{name}={}", super::prepare::shell_quote(&value));
+    }
+    let mut words = vec![super::prepare::shell_quote(
+        &l.evaluator.display().to_string(),
+    )];
+    words.extend(l.args.iter().map(|a| super::prepare::shell_quote(a)));
+    println!("{}", words.join(" "));
+    ExitCode::SUCCESS
+}
+
 /// `run EVALUATION-DEFINITION`: the Job's container with its provider Secrets written under
 /// `root` from the input (`secret_of`), the termination log there too.
 pub fn local_launch(
@@ -243,12 +261,17 @@ pub fn local_launch(
     root: &Path,
     secret_of: &SecretLookup<'_>,
     provider_url: Option<&str>,
+    dry_run: bool,
 ) -> anyhow::Result<Launch> {
     let (name, _, json) = job;
     let pod = &json["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
     let env = super::prepare::container_env(container);
     let mut relocate = |dir: &str| -> anyhow::Result<String> {
+        if dry_run {
+            // Printed as the Job has it; nothing is written.
+            return Ok(dir.to_string());
+        }
         let local = in_root(root, dir);
         std::fs::create_dir_all(&local)
             .with_context(|| format!("{}: cannot create", local.display()))?;
@@ -263,8 +286,14 @@ pub fn local_launch(
         }
         Ok(local.display().to_string())
     };
-    let log = in_root(root, TERMINATION_LOG);
-    std::fs::create_dir_all(log.parent().expect("has a parent"))?;
+    let log = if dry_run {
+        PathBuf::from(TERMINATION_LOG)
+    } else {
+        in_root(root, TERMINATION_LOG)
+    };
+    if !dry_run {
+        std::fs::create_dir_all(log.parent().expect("has a parent"))?;
+    }
     let env = container_env(&env, &mut relocate, &log)?;
     let against = provider_url.map_or("its providers".to_string(), str::to_string);
     let mut args = vec![];
