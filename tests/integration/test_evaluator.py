@@ -755,3 +755,58 @@ def test_run_evaluation_errors(binary, evaluator):
     code, out, err = run_local(binary, "cpu-gate", str(APP), "--phase", "post")
     assert (code, out) == (2, "")
     assert err.startswith("klt-render run: error: no evaluation Job of cpu-gate fits the options; there are: pre-eval-cpu-gate-")
+
+
+# ---------------------------------------------------------------------------------------------
+# https: verification on by default (the compiled-in webpki roots), off with insecureSkipTlsVerify
+
+
+@pytest.fixture(scope="module")
+def https_prometheus(prometheus, tmp_path_factory):
+    """A TLS front (self-signed certificate for 127.0.0.1) forwarding to the real Prometheus."""
+    import ssl
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not on PATH (needed to make the test certificate)")
+    work = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(work / "key.pem"), "-out", str(work / "cert.pem")],
+        capture_output=True,
+        check=True,
+    )
+
+    class Forward(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            req = urllib.request.Request(prometheus + self.path, data=body, method="POST")
+            req.add_header("Content-Type", self.headers.get("Content-Type") or "application/x-www-form-urlencoded")
+            with urllib.request.urlopen(req, timeout=10) as r:
+                data, status = r.read(), r.status
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(work / "cert.pem", work / "key.pem")
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def test_https_verifies_certificates_unless_insecure_skip_tls_verify(evaluator, https_prometheus, tmp_path):
+    o = objective("cpu-free", 'klt_cpu_free_cores{node="a"}', ">2", https_prometheus)
+    code, out, err, _ = run(evaluator, evaluation([o]), tmp_path)
+    assert code == 1 and "certificate" in out.lower(), out + err
+    o["provider"]["insecureSkipTlsVerify"] = True
+    code, out, err, _ = run(evaluator, evaluation([o]), tmp_path)
+    assert (code, out.splitlines()[0]) == (0, "attempt 1/1: cpu-free = 3.5, target >2: pass"), err
