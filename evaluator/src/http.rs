@@ -1,13 +1,14 @@
 //! The thin HTTP edge: one blocking ureq agent per provider (TLS verification as the provider's
-//! `insecureSkipTlsVerify` says, webpki roots compiled in), a POST form with client_golang's
-//! GET fallback, and transport errors worded as "unreachable". Proxies come from the
+//! `insecureSkipTlsVerify` says, webpki roots compiled in), the provider's credential headers,
+//! a POST form with client_golang's GET fallback or a plain GET, and transport errors worded
+//! as "unreachable". Proxies come from the
 //! environment (`HTTPS_PROXY`, `NO_PROXY`, …) as for Keptn's Go client.
 
 use std::time::Duration;
 
 use ureq::tls::TlsConfig;
 
-use crate::prometheus::Call;
+use crate::call::{Call, Method};
 
 /// Keptn's providers give each query 20 s (`context.WithTimeout(ctx, 20*time.Second)`).
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -15,15 +16,15 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Client {
     agent: ureq::Agent,
     base: String,
-    /// `Authorization` header value; never printed.
-    authorization: Option<String>,
+    /// Credential headers (`Authorization`, Datadog's keys); never printed.
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Client {
     pub fn new(
         base: &str,
         insecure_skip_tls_verify: bool,
-        authorization: Option<String>,
+        headers: Vec<(&'static str, String)>,
     ) -> Client {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -38,27 +39,27 @@ impl Client {
         Client {
             agent: config.into(),
             base: base.trim_end_matches('/').to_string(),
-            authorization,
+            headers,
         }
     }
 
-    /// POST the form; on 405 or 501 the same as a GET query (client_golang's `DoGetFallback`).
-    /// Returns (status, body) or why the server could not be reached.
+    /// Performs the call; returns (status, body) or why the server could not be reached.
     pub fn send(&self, call: &Call) -> Result<(u16, String), String> {
         let url = format!("{}{}", self.base, call.path);
-        let mut post = self.agent.post(&url);
-        if let Some(auth) = &self.authorization {
-            post = post.header("Authorization", auth);
+        if call.method == Method::PostForm {
+            let mut post = self.agent.post(&url);
+            for (name, value) in &self.headers {
+                post = post.header(*name, value);
+            }
+            let form = call.params.iter().map(|(k, v)| (*k, v.as_str()));
+            let (status, body) = read(post.send_form(form).map_err(transport)?)?;
+            if status != 405 && status != 501 {
+                return Ok((status, body));
+            }
         }
-        let form = call.params.iter().map(|(k, v)| (*k, v.as_str()));
-        let response = post.send_form(form).map_err(transport)?;
-        let (status, body) = read(response)?;
-        if status != 405 && status != 501 {
-            return Ok((status, body));
-        }
-        let mut get = self.agent.get(&url);
-        if let Some(auth) = &self.authorization {
-            get = get.header("Authorization", auth);
+        let mut get = self.agent.get(&url).header("Accept", "application/json");
+        for (name, value) in &self.headers {
+            get = get.header(*name, value);
         }
         for (k, v) in &call.params {
             get = get.query(*k, v);

@@ -15,22 +15,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::call::{Call, Method};
 use crate::gofloat;
 use crate::spec::Objective;
-
-/// A call: path below the provider's targetServer and its form parameters (client_golang sends
-/// them as a POST form and repeats them as a GET query on 405/501).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Call {
-    pub path: &'static str,
-    pub params: Vec<(&'static str, String)>,
-}
 
 /// `now` is Unix time. Times are sent as seconds with millisecond precision.
 pub fn call(objective: &Objective, now: Duration) -> Call {
     let query = ("query", objective.query.clone());
     match &objective.range {
         None => Call {
+            method: Method::PostForm,
             path: "/api/v1/query",
             params: vec![query, ("time", seconds(now))],
         },
@@ -38,6 +32,7 @@ pub fn call(objective: &Objective, now: Duration) -> Call {
             let start = now.saturating_sub(range.interval);
             let step = range.step.unwrap_or(range.interval);
             Call {
+                method: Method::PostForm,
                 path: "/api/v1/query_range",
                 params: vec![
                     query,
@@ -164,7 +159,7 @@ fn sample_value(text: &str) -> Result<String, String> {
     number(text).map(gofloat::format_f)
 }
 
-fn excerpt(body: &str) -> String {
+pub fn excerpt(body: &str) -> String {
     let trimmed = body.trim();
     if trimmed.is_empty() {
         return String::new();

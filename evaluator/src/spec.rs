@@ -27,7 +27,7 @@ pub const KEPTN_TYPES: [&str; 7] = [
     "dql",
     "elastic",
 ];
-pub const IMPLEMENTED_TYPES: [&str; 3] = ["prometheus", "thanos", "cortex"];
+pub const IMPLEMENTED_TYPES: [&str; 4] = ["prometheus", "thanos", "cortex", "datadog"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
@@ -56,10 +56,18 @@ pub struct Range {
     pub aggregation: Option<Aggregation>,
 }
 
-/// Every implemented type speaks the Prometheus HTTP query API.
+/// The query API a provider type speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// prometheus, thanos, cortex.
+    Prometheus,
+    Datadog,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Provider {
     pub name: String,
+    pub api: Api,
     /// As written (Keptn compares it case-insensitively).
     pub kind: String,
     pub target_server: String,
@@ -233,8 +241,22 @@ fn provider(p: &RawProvider, provider_url: Option<&str>) -> Result<Provider, Str
             p.name
         ));
     }
+    let api = if kind == "datadog" {
+        Api::Datadog
+    } else {
+        Api::Prometheus
+    };
+    // Keptn fails every attempt without the Secret ("the SecretKeyRef property with the
+    // DataDog API Key is missing"); nothing a retry can fix.
+    if api == Api::Datadog && p.secret_dir.is_none() {
+        return Err(format!(
+            "provider {} has type datadog but no secretKeyRef (Keptn reads the keys DD_CLIENT_API_KEY and DD_CLIENT_APP_KEY from it)",
+            p.name
+        ));
+    }
     Ok(Provider {
         name: p.name.clone(),
+        api,
         kind: p.kind.clone(),
         target_server,
         insecure_skip_tls_verify: p.insecure_skip_tls_verify.unwrap_or(false),
@@ -312,8 +334,8 @@ mod tests {
             "KLT_EVALUATION: evaluation pre-check: objectives[0] (cpu-free): evaluationTarget \"<=0.5\": the operator must be `>` or `<` (Keptn supports no other; e.g. >1, <0.5)"
         );
         assert_eq!(
-            err(&with("\"type\":\"Prometheus\"", "\"type\":\"datadog\"")),
-            "KLT_EVALUATION: evaluation pre-check: objectives[0] (cpu-free): provider prom has type \"datadog\", a Keptn provider type klt-evaluate does not implement (implemented: prometheus, thanos, cortex)"
+            err(&with("\"type\":\"Prometheus\"", "\"type\":\"elastic\"")),
+            "KLT_EVALUATION: evaluation pre-check: objectives[0] (cpu-free): provider prom has type \"elastic\", a Keptn provider type klt-evaluate does not implement (implemented: prometheus, thanos, cortex, datadog)"
         );
         assert!(
             err(&with("\"type\":\"Prometheus\"", "\"type\":\"graphite\""))

@@ -391,8 +391,10 @@ def test_provider_down_fails_after_the_retries(evaluator, tmp_path):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"type": "datadog"}, 'provider prom has type "datadog", a Keptn provider type klt-evaluate does not implement (implemented: prometheus, thanos, cortex)'),
+        ({"type": "elastic"}, 'provider prom has type "elastic", a Keptn provider type klt-evaluate does not implement (implemented: prometheus, thanos, cortex, datadog)'),
         ({"type": "dynatrace"}, 'provider prom has type "dynatrace", a Keptn provider type klt-evaluate does not implement'),
+        ({"type": "dql"}, 'provider prom has type "dql", a Keptn provider type klt-evaluate does not implement'),
+        ({"type": "datadog"}, "provider prom has type datadog but no secretKeyRef (Keptn reads the keys DD_CLIENT_API_KEY and DD_CLIENT_APP_KEY from it)"),
         ({"type": "graphite"}, 'provider prom has type "graphite", not a Keptn provider type'),
         ({"evaluationTarget": "<=0.5"}, 'evaluationTarget "<=0.5": the operator must be `>` or `<`'),
     ],
@@ -555,10 +557,10 @@ def test_run_pod_passes_the_exit_code_and_writes_the_termination_message(binary,
 def test_run_pod_configuration_error_and_missing_evaluator(binary, evaluator, tmp_path):
     root = tmp_path / "root"
     root.mkdir()
-    spec = evaluation([objective("one", "up", ">0", "http://127.0.0.1:9", ptype="datadog")])
+    spec = evaluation([objective("one", "up", ">0", "http://127.0.0.1:9", ptype="elastic")])
     code, out, err = run_pod(binary, evaluation_pod(spec), root, tmp_path, "--evaluator", str(evaluator))
     assert (code, out) == (2, "")
-    assert 'provider prom has type "datadog", a Keptn provider type klt-evaluate does not implement' in err.splitlines()[-1]
+    assert 'provider prom has type "elastic", a Keptn provider type klt-evaluate does not implement' in err.splitlines()[-1]
     code, out, err = run_pod(binary, evaluation_pod(spec), root, tmp_path, env={"KLT_EVALUATE": str(tmp_path / "nope")})
     assert (code, out) == (2, "")
     assert err.strip() == f"klt-render run: error: --evaluator {tmp_path / 'nope'}: no such file"
@@ -810,3 +812,84 @@ def test_https_verifies_certificates_unless_insecure_skip_tls_verify(evaluator, 
     o["provider"]["insecureSkipTlsVerify"] = True
     code, out, err, _ = run(evaluator, evaluation([o]), tmp_path)
     assert (code, out.splitlines()[0]) == (0, "attempt 1/1: cpu-free = 3.5, target >2: pass"), err
+
+
+# ---------------------------------------------------------------------------------------------
+# datadog: Keptn's recorded answers (tests/fixtures/evaluator/datadog/) replayed by a local server
+
+
+@pytest.fixture
+def datadog(tmp_path):
+    """A server answering GET /api/v1/query with the recorded file `answer[0]` and status `answer[1]`."""
+    seen = []
+    answer = ["query-ok.json", 200]
+
+    class Replay(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+            body = (FIXTURES / "datadog" / answer[0]).read_bytes()
+            self.send_response(answer[1])
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Replay)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    keys = tmp_path / "dd"
+    keys.mkdir()
+    (keys / "DD_CLIENT_API_KEY").write_text("api-key-7c1e")
+    (keys / "DD_CLIENT_APP_KEY").write_text("app-key-90fd")
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", keys, seen, answer
+    finally:
+        server.shutdown()
+
+
+def test_datadog_query_as_keptn_sends_it(evaluator, datadog, tmp_path):
+    import urllib.parse
+
+    url, keys, seen, answer = datadog
+    o = objective("idle", "system.cpu.idle{*}", ">80", url, ptype="datadog", secret_dir=keys)
+    started = int(time.time())
+    code, out, err, _ = run(evaluator, evaluation([o]), tmp_path)
+    assert (code, out.splitlines()[0]) == (0, "attempt 1/1: idle = 89.116, target >80: pass"), err
+    [(method, path, headers)] = seen
+    parsed = urllib.parse.urlsplit(path)
+    query = urllib.parse.parse_qs(parsed.query)
+    assert (method, parsed.path, list(query)) == ("GET", "/api/v1/query", ["from", "to", "query"])
+    assert query["query"] == ["system.cpu.idle{*}"]
+    assert int(query["to"][0]) - int(query["from"][0]) == 300 and abs(int(query["to"][0]) - started) <= 5
+    assert (headers.get("dd-api-key"), headers.get("dd-application-key")) == ("api-key-7c1e", "app-key-90fd")
+    assert headers.get("accept") == "application/json"
+    assert "api-key-7c1e" not in out + err and "app-key-90fd" not in out + err
+    # A stepped range: every point through the aggregation, `interval` in milliseconds.
+    seen.clear()
+    o["range"] = {"interval": "1h", "step": "5m", "aggregation": "min"}
+    code, out, err, _ = run(evaluator, evaluation([o]), tmp_path)
+    assert (code, out.splitlines()[0]) == (1, "attempt 1/1: idle = 69.670943, target >80: fail"), err
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(seen[0][1]).query)
+    assert list(query) == ["from", "to", "interval", "query"] and query["interval"] == ["300000"]
+    assert int(query["to"][0]) - int(query["from"][0]) == 3600
+
+
+@pytest.mark.parametrize(
+    "file, status, reason",
+    [
+        ("query-error.json", 403, "HTTP 403: Token is missing required scope"),
+        ("query-empty.json", 200, "no values in query result"),
+        ("query-no-points.json", 200, "no metric points in query result"),
+    ],
+)
+def test_datadog_answers_without_a_value(evaluator, datadog, tmp_path, file, status, reason):
+    url, keys, seen, answer = datadog
+    answer[:] = [file, status]
+    o = objective("idle", "system.cpu.idle{*}", ">80", url, ptype="datadog", secret_dir=keys)
+    code, out, err, _ = run(evaluator, evaluation([o], retries=2), tmp_path)
+    assert code == 1 and len(seen) == 2
+    assert out.splitlines()[0] == f"attempt 1/2: idle: no value from provider prom ({url}): {reason}, target >80: fail"
