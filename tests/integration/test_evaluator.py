@@ -20,6 +20,7 @@ with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -175,10 +176,9 @@ def stop(proc: subprocess.Popen):
         proc.wait()
 
 
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory):
-    """URL of a Prometheus with the backfilled data and the scrape target (klt_rollout_ready)."""
-    work = tmp_path_factory.mktemp("prometheus")
+@contextlib.contextmanager
+def backfilled_prometheus(work: pathlib.Path):
+    """A Prometheus with the backfilled data (M0 = now) and the scrape target (klt_rollout_ready)."""
     m0 = int(time.time()) // 60 * 60
     (work / "data.om").write_text(openmetrics(m0))
     made = subprocess.run(
@@ -211,6 +211,15 @@ scrape_configs:
     finally:
         stop(proc)
         server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory, binary, evaluator):
+    """The module's Prometheus. The data is known for about 4 minutes after it starts, so both
+    binaries are built first; tests that take long (the image build) start their own, after
+    the slow part."""
+    with backfilled_prometheus(tmp_path_factory.mktemp("prometheus")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -567,145 +576,6 @@ def test_run_pod_configuration_error_and_missing_evaluator(binary, evaluator, tm
 
 
 # ---------------------------------------------------------------------------------------------
-# The image (evaluator/Dockerfile), built offline with buildah from the static musl binary
-
-
-MUSL = "x86_64-unknown-linux-musl"
-
-
-def static_evaluator() -> pathlib.Path:
-    """target/static/<musl>/release/klt-evaluate (cargo keeps it cached there)."""
-    if os.uname().machine != "x86_64":
-        pytest.skip(f"the image test builds for x86_64 only; this is {os.uname().machine}")
-    have = subprocess.run(["rustup", "target", "list", "--installed"], capture_output=True, text=True, check=False)
-    if MUSL not in have.stdout.split():
-        added = subprocess.run(["rustup", "target", "add", MUSL], capture_output=True, text=True, check=False)
-        if added.returncode != 0:
-            pytest.skip(f"rustup target add {MUSL} failed: {added.stderr.strip()[-300:]}")
-    if not shutil.which("musl-gcc"):
-        ensure_apt("musl-tools", "musl-gcc")
-    built = subprocess.run(
-        ["nice", "cargo", "build", "--locked", "--quiet", "--release", "--target", MUSL, "-p", "klt-evaluate"],
-        cwd=REPO,
-        env=child_env({"CARGO_TARGET_DIR": str(REPO / "target" / "static"), "CARGO_PROFILE_RELEASE_STRIP": "symbols"}),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert built.returncode == 0, built.stderr
-    return REPO / "target" / "static" / MUSL / "release" / "klt-evaluate"
-
-
-def ensure_apt(package: str, command: str):
-    if shutil.which(command):
-        return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip(f"{command} is missing and this user cannot apt-get install {package}")
-    env = child_env({"DEBIAN_FRONTEND": "noninteractive"})
-    got = subprocess.run(["apt-get", "install", "-y", "-qq", package], env=env, capture_output=True, text=True, check=False)
-    if got.returncode != 0:
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
-        got = subprocess.run(["apt-get", "install", "-y", "-qq", package], env=env, capture_output=True, text=True, check=False)
-    if got.returncode != 0 or not shutil.which(command):
-        pytest.skip(f"apt-get install {package} failed: {got.stderr.strip()[-300:]}")
-
-
-def buildah(*args, check=True, **kw):
-    proc = subprocess.run(["buildah", *args], capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, **kw)
-    if check:
-        assert proc.returncode == 0, f"buildah {' '.join(args)}: {proc.stderr}"
-    return proc
-
-
-def strip_buildah_report(stderr: str, code: int) -> str:
-    """buildah run appends its own lines about a non-zero exit of the command."""
-    import re
-
-    if not code:
-        return stderr
-    m = re.search(rf"(?:subprocess exited with status {code}\n)+Error: exit status {code}\n?\Z", stderr)
-    return stderr[: m.start()] if m else stderr + "<buildah's exit report missing>\n"
-
-
-def test_image_is_scratch_with_the_static_binary_and_evaluates_like_the_host(prometheus, tmp_path):
-    import hashlib
-    import tarfile
-
-    ensure_apt("buildah", "buildah")
-    binary = static_evaluator()
-    ldd = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=False)
-    assert "statically linked" in ldd.stdout + ldd.stderr or "not a dynamic executable" in ldd.stdout + ldd.stderr, ldd
-    context = tmp_path / "context"
-    context.mkdir()
-    shutil.copy2(binary, context / "klt-evaluate")
-    tag = f"localhost/klt-evaluate:test-{os.getpid()}"
-    bud = buildah("bud", "--isolation", "chroot", "--pull=never", "--target", "prebuilt",
-                  "-f", str(REPO / "evaluator" / "Dockerfile"), "-t", tag, str(context), check=False)
-    assert bud.returncode == 0, bud.stdout + bud.stderr
-    assert "library/rust" not in bud.stdout + bud.stderr  # the build stage was skipped
-    ctr = None
-    try:
-        config = json.loads(buildah("inspect", "--type", "image", tag).stdout)["OCIv1"]["config"]
-        assert config["Entrypoint"] == ["/usr/local/bin/klt-evaluate"] and config.get("User") == "65532:65532", config
-        assert not config.get("Cmd"), config
-        buildah("push", "--quiet", tag, f"oci:{tmp_path / 'oci'}:image")
-        blobs = tmp_path / "oci" / "blobs" / "sha256"
-        index = json.loads((tmp_path / "oci" / "index.json").read_text())
-        manifest = json.loads((blobs / index["manifests"][0]["digest"].split(":")[1]).read_text())
-        files = {}
-        for layer in manifest["layers"]:
-            with tarfile.open(blobs / layer["digest"].split(":")[1]) as tar:
-                for m in tar.getmembers():
-                    if m.isfile():
-                        files["/" + m.name.lstrip("./")] = (m.mode & 0o7777, hashlib.sha256(tar.extractfile(m).read()).hexdigest())
-        assert files == {"/usr/local/bin/klt-evaluate": (0o755, hashlib.sha256(binary.read_bytes()).hexdigest())}
-        ctr = buildah("from", "--pull=never", tag).stdout.strip()
-        version = buildah("run", "--isolation", "chroot", ctr, "--", "klt-evaluate", "--version").stdout
-        assert version == subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout
-        # One passing and one failing evaluation against the real Prometheus: image == host.
-        for target, want in ((">2", 0), (">4", 1)):
-            spec = evaluation([objective("cpu-free", 'klt_cpu_free_cores{node="a"}', target, prometheus)])
-            inside = buildah("run", "--isolation", "chroot", "--env", f"KLT_EVALUATION={spec}",
-                             "--env", "KLT_TERMINATION_LOG=/dev/null", ctr, "--", "klt-evaluate", check=False)
-            host = subprocess.run([str(binary)], env={"KLT_EVALUATION": spec, "KLT_TERMINATION_LOG": "/dev/null"},
-                                  capture_output=True, text=True, check=False)
-            assert (inside.returncode, inside.stdout, strip_buildah_report(inside.stderr, inside.returncode)) == (
-                host.returncode, host.stdout, host.stderr), inside.stderr
-            assert host.returncode == want and "cpu-free = 3.5" in host.stdout
-        shell = buildah("run", "--isolation", "chroot", ctr, "--", "/bin/sh", "-c", "true", check=False)
-        assert shell.returncode != 0
-    finally:
-        if ctr:
-            buildah("rm", ctr, check=False)
-        buildah("rmi", tag, check=False)
-
-
-def dockerfile_stages() -> dict[str, list[str]]:
-    import re
-
-    text = (REPO / "evaluator" / "Dockerfile").read_text()
-    text = re.sub(r"\\\n", " ", "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#")))
-    out, current = {}, None
-    for line in (l.strip() for l in text.splitlines() if l.strip()):
-        m = re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?$", line, re.IGNORECASE)
-        if m:
-            current = m.group(2)
-            out[current] = [f"FROM {m.group(1)}"]
-        elif current:
-            out[current].append(re.sub(r"\s+", " ", line))
-    return out
-
-
-def test_dockerfile_prebuilt_and_image_stages_match():
-    s = dockerfile_stages()
-    assert list(s) == ["build", "prebuilt", "image"]
-    strip = lambda lines: [l for l in lines if not l.startswith(("COPY", "ARG BINARY"))]
-    assert strip(s["prebuilt"]) == strip(s["image"])
-    assert s["image"][0] == "FROM scratch"
-    assert "COPY --from=build --chmod=0755 /out/klt-evaluate /usr/local/bin/klt-evaluate" in s["image"]
-
-
-# ---------------------------------------------------------------------------------------------
 # klt-render run EVALUATION-DEFINITION: the rendered evaluation Job, run locally
 
 APP = FIXTURES / "app"
@@ -893,3 +763,146 @@ def test_datadog_answers_without_a_value(evaluator, datadog, tmp_path, file, sta
     code, out, err, _ = run(evaluator, evaluation([o], retries=2), tmp_path)
     assert code == 1 and len(seen) == 2
     assert out.splitlines()[0] == f"attempt 1/2: idle: no value from provider prom ({url}): {reason}, target >80: fail"
+
+
+# ---------------------------------------------------------------------------------------------
+# The image (evaluator/Dockerfile), built offline with buildah from the static musl binary
+
+
+MUSL = "x86_64-unknown-linux-musl"
+
+
+def static_evaluator() -> pathlib.Path:
+    """target/static/<musl>/release/klt-evaluate (cargo keeps it cached there)."""
+    if os.uname().machine != "x86_64":
+        pytest.skip(f"the image test builds for x86_64 only; this is {os.uname().machine}")
+    have = subprocess.run(["rustup", "target", "list", "--installed"], capture_output=True, text=True, check=False)
+    if MUSL not in have.stdout.split():
+        added = subprocess.run(["rustup", "target", "add", MUSL], capture_output=True, text=True, check=False)
+        if added.returncode != 0:
+            pytest.skip(f"rustup target add {MUSL} failed: {added.stderr.strip()[-300:]}")
+    if not shutil.which("musl-gcc"):
+        ensure_apt("musl-tools", "musl-gcc")
+    built = subprocess.run(
+        ["nice", "cargo", "build", "--locked", "--quiet", "--release", "--target", MUSL, "-p", "klt-evaluate"],
+        cwd=REPO,
+        env=child_env({"CARGO_TARGET_DIR": str(REPO / "target" / "static"), "CARGO_PROFILE_RELEASE_STRIP": "symbols"}),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    return REPO / "target" / "static" / MUSL / "release" / "klt-evaluate"
+
+
+def ensure_apt(package: str, command: str):
+    if shutil.which(command):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip(f"{command} is missing and this user cannot apt-get install {package}")
+    env = child_env({"DEBIAN_FRONTEND": "noninteractive"})
+    got = subprocess.run(["apt-get", "install", "-y", "-qq", package], env=env, capture_output=True, text=True, check=False)
+    if got.returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
+        got = subprocess.run(["apt-get", "install", "-y", "-qq", package], env=env, capture_output=True, text=True, check=False)
+    if got.returncode != 0 or not shutil.which(command):
+        pytest.skip(f"apt-get install {package} failed: {got.stderr.strip()[-300:]}")
+
+
+def buildah(*args, check=True, **kw):
+    proc = subprocess.run(["buildah", *args], capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, **kw)
+    if check:
+        assert proc.returncode == 0, f"buildah {' '.join(args)}: {proc.stderr}"
+    return proc
+
+
+def strip_buildah_report(stderr: str, code: int) -> str:
+    """buildah run appends its own lines about a non-zero exit of the command."""
+    import re
+
+    if not code:
+        return stderr
+    m = re.search(rf"(?:subprocess exited with status {code}\n)+Error: exit status {code}\n?\Z", stderr)
+    return stderr[: m.start()] if m else stderr + "<buildah's exit report missing>\n"
+
+
+def test_image_is_scratch_with_the_static_binary_and_evaluates_like_the_host(tmp_path):
+    import hashlib
+    import tarfile
+
+    ensure_apt("buildah", "buildah")
+    binary = static_evaluator()
+    ldd = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=False)
+    assert "statically linked" in ldd.stdout + ldd.stderr or "not a dynamic executable" in ldd.stdout + ldd.stderr, ldd
+    context = tmp_path / "context"
+    context.mkdir()
+    shutil.copy2(binary, context / "klt-evaluate")
+    tag = f"localhost/klt-evaluate:test-{os.getpid()}"
+    bud = buildah("bud", "--isolation", "chroot", "--pull=never", "--target", "prebuilt",
+                  "-f", str(REPO / "evaluator" / "Dockerfile"), "-t", tag, str(context), check=False)
+    assert bud.returncode == 0, bud.stdout + bud.stderr
+    assert "library/rust" not in bud.stdout + bud.stderr  # the build stage was skipped
+    ctr = None
+    stack = contextlib.ExitStack()
+    try:
+        config = json.loads(buildah("inspect", "--type", "image", tag).stdout)["OCIv1"]["config"]
+        assert config["Entrypoint"] == ["/usr/local/bin/klt-evaluate"] and config.get("User") == "65532:65532", config
+        assert not config.get("Cmd"), config
+        buildah("push", "--quiet", tag, f"oci:{tmp_path / 'oci'}:image")
+        blobs = tmp_path / "oci" / "blobs" / "sha256"
+        index = json.loads((tmp_path / "oci" / "index.json").read_text())
+        manifest = json.loads((blobs / index["manifests"][0]["digest"].split(":")[1]).read_text())
+        files = {}
+        for layer in manifest["layers"]:
+            with tarfile.open(blobs / layer["digest"].split(":")[1]) as tar:
+                for m in tar.getmembers():
+                    if m.isfile():
+                        files["/" + m.name.lstrip("./")] = (m.mode & 0o7777, hashlib.sha256(tar.extractfile(m).read()).hexdigest())
+        assert files == {"/usr/local/bin/klt-evaluate": (0o755, hashlib.sha256(binary.read_bytes()).hexdigest())}
+        ctr = buildah("from", "--pull=never", tag).stdout.strip()
+        version = buildah("run", "--isolation", "chroot", ctr, "--", "klt-evaluate", "--version").stdout
+        assert version == subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout
+        # One passing and one failing evaluation against the real Prometheus: image == host.
+        # (A fresh one: the build above may have taken longer than the module's data lasts.)
+        prometheus = stack.enter_context(backfilled_prometheus(tmp_path / "prometheus"))
+        for target, want in ((">2", 0), (">4", 1)):
+            spec = evaluation([objective("cpu-free", 'klt_cpu_free_cores{node="a"}', target, prometheus)])
+            inside = buildah("run", "--isolation", "chroot", "--env", f"KLT_EVALUATION={spec}",
+                             "--env", "KLT_TERMINATION_LOG=/dev/null", ctr, "--", "klt-evaluate", check=False)
+            host = subprocess.run([str(binary)], env={"KLT_EVALUATION": spec, "KLT_TERMINATION_LOG": "/dev/null"},
+                                  capture_output=True, text=True, check=False)
+            assert (inside.returncode, inside.stdout, strip_buildah_report(inside.stderr, inside.returncode)) == (
+                host.returncode, host.stdout, host.stderr), inside.stderr
+            assert host.returncode == want and "cpu-free = 3.5" in host.stdout
+        shell = buildah("run", "--isolation", "chroot", ctr, "--", "/bin/sh", "-c", "true", check=False)
+        assert shell.returncode != 0
+    finally:
+        stack.close()
+        if ctr:
+            buildah("rm", ctr, check=False)
+        buildah("rmi", tag, check=False)
+
+
+def dockerfile_stages() -> dict[str, list[str]]:
+    import re
+
+    text = (REPO / "evaluator" / "Dockerfile").read_text()
+    text = re.sub(r"\\\n", " ", "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#")))
+    out, current = {}, None
+    for line in (l.strip() for l in text.splitlines() if l.strip()):
+        m = re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?$", line, re.IGNORECASE)
+        if m:
+            current = m.group(2)
+            out[current] = [f"FROM {m.group(1)}"]
+        elif current:
+            out[current].append(re.sub(r"\s+", " ", line))
+    return out
+
+
+def test_dockerfile_prebuilt_and_image_stages_match():
+    s = dockerfile_stages()
+    assert list(s) == ["build", "prebuilt", "image"]
+    strip = lambda lines: [l for l in lines if not l.startswith(("COPY", "ARG BINARY"))]
+    assert strip(s["prebuilt"]) == strip(s["image"])
+    assert s["image"][0] == "FROM scratch"
+    assert "COPY --from=build --chmod=0755 /out/klt-evaluate /usr/local/bin/klt-evaluate" in s["image"]

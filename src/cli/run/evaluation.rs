@@ -196,10 +196,16 @@ pub fn pick<'j>(jobs: &'j [RenderedJob], w: &Wanted) -> anyhow::Result<Option<&'
         let phase = label(j, klt_render::job::LABEL_PHASE).unwrap_or_default();
         w.app.is_none_or(|a| app == klt_render::job::label_value(a))
             && w.workload.is_none_or(|wl| {
-                let full = w.app.map(|a| format!("{a}-{wl}"));
-                workload == klt_render::job::label_value(wl)
-                    || (full.is_some()
-                        && workload == full.and_then(|f| klt_render::job::label_value(&f)))
+                // The label holds the workloadName, `<app>-<workload>`.
+                let label = workload.as_deref().unwrap_or_default();
+                let short = klt_render::job::label_value(wl).unwrap_or_default();
+                let full = w
+                    .app
+                    .map(|a| format!("{a}-{wl}"))
+                    .and_then(|f| klt_render::job::label_value(&f));
+                label == short
+                    || full.as_deref() == Some(label)
+                    || (w.app.is_none() && label.ends_with(&format!("-{short}")))
             })
             && w.phase.is_none_or(|p| phase.ends_with(&format!("-{p}")))
     };
@@ -370,6 +376,102 @@ mod tests {
             )
         );
         assert!(relocate_secret_dirs("{", &mut |d| Ok(d.into())).is_err());
+    }
+
+    fn job(
+        name: &str,
+        definition: &str,
+        app: &str,
+        workload: Option<&str>,
+        phase: &str,
+    ) -> RenderedJob {
+        let mut labels = serde_json::json!({
+            LABEL_DEFINITION: definition,
+            "klt-render.dev/app": app,
+            "klt-render.dev/phase": phase,
+        });
+        if let Some(w) = workload {
+            labels["klt-render.dev/workload"] = w.into();
+        }
+        (
+            name.to_string(),
+            None,
+            serde_json::json!({"metadata": {"labels": labels}}),
+        )
+    }
+
+    fn wanted<'a>(
+        definition: &'a str,
+        app: Option<&'a str>,
+        workload: Option<&'a str>,
+        phase: Option<&'a str>,
+    ) -> Wanted<'a> {
+        Wanted {
+            definition,
+            app,
+            workload,
+            phase,
+        }
+    }
+
+    #[test]
+    fn pick_chooses_the_one_fitting_use() {
+        let jobs = vec![
+            job("pre-eval-gate-a", "gate", "shop", None, "app-pre"),
+            job("post-eval-gate-b", "gate", "shop", None, "app-post"),
+            job(
+                "pre-eval-gate-c",
+                "gate",
+                "shop",
+                Some("shop-cart"),
+                "workload-pre",
+            ),
+            job("pre-eval-other-d", "other", "shop", None, "app-pre"),
+            job("notify-e", "", "shop", None, "app-pre"),
+        ];
+        let name = |w: Wanted| pick(&jobs, &w).map(|j| j.map(|j| j.0.clone()));
+        assert_eq!(
+            name(wanted("other", None, None, None)).unwrap().as_deref(),
+            Some("pre-eval-other-d")
+        );
+        assert_eq!(name(wanted("nope", None, None, None)).unwrap(), None);
+        assert_eq!(
+            name(wanted("gate", None, None, Some("post")))
+                .unwrap()
+                .as_deref(),
+            Some("post-eval-gate-b")
+        );
+        // A workload by its own name or as <app>-<workload>.
+        assert_eq!(
+            name(wanted("gate", Some("shop"), Some("cart"), None))
+                .unwrap()
+                .as_deref(),
+            Some("pre-eval-gate-c")
+        );
+        assert_eq!(
+            name(wanted("gate", None, Some("shop-cart"), None))
+                .unwrap()
+                .as_deref(),
+            Some("pre-eval-gate-c")
+        );
+        assert_eq!(
+            name(wanted("gate", None, Some("cart"), None))
+                .unwrap()
+                .as_deref(),
+            Some("pre-eval-gate-c")
+        );
+        assert_eq!(
+            name(wanted("gate", None, None, Some("pre")))
+                .unwrap_err()
+                .to_string(),
+            "gate is evaluated by several Jobs: pre-eval-gate-a (app-pre), pre-eval-gate-c (workload-pre); pass --app, --workload or --phase to pick one"
+        );
+        assert_eq!(
+            name(wanted("gate", Some("billing"), None, None))
+                .unwrap_err()
+                .to_string(),
+            "no evaluation Job of gate fits the options; there are: pre-eval-gate-a (app-pre), post-eval-gate-b (app-post), pre-eval-gate-c (workload-pre)"
+        );
     }
 
     #[test]
