@@ -906,3 +906,12 @@ def test_dockerfile_prebuilt_and_image_stages_match():
     assert strip(s["prebuilt"]) == strip(s["image"])
     assert s["image"][0] == "FROM scratch"
     assert "COPY --from=build --chmod=0755 /out/klt-evaluate /usr/local/bin/klt-evaluate" in s["image"]
+
+
+def test_run_a_rendered_datadog_evaluation(binary, evaluator, datadog):
+    url, keys, seen, answer = datadog
+    code, out, err = run_local(binary, "idle-gate", str(APP), "--provider-url", url)
+    assert (code, out.splitlines()[0]) == (0, "attempt 1/1: cpu-idle = 89.116, target >80: pass"), err
+    [(method, path, headers)] = seen
+    assert (headers.get("dd-api-key"), headers.get("dd-application-key")) == ("api-key-7c1e", "app-key-90fd")
+    assert "api-key-7c1e" not in out + err
