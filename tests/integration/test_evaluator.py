@@ -864,6 +864,7 @@ def test_image_is_scratch_with_the_static_binary_and_evaluates_like_the_host(tmp
         assert version == subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout
         # One passing and one failing evaluation against the real Prometheus: image == host.
         # (A fresh one: the build above may have taken longer than the module's data lasts.)
+        (tmp_path / "prometheus").mkdir()
         prometheus = stack.enter_context(backfilled_prometheus(tmp_path / "prometheus"))
         for target, want in ((">2", 0), (">4", 1)):
             spec = evaluation([objective("cpu-free", 'klt_cpu_free_cores{node="a"}', target, prometheus)])
