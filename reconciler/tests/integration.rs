@@ -821,6 +821,143 @@ async fn deleted_jobs_keep_their_last_state() {
     again.stop().await;
 }
 
+/// Argo CD prunes an app version's record once that version leaves Git: the reconciler
+/// re-creates it as an archived copy (no Argo CD tracking, status kept), which goes on
+/// recording its Jobs as they are pruned too. A record without tracking stays deleted.
+#[tokio::test]
+async fn pruned_records_are_archived_with_their_history() {
+    let env = testenv_or_skip!("pruned_records_are_archived_with_their_history");
+    let c = &env.client;
+    let ns = namespace(c, "archive").await;
+    let records: Api<TaskRecord> = Api::namespaced(c.clone(), &ns);
+    // As Argo CD applies a rendered record: tracking annotation and instance label.
+    let tracked: TaskRecord = serde_json::from_value(json!({
+        "apiVersion": "klt-render.dev/v1alpha1",
+        "kind": "TaskRecord",
+        "metadata": {
+            "name": "checkout-1.4.0",
+            "labels": {"app.kubernetes.io/managed-by": "klt-render", "app.kubernetes.io/instance": "checkout"},
+            "annotations": {
+                "argocd.argoproj.io/tracking-id": format!("checkout:klt-render.dev/TaskRecord:{ns}/checkout-1.4.0"),
+                "argocd.argoproj.io/sync-wave": "7",
+                "keptn.sh/app": "checkout"
+            }
+        },
+        "spec": {"app": "checkout", "appVersion": "1.4.0", "tasks": spec_tasks()}
+    }))
+    .unwrap();
+    records
+        .create(&PostParams::default(), &tracked)
+        .await
+        .unwrap();
+    let rec = start(c.clone(), &ns);
+    rec.ready().await;
+    create_job(c, &ns, task("pre-notify", "app-pre")).await;
+    let mut wl = task("pre-check", "workload-pre");
+    wl.definition = "check";
+    wl.workload = Some("api");
+    wl.workload_version = Some("2.0.0");
+    create_job(c, &ns, wl).await;
+    create_job(c, &ns, task("post-notify", "app-post")).await;
+    job_status(c, &ns, "pre-notify", succeeded()).await;
+    job_status(c, &ns, "pre-check", succeeded()).await;
+    job_status(c, &ns, "post-notify", failed()).await;
+    let before = wait_record(c, &ns, "checkout-1.4.0", "Failed", |r| {
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.phase == TaskState::Failed && s.observed_jobs == 3)
+    })
+    .await;
+
+    // Argo CD's prune: the record first (reverse wave order), then its Jobs.
+    records
+        .delete("checkout-1.4.0", &DeleteParams::background())
+        .await
+        .unwrap();
+    for job in ["pre-notify", "pre-check", "post-notify"] {
+        delete_job(c, &ns, job).await;
+    }
+    let after = wait_record(
+        c,
+        &ns,
+        "checkout-1.4.0",
+        "archived with every Job deleted",
+        |r| {
+            r.metadata.uid != before.metadata.uid
+                && r.status.as_ref().is_some_and(|s| {
+                    s.observed_jobs == 0 && s.tasks.iter().filter(|t| t.job_deleted).count() == 3
+                })
+        },
+    )
+    .await;
+    let labels = after.labels();
+    assert_eq!(
+        labels.get("klt-render.dev/archived").map(String::as_str),
+        Some("true")
+    );
+    assert!(
+        !labels.contains_key("app.kubernetes.io/instance"),
+        "{labels:?}"
+    );
+    let annotations = after.annotations();
+    assert!(
+        annotations
+            .keys()
+            .all(|k| !k.starts_with("argocd.argoproj.io/")),
+        "{annotations:?}"
+    );
+    assert_eq!(
+        annotations.get("klt-render.dev/archived-from-uid"),
+        before.metadata.uid.as_ref()
+    );
+    assert_eq!(after.spec, before.spec);
+    let (was, now) = (
+        before.status.clone().unwrap(),
+        after.status.clone().unwrap(),
+    );
+    assert_eq!(now.phase, TaskState::Failed);
+    for t in &was.tasks {
+        let kept = task_of(&after, &t.job).unwrap();
+        assert_eq!(
+            (
+                kept.state,
+                kept.attempts,
+                &kept.end_time,
+                &kept.message,
+                &kept.job_uid
+            ),
+            (t.state, t.attempts, &t.end_time, &t.message, &t.job_uid),
+            "{}",
+            t.job
+        );
+    }
+    // The workload Job stayed listed by the copy: no record of its own was made.
+    assert!(records.get_opt("api-2.0.0").await.unwrap().is_none());
+    assert_eq!(rec.metric("klt_reconciler_records_archived_total"), 1.0);
+    assert_eq!(rec.metric("klt_reconciler_records_created_total"), 0.0);
+    // One event per transition, none repeated by the copy.
+    expect_events(
+        c,
+        &ns,
+        &[
+            ("TaskSucceeded", "pre-notify"),
+            ("TaskSucceeded", "pre-check"),
+            ("TaskFailed", "post-notify"),
+        ],
+    )
+    .await;
+
+    // Deleting the copy (no tracking) is final.
+    records
+        .delete("checkout-1.4.0", &DeleteParams::background())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(records.get_opt("checkout-1.4.0").await.unwrap().is_none());
+    assert_eq!(rec.metric("klt_reconciler_records_archived_total"), 1.0);
+    rec.stop().await;
+}
+
 #[tokio::test]
 async fn record_is_created_from_job_labels() {
     let env = testenv_or_skip!("record_is_created_from_job_labels");
