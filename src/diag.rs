@@ -81,12 +81,13 @@ const SYNTAX: &[&str] = &["KLT001", "KLT002", "KLT003", "KLT029", "KLT050"];
 /// Findings about one object pointing at another, or at its place among the others.
 const REFERENCE: &[&str] = &[
     "KLT014", "KLT015", "KLT016", "KLT017", "KLT018", "KLT020", "KLT022", "KLT023", "KLT024",
-    "KLT027", "KLT028", "KLT031",
+    "KLT027", "KLT028", "KLT031", "KLT060", "KLT061", "KLT067",
 ];
 
 /// "Not found" findings: what they looked for may be in a document that did not parse.
-const MAY_BE_IN_A_BROKEN_DOCUMENT: &[&str] =
-    &["KLT014", "KLT016", "KLT018", "KLT020", "KLT024", "KLT031"];
+const MAY_BE_IN_A_BROKEN_DOCUMENT: &[&str] = &[
+    "KLT014", "KLT016", "KLT018", "KLT020", "KLT024", "KLT031", "KLT060", "KLT061",
+];
 
 /// Findings about what an object lacks (a runner, code, a workload name) that an unknown
 /// field or key of the same object may explain: `inlineScript` is why there is "no code".
@@ -118,11 +119,17 @@ fn mark_unknown_key_consequences(diags: &mut [Diagnostic]) {
             continue;
         };
         let note = format!("this may follow from the unknown {at}: fix that first");
-        d.help = Some(match d.help.take() {
-            Some(help) => format!("{note}; otherwise: {help}"),
-            None => note,
-        });
+        prepend_note(d, &note);
     }
+}
+
+/// Puts `note` before a finding's help, once: `finish` runs again when `check` adds its lints.
+fn prepend_note(d: &mut Diagnostic, note: &str) {
+    d.help = Some(match d.help.take() {
+        Some(help) if help.starts_with(note) => help,
+        Some(help) => format!("{note}; otherwise: {help}"),
+        None => note.to_string(),
+    });
 }
 
 pub fn stage(code: &str) -> Stage {
@@ -151,10 +158,7 @@ pub fn finish(diags: &mut Vec<Diagnostic>) {
     );
     for d in diags.iter_mut() {
         if MAY_BE_IN_A_BROKEN_DOCUMENT.contains(&d.code) {
-            d.help = Some(match d.help.take() {
-                Some(help) => format!("{note}; otherwise: {help}"),
-                None => note.clone(),
-            });
+            prepend_note(d, &note);
         }
     }
 }
@@ -456,7 +460,7 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     (
         "KLT021",
         Severity::Warning,
-        "evaluations or promotion tasks are listed; klt-render does not render them",
+        "promotion tasks are listed; klt-render does not render them",
     ),
     (
         "KLT022",
@@ -567,6 +571,46 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         "KLT050",
         Severity::Error,
         "the input exceeds a limit (size, documents, nesting, alias expansion, directory depth); the help says how to raise it",
+    ),
+    (
+        "KLT060",
+        Severity::Error,
+        "an evaluation list names a KeptnEvaluationDefinition that does not exist",
+    ),
+    (
+        "KLT061",
+        Severity::Error,
+        "an evaluation objective names a KeptnMetric, or a metric or definition names a KeptnMetricsProvider, that does not exist",
+    ),
+    (
+        "KLT062",
+        Severity::Error,
+        "an evaluationTarget is not Keptn's `<` or `>` followed by a number",
+    ),
+    (
+        "KLT063",
+        Severity::Error,
+        "a KeptnMetric's or v1alpha1 objective's query is empty",
+    ),
+    (
+        "KLT064",
+        Severity::Error,
+        "a KeptnMetricsProvider's type is not implemented by klt-evaluate",
+    ),
+    (
+        "KLT065",
+        Severity::Error,
+        "an evaluation definition's retryInterval is not a Go duration",
+    ),
+    (
+        "KLT066",
+        Severity::Error,
+        "the task order (annotation klt-render.dev/task-order) is neither parallel nor sequential",
+    ),
+    (
+        "KLT067",
+        Severity::Error,
+        "an evaluation Job cannot mount its provider's Secret: the provider is in another namespace",
     ),
 ];
 
@@ -699,6 +743,36 @@ mod tests {
             diags[2].help.as_deref(),
             Some("set code"),
             "another object is not marked"
+        );
+        // `check` finishes again after adding its lints: every note stays single.
+        let once = diags.clone();
+        finish(&mut diags);
+        assert_eq!(diags, once);
+    }
+
+    #[test]
+    fn the_yaml_error_note_is_added_once() {
+        let d = |code: &'static str, file: &str, help: Option<&str>| Diagnostic {
+            code,
+            severity: Severity::Error,
+            message: String::new(),
+            file: file.into(),
+            pos: Pos { line: 9, col: 7 },
+            object: None,
+            field: None,
+            help: help.map(String::from),
+        };
+        let mut diags = vec![
+            d("KLT020", "app.yaml", Some("add the KeptnTaskDefinition")),
+            d("KLT001", "tasks.yaml", None),
+        ];
+        finish(&mut diags);
+        finish(&mut diags);
+        assert_eq!(
+            diags[1].help.as_deref(),
+            Some(
+                "this may be a consequence of the YAML error at tasks.yaml:9:7 (what is missing may be in that document): fix that first; otherwise: add the KeptnTaskDefinition"
+            )
         );
     }
 }

@@ -52,6 +52,10 @@ pub struct TaskRun<'d> {
     pub task_secret: Option<String>,
     /// retries and timeout of a hand-written KeptnTask (operator-made tasks copy the definition's).
     pub task_limits: Option<(i64, i64)>,
+    /// Place in its phase's task list under sequential task order (0 otherwise): its wave.
+    pub position: usize,
+    /// An evaluation use (`definition` names a KeptnEvaluationDefinition), not a task.
+    pub evaluation: bool,
 }
 
 /// Objects by namespace and name. Every Job looks up definitions, ConfigMaps and Secrets
@@ -217,7 +221,7 @@ pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered<'_
         &rendered.job_name,
         task_name,
         index.placement,
-        run.phase,
+        (run.phase, run.position),
     );
     job.to_yaml()
 }
@@ -424,7 +428,7 @@ fn named<'a>(
     job_name: &'a str,
     task_name: &'a str,
     placement: &'a Placement,
-    phase: Phase,
+    (phase, position): (Phase, usize),
 ) -> Obj<'a> {
     let Some(Obj::Map(meta)) = job.get_mut("metadata") else {
         unreachable!("build writes metadata as a map");
@@ -432,7 +436,8 @@ fn named<'a>(
     meta.insert(0, ("name".into(), Obj::str(job_name)));
     if let Some((_, Obj::Map(ann))) = meta.iter_mut().find(|(k, _)| k == "annotations") {
         object::insert(ann, "keptn.sh/task-name", Obj::str(task_name));
-        for (k, v) in placement.ordering_annotations(phase, true) {
+        let wave = placement.task_wave(phase, position);
+        for (k, v) in placement.ordering_annotations_at(wave, phase, true) {
             object::insert(ann, k, Obj::Str(v));
         }
     }
@@ -563,7 +568,7 @@ pub fn label_value(v: &str) -> Option<String> {
 
 /// A Job name must also be a valid label value (the pod label `job-name`): at most 63
 /// lowercase alphanumerics, `-` or `.`, starting and ending alphanumeric.
-fn is_dns_label(s: &str) -> bool {
+pub fn is_dns_label(s: &str) -> bool {
     s.len() <= 63
         && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && s.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())

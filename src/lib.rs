@@ -6,6 +6,8 @@
 
 pub mod diag;
 pub mod document;
+pub mod evaluation;
+pub mod evaluation_job;
 pub mod gojson;
 pub mod hash;
 pub mod job;

@@ -68,17 +68,16 @@ impl<'f> Linter<'f> {
 
     fn doc(&mut self, doc: &Doc<'_>) {
         if doc.group() == GROUP && doc.kind == "KeptnTaskDefinition" {
-            let file_lines = match self.texts.get_key_value(doc.file) {
-                Some((&path, &text)) => {
-                    if self.lines.as_ref().is_none_or(|(p, _)| *p != path) {
-                        self.lines = Some((path, text.lines().collect()));
-                    }
-                    self.lines.as_ref().map(|(_, l)| l.as_slice())
-                }
-                None => None,
-            };
+            let file_lines = file_lines(&self.texts, &mut self.lines, doc);
             definition_lints(doc, file_lines, self.opts, &mut self.diags);
             self.secrets.definition(doc, file_lines, self.opts);
+        }
+        if doc.group().is_empty()
+            && doc.kind == "ConfigMap"
+            && doc.root.path(&["data", "code"]).is_some()
+        {
+            let file_lines = file_lines(&self.texts, &mut self.lines, doc);
+            self.secrets.config_map(doc, file_lines, self.opts);
         }
         if doc.group() == GROUP && doc.kind == "KeptnTask" {
             self.secrets.task(doc, self.opts);
@@ -336,12 +335,35 @@ fn string_values(doc: &Doc<'_>, prefix: &str, meta: &Node, diags: &mut Vec<Diagn
     }
 }
 
+/// The lines of `doc`'s file, split once per file: objects arrive file by file.
+fn file_lines<'l, 'f>(
+    texts: &BTreeMap<&'f str, &'f str>,
+    lines: &'l mut Option<(&'f str, Vec<&'f str>)>,
+    doc: &Doc<'_>,
+) -> Option<&'l [&'f str]> {
+    let (&path, &text) = texts.get_key_value(doc.file)?;
+    if lines.as_ref().is_none_or(|(p, _)| *p != path) {
+        *lines = Some((path, text.lines().collect()));
+    }
+    lines.as_ref().map(|(_, l)| l.as_slice())
+}
+
 /// What the secret lints need to know of the input: each definition's secret and code, and
 /// the definitions KeptnTasks pass a secret to. Keys are (namespace, definition name).
 #[derive(Default)]
 struct SecretUse {
     definitions: BTreeMap<(String, String), SecretSummary>,
     task_secrets: std::collections::BTreeSet<(String, String)>,
+    /// ConfigMaps with a `code` key, which a definition may run by configMapRef.
+    config_maps: BTreeMap<(String, String), ConfigMapCode>,
+}
+
+/// What the code of a ConfigMap does with SECURE_DATA, read as deno and as python code (the
+/// definition that mounts it says which).
+struct ConfigMapCode {
+    template: Diagnostic,
+    deno: CodeFacts,
+    python: CodeFacts,
 }
 
 struct SecretSummary {
@@ -350,6 +372,9 @@ struct SecretSummary {
     runtime: &'static str,
     secret: Option<(Pos, String)>,
     function_ref: Option<String>,
+    /// `configMapRef.name`, when the code is in a ConfigMap.
+    config_map: Option<String>,
+    python: bool,
     code: Option<CodeFacts>,
 }
 
@@ -376,6 +401,10 @@ impl SecretUse {
                 .path(&["functionRef", "name"])
                 .and_then(Node::as_str)
                 .map(str::to_string);
+            let config_map = runtime
+                .path(&["configMapRef", "name"])
+                .and_then(Node::as_str)
+                .map(str::to_string);
             let code = runtime
                 .path(&["inline", "code"])
                 .and_then(|c| c.as_str().map(|src| code_facts(src, python, c.pos, text)));
@@ -395,11 +424,54 @@ impl SecretUse {
                     runtime: key,
                     secret,
                     function_ref,
+                    config_map,
+                    python,
                     code,
                 },
             );
             return;
         }
+    }
+
+    fn config_map(&mut self, doc: &Doc<'_>, text: Option<&[&str]>, opts: &Options) {
+        let Some(code) = doc.root.path(&["data", "code"]) else {
+            return;
+        };
+        let Some(src) = code.as_str() else { return };
+        let template = doc.diag(
+            "KLT044",
+            Severity::Warning,
+            code.pos,
+            Some("data.code".into()),
+            String::new(),
+            None,
+        );
+        let ns = doc.effective_namespace(opts.namespace.as_deref());
+        self.config_maps.insert(
+            (ns, doc.name.to_string()),
+            ConfigMapCode {
+                template,
+                deno: code_facts(src, false, code.pos, text),
+                python: code_facts(src, true, code.pos, text),
+            },
+        );
+    }
+
+    /// The code a definition runs itself: inline, or in the ConfigMap it names. With the
+    /// ConfigMap's finding template when the code is there.
+    fn own_code<'s>(
+        &'s self,
+        ns: &str,
+        d: &'s SecretSummary,
+    ) -> Option<(&'s CodeFacts, Option<&'s Diagnostic>)> {
+        if let Some(c) = &d.code {
+            return Some((c, None));
+        }
+        let cm = self
+            .config_maps
+            .get(&(ns.to_string(), d.config_map.clone()?))?;
+        let facts = if d.python { &cm.python } else { &cm.deno };
+        Some((facts, Some(&cm.template)))
     }
 
     fn task(&mut self, doc: &Doc<'_>, opts: &Options) {
@@ -421,15 +493,22 @@ impl SecretUse {
     /// passed to code that never reads it.
     fn lint(&self, diags: &mut Vec<Diagnostic>) {
         for ((ns, name), d) in &self.definitions {
-            if let Some(read) = d.code.as_ref().and_then(|c| c.read)
+            let own = self.own_code(ns, d);
+            if let Some((read, in_map)) = own.and_then(|(c, t)| c.read.map(|r| (r, t)))
                 && d.secret.is_none()
                 && !self.secret_reaches(ns, name)
             {
-                let mut diag = d.template.clone();
+                let mut diag = in_map.unwrap_or(&d.template).clone();
                 diag.pos = read;
-                diag.field = Some(format!("spec.{}.inline.code", d.runtime));
+                if in_map.is_none() {
+                    diag.field = Some(format!("spec.{}.inline.code", d.runtime));
+                }
+                let whose = match (in_map, &d.config_map) {
+                    (Some(_), Some(cm)) => format!("the code of {name:?} (ConfigMap {cm:?})"),
+                    _ => "the task".to_string(),
+                };
                 diag.message = format!(
-                    "the task reads SECURE_DATA, but no secret is passed to {name:?}: without spec.{}.secureParameters the variable is not set",
+                    "{whose} reads SECURE_DATA, but no secret is passed to {name:?}: without spec.{}.secureParameters the variable is not set",
                     d.runtime
                 );
                 diag.help = Some(format!(
@@ -446,10 +525,11 @@ impl SecretUse {
                 Some(target) => (
                     self.definitions
                         .get(&(ns.clone(), target.clone()))
-                        .and_then(|t| t.code.as_ref()),
+                        .and_then(|t| self.own_code(ns, t))
+                        .map(|(c, _)| c),
                     format!("the code of {target:?}, which functionRef runs,"),
                 ),
-                None => (d.code.as_ref(), "the task's code".to_string()),
+                None => (own.map(|(c, _)| c), "the task's code".to_string()),
             };
             if code.is_some_and(|c| !c.may_read) {
                 let mut diag = d.template.clone();

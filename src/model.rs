@@ -15,6 +15,8 @@ use crate::document::{Doc, borrowed_map, scalar_string, string_map};
 use crate::yaml::{Node, NodeKind, Pos};
 
 pub const GROUP: &str = "lifecycle.keptn.sh";
+/// klt-render's own annotation: `sequential` runs the tasks of each phase one after another.
+pub const TASK_ORDER: &str = "klt-render.dev/task-order";
 
 /// Where a task runs in the deployment of an app version. It lives here, with the other Keptn
 /// concepts, so that `job` (which builds a phase's Jobs) and `waves` (which orders phases) both
@@ -134,6 +136,9 @@ pub struct App<'d> {
     /// Task lists of v1alpha1..v1alpha3, `None` in later versions.
     pub pre_tasks: Option<Vec<Spanned<String>>>,
     pub post_tasks: Option<Vec<Spanned<String>>>,
+    /// Evaluation lists of v1alpha1..v1alpha3 (empty in later versions).
+    pub pre_evaluations: Vec<Spanned<String>>,
+    pub post_evaluations: Vec<Spanned<String>>,
     pub managed_by_keptn: bool,
 }
 
@@ -142,7 +147,11 @@ pub struct AppContext<'d> {
     pub doc: &'d Doc<'d>,
     pub pre_tasks: Vec<Spanned<String>>,
     pub post_tasks: Vec<Spanned<String>>,
+    pub pre_evaluations: Vec<Spanned<String>>,
+    pub post_evaluations: Vec<Spanned<String>>,
     pub metadata: BTreeMap<String, String>,
+    /// `metadata.annotations["klt-render.dev/task-order"]` as written.
+    pub task_order: Option<Spanned<String>>,
 }
 
 #[derive(Debug)]
@@ -303,6 +312,11 @@ fn timeout(doc: &Doc<'_>, spec: Option<&Node>, diags: &mut Vec<Diagnostic>) -> i
     let Some(node) = spec.and_then(|s| s.get("timeout")) else {
         return 300;
     };
+    // A number is the schema's finding (KLT005, whose help asks for a duration): one
+    // finding for one mistake.
+    if !matches!(node.kind, NodeKind::Str(_)) {
+        return 300;
+    }
     let text = scalar_string(node).unwrap_or_default();
     match go_duration_seconds(&text) {
         Some(secs) if secs >= 0 => secs,
@@ -481,6 +495,14 @@ pub fn read_app<'d>(doc: &'d Doc<'d>) -> App<'d> {
         pre_tasks: legacy.then(|| str_list(get("preDeploymentTasks"), "spec.preDeploymentTasks")),
         post_tasks: legacy
             .then(|| str_list(get("postDeploymentTasks"), "spec.postDeploymentTasks")),
+        pre_evaluations: str_list(
+            get("preDeploymentEvaluations"),
+            "spec.preDeploymentEvaluations",
+        ),
+        post_evaluations: str_list(
+            get("postDeploymentEvaluations"),
+            "spec.postDeploymentEvaluations",
+        ),
         managed_by_keptn: doc
             .metadata_map("labels")
             .get("app.kubernetes.io/managed-by")
@@ -495,18 +517,26 @@ pub fn read_app_context<'d>(doc: &'d Doc<'d>) -> AppContext<'d> {
         doc,
         pre_tasks: str_list(get("preDeploymentTasks"), "spec.preDeploymentTasks"),
         post_tasks: str_list(get("postDeploymentTasks"), "spec.postDeploymentTasks"),
+        pre_evaluations: str_list(
+            get("preDeploymentEvaluations"),
+            "spec.preDeploymentEvaluations",
+        ),
+        post_evaluations: str_list(
+            get("postDeploymentEvaluations"),
+            "spec.postDeploymentEvaluations",
+        ),
         metadata: string_map(get("metadata")),
+        task_order: spanned_str(
+            doc.root.path(&["metadata", "annotations", TASK_ORDER]),
+            format!("metadata.annotations.{TASK_ORDER}"),
+        ),
     }
 }
 
-/// Which not-rendered lists a Keptn object carries (evaluations, promotion tasks).
+/// Which not-rendered lists a Keptn object carries (promotion tasks).
 pub fn unrendered_lists(spec: Option<&Node>) -> Vec<(String, Pos)> {
     let mut out = Vec::new();
-    for key in [
-        "preDeploymentEvaluations",
-        "postDeploymentEvaluations",
-        "promotionTasks",
-    ] {
+    for key in ["promotionTasks"] {
         if let Some(n) = spec.and_then(|s| s.get(key))
             && n.as_seq().is_some_and(|s| !s.is_empty())
         {

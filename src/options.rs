@@ -154,6 +154,20 @@ pub const SPECS: &[OptionSpec] = &[
         help: "Image of python tasks (default: the profile's python-runtime)",
     },
     OptionSpec {
+        name: "evaluator-image",
+        env: "KLT_EVALUATOR_IMAGE",
+        default: "ghcr.io/klt-render/klt-evaluate:0.1.0",
+        flag: false,
+        help: "Image of evaluation Jobs (klt-evaluate)",
+    },
+    OptionSpec {
+        name: "task-order",
+        env: "KLT_TASK_ORDER",
+        default: "parallel",
+        flag: false,
+        help: "parallel: the tasks of a phase run together (Keptn); sequential: one after another in list order, each in its own wave (per object: annotation klt-render.dev/task-order)",
+    },
+    OptionSpec {
         name: "definition-namespace",
         env: "KLT_DEFINITION_NAMESPACE",
         default: "",
@@ -261,6 +275,24 @@ pub struct Options {
     pub definition_namespace: Option<String>,
     /// Bounds on input size and parsing work.
     pub limits: Limits,
+    /// Image of evaluation Jobs.
+    pub evaluator_image: String,
+    /// Run the tasks of a phase one after another (objects may override it).
+    pub sequential: bool,
+}
+
+/// The image evaluation Jobs run by default.
+pub const EVALUATOR_IMAGE: &str = "ghcr.io/klt-render/klt-evaluate:0.1.0";
+
+/// Parses a task order: `sequential` is `true`, `parallel` `false`.
+pub fn parse_task_order(raw: &str) -> Result<bool, String> {
+    match raw {
+        "sequential" => Ok(true),
+        "parallel" => Ok(false),
+        other => Err(format!(
+            "unknown task order {other:?}; use \"parallel\" or \"sequential\""
+        )),
+    }
 }
 
 impl Default for Options {
@@ -276,11 +308,16 @@ impl Default for Options {
             records: false,
             definition_namespace: None,
             limits: Limits::default(),
+            evaluator_image: EVALUATOR_IMAGE.into(),
+            sequential: false,
         }
     }
 }
 
 impl Options {
+    pub fn evaluator_image(&self) -> &str {
+        &self.evaluator_image
+    }
     pub fn deno_image(&self) -> &str {
         self.deno_image
             .as_deref()
@@ -319,6 +356,8 @@ impl Options {
                 "deno-image" => o.deno_image = opt(raw),
                 "python-image" => o.python_image = opt(raw),
                 "definition-namespace" => o.definition_namespace = opt(raw),
+                "evaluator-image" => o.evaluator_image = raw,
+                "task-order" => o.sequential = parse_task_order(&raw).map_err(err)?,
                 "keep-keptn" => o.keep_keptn = parse_bool(&raw).map_err(err)?,
                 "records" => o.records = parse_bool(&raw).map_err(err)?,
                 "hook-delete-policy" => {

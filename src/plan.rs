@@ -1,7 +1,8 @@
 //! `plan`: what Argo CD will run, read back from a render's output. For each app (and its
 //! version), the steps in the order Argo CD's sync takes them (PreSync hooks, the sync phase
 //! wave by wave, PostSync hooks), each a task Job (definition, runner, phase, workload, and
-//! whether it runs on this commit) or one of the user's objects; then the objects of no app.
+//! whether it runs on this commit), an evaluation Job (its definition, runner `evaluation`)
+//! or one of the user's objects; then the objects of no app.
 //!
 //! It reads the rendered objects only, not the renderer's internals: what it shows is what
 //! Argo CD receives. Formatting (table, JSON, Mermaid) is here too, as pure functions of the
@@ -13,6 +14,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::document::{self, SourceFile};
+use crate::evaluation_job::{LABEL_EVALUATION, LABEL_KIND};
 use crate::job::{LABEL_APP, LABEL_DEFINITION, LABEL_PHASE, LABEL_WORKLOAD};
 use crate::render::OutDoc;
 use crate::waves::{ANN_HOOK, ANN_WAVE};
@@ -277,9 +279,18 @@ fn step_of(
             (None, Some(p)) if p.contains(&id) => Runs::Unchanged,
             (None, Some(_)) => Runs::New,
         };
+        // An evaluation Job names its evaluation definition; its "runner" is the evaluator.
+        let evaluation = label(json, LABEL_KIND) == Some("evaluation");
         Task {
-            definition: label(json, LABEL_DEFINITION).unwrap_or_default().into(),
-            runner: runner_of(json, images),
+            definition: label(json, LABEL_DEFINITION)
+                .or_else(|| label(json, LABEL_EVALUATION))
+                .unwrap_or_default()
+                .into(),
+            runner: if evaluation {
+                "evaluation"
+            } else {
+                runner_of(json, images)
+            },
             phase: label(json, LABEL_PHASE).unwrap_or_default().into(),
             workload: label(json, LABEL_WORKLOAD).map(str::to_string),
             runs,
@@ -403,10 +414,13 @@ pub fn summary(plan: &Plan) -> Vec<String> {
     lines
 }
 
+/// `notify (shop-web pre)`, `notify (app post)`: the same definition often runs in two
+/// phases, and the sentence must tell them apart.
 fn task_title(t: &Task) -> String {
+    let when = t.phase.rsplit('-').next().unwrap_or(&t.phase);
     match &t.workload {
-        Some(w) => format!("{} ({w})", t.definition),
-        None => t.definition.clone(),
+        Some(w) => format!("{} ({w} {when})", t.definition),
+        None => format!("{} (app {when})", t.definition),
     }
 }
 
@@ -777,7 +791,7 @@ mod tests {
             plan.groups[0].steps[0].task.as_ref().unwrap().runs,
             Runs::New
         );
-        assert_eq!(summary(&plan), ["shop 2.0: re-runs x"]);
+        assert_eq!(summary(&plan), ["shop 2.0: re-runs x (app pre)"]);
     }
 
     #[test]

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 
 use crate::diag::{Diagnostic, Severity};
 use crate::document::{self, Doc, SourceFile};
+use crate::evaluation::{self, Catalog};
+use crate::evaluation_job::{self, EvaluationJob};
 use crate::job::{self, Index, TaskRun};
 use crate::model::{self, AppContext, HandTask, Phase, Spanned, TaskContext, TaskDefinition};
 use crate::options::{Mode, Options};
@@ -64,7 +66,7 @@ impl Output {
     }
 }
 
-use crate::waves::{ANN_HOOK, ANN_WAVE, Placement};
+use crate::waves::{ANN_HOOK, ANN_WAVE, Layout, Placement};
 
 /// Renders into memory: every document's text at once. For tests and callers that inspect
 /// the documents; commands that only write the stream use [`render_with`].
@@ -97,12 +99,13 @@ pub fn render_inspecting<R>(
     let (docs, workload_keys) = load_inputs(files, opts, inspect, &mut diags);
     check_duplicates(&docs, opts.namespace.as_deref(), &mut diags);
     let inputs = Inputs::read(&docs, workload_keys, opts, &mut diags);
-    let runs = plan_runs(&inputs, opts, &mut diags);
+    let (runs, eval_runs) = split_evaluations(plan_runs(&inputs, opts, &mut diags));
 
-    let placement = Placement::new(&inputs.passthrough, opts);
+    let placement =
+        Placement::new(&inputs.passthrough, opts).with_layout(layout(&runs, &eval_runs));
     placement.check_room(
         &inputs.passthrough,
-        runs.iter().map(|r| r.phase),
+        runs.iter().chain(&eval_runs).map(|r| r.phase),
         opts.records,
         &mut diags,
     );
@@ -120,12 +123,27 @@ pub fn render_inspecting<R>(
         .enumerate()
         .filter_map(|(i, r)| job::render_task(r, &index, &mut diags).map(|j| (i, j)))
         .collect();
+    let evaluations = render_evaluations(
+        &eval_runs,
+        &inputs.evaluations,
+        &placement,
+        opts,
+        &mut diags,
+    );
 
     finish_diagnostics(&mut diags, files);
     let (items, generated) = if diags.iter().any(Diagnostic::is_error) {
         Default::default()
     } else {
-        assemble(&inputs.passthrough, &runs, rendered, &placement, opts)
+        let evaluations = (evaluations, &eval_runs[..]);
+        assemble(
+            &inputs.passthrough,
+            &runs,
+            rendered,
+            evaluations,
+            &placement,
+            opts,
+        )
     };
     finish(Rendering {
         diagnostics: diags,
@@ -153,7 +171,6 @@ fn load_inputs<'a>(
             && workload::is_workload_kind(doc)
             && let Some(keys) = workload::derive_keys(doc)
         {
-            warn_evaluations(doc, &keys, diags);
             workload_keys.push((i, keys));
         }
         if !keeps_tree(doc) {
@@ -173,6 +190,7 @@ struct Inputs<'d> {
     apps: BTreeMap<(String, String), model::App<'d>>,
     contexts: BTreeMap<(String, String), AppContext<'d>>,
     hand_tasks: Vec<HandTask<'d>>,
+    evaluations: Catalog<'d>,
     workloads: Vec<Workload<'d>>,
     passthrough: Vec<&'d Doc<'d>>,
 }
@@ -191,7 +209,7 @@ impl<'d> Inputs<'d> {
                 doc.effective_namespace(opts.namespace.as_deref()),
                 doc.name.to_string(),
             );
-            if doc.group() == model::GROUP {
+            if doc.group() == model::GROUP || evaluation::is_metrics_kind(doc) {
                 inputs.read_keptn(doc, key, opts, diags);
                 continue;
             }
@@ -239,13 +257,16 @@ impl<'d> Inputs<'d> {
                 self.contexts.insert(key, model::read_app_context(doc));
             }
             "KeptnTask" => self.hand_tasks.extend(model::read_hand_task(doc, diags)),
+            "KeptnEvaluationDefinition" | "KeptnMetric" | "KeptnMetricsProvider" => {
+                self.evaluations.read(doc, key.0, diags);
+            }
             _ if !opts.keep_keptn => diags.push(doc.diag(
                 "KLT026",
                 Severity::Warning,
                 doc.root.pos,
                 None,
                 format!("{} is not rendered and was dropped", doc.kind),
-                Some("klt-render renders task definitions, apps, app contexts and tasks; pass --keep-keptn to keep other Keptn objects".into()),
+                Some("klt-render renders task definitions, apps, app contexts, tasks and evaluation definitions; pass --keep-keptn to keep other Keptn objects".into()),
             )),
             _ => {}
         }
@@ -378,20 +399,8 @@ impl Rendering<'_> {
                 let (run, rendered) = &self.generated.jobs[*i];
                 Cow::Owned(job::job_text(&self.runs[*run], self.index, rendered))
             }
+            Body::Evaluation(i) => Cow::Owned(yaml::emit(&self.generated.evaluations[*i].object)),
         }
-    }
-}
-
-fn warn_evaluations(doc: &Doc<'_>, keys: &workload::Keys, diags: &mut Vec<Diagnostic>) {
-    for e in &keys.evaluations {
-        diags.push(doc.diag(
-            "KLT021",
-            Severity::Warning,
-            e.pos,
-            Some(e.field.clone()),
-            "evaluations are not rendered and will not run".into(),
-            Some("run the check as a task (a Job) instead, or keep the Keptn metrics operator for it".into()),
-        ));
     }
 }
 
@@ -400,6 +409,7 @@ fn warn_evaluations(doc: &Doc<'_>, keys: &workload::Keys, diags: &mut Vec<Diagno
 /// and list items have no text of their own to pass through.
 fn keeps_tree(doc: &Doc<'_>) -> bool {
     doc.group() == model::GROUP
+        || evaluation::is_metrics_kind(doc)
         || doc.raw.is_none_or(|raw| raw.trim().is_empty())
         || (doc.group().is_empty()
             && matches!(&*doc.kind, "ConfigMap" | "Secret" | "ServiceAccount"))
@@ -450,6 +460,7 @@ pub fn source_texts(files: &[SourceFile]) -> impl Iterator<Item = (&str, &str)> 
 const RENDERED_KINDS: &[&str] = &[
     "KeptnApp",
     "KeptnAppContext",
+    "KeptnEvaluationDefinition",
     "KeptnTask",
     "KeptnTaskDefinition",
 ];
@@ -458,7 +469,7 @@ const NOT_RENDERED_KINDS: &[&str] = &[
     "KeptnAppCreationRequest",
     "KeptnAppVersion",
     "KeptnEvaluation",
-    "KeptnEvaluationDefinition",
+    "KeptnEvaluationProvider",
     "KeptnWorkload",
     "KeptnWorkloadInstance",
     "KeptnWorkloadVersion",
@@ -497,7 +508,7 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
                     "use one of: {}",
                     versions
                         .iter()
-                        .map(|v| format!("{}/{v}", model::GROUP))
+                        .map(|v| format!("{}/{v}", doc.group()))
                         .collect::<Vec<_>>()
                         .join(", ")
                 )),
@@ -518,6 +529,10 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
                 "KLT005",
                 format!("expected {expected}, found {found}"),
                 Some(match expected {
+                    "string" if is_duration_field(&issue.field) => {
+                        "write a Go duration as a string, such as \"300s\", \"5m\" or \"1h30m\""
+                            .to_string()
+                    }
                     "string" => "quote the value".to_string(),
                     "integer" | "object" | "array" => format!("write an {expected}"),
                     _ => format!("write a {expected}"),
@@ -539,6 +554,11 @@ fn check_keptn_schema(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) -> bool {
         ));
     }
     true
+}
+
+/// Fields that hold a Go duration: a bare number there needs a unit, not just quotes.
+fn is_duration_field(field: &str) -> bool {
+    matches!(field.rsplit('.').next(), Some("timeout" | "retryInterval"))
 }
 
 /// `metadata.labels` and `metadata.annotations` must be maps of scalars (or absent): the API
@@ -634,7 +654,7 @@ fn warn_unrendered(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) {
             pos,
             Some(field.clone()),
             format!("{field} is not rendered and will not run"),
-            Some("evaluations need Keptn's metrics; promotion tasks are off in Keptn by default. Run checks as tasks instead".into()),
+            Some("promotion tasks are off in Keptn by default; run the step as a post-deployment task instead".into()),
         ));
     }
 }
@@ -675,11 +695,12 @@ fn plan_apps<'d>(
         .chain(apps.keys())
         .chain(contexts.keys())
         .collect();
-    for key in keys {
+    for key in &keys {
         let parts = AppParts {
             app: apps.get(key).filter(|a| !a.managed_by_keptn),
             ctx: contexts.get(key),
             wls: by_app.get(key).map(Vec::as_slice).unwrap_or_default(),
+            near: near_app(key, &keys, &by_app, apps),
         };
         plan_app(key, &parts, opts, runs, diags);
     }
@@ -691,6 +712,28 @@ struct AppParts<'a, 'd> {
     app: Option<&'d model::App<'d>>,
     ctx: Option<&'d AppContext<'d>>,
     wls: &'a [&'d Workload<'d>],
+    /// Another app of the namespace whose name is close to this one's, for an app that has
+    /// only a context: a context named `shop-context` for the workloads of `shop`.
+    near: Option<&'a str>,
+}
+
+/// The name of another app in the same lookup namespace, with workloads or a KeptnApp, that
+/// is close to `key`'s name (a typo, or the name with a word added or removed).
+fn near_app<'a>(
+    key: &(String, String),
+    keys: &BTreeSet<&'a (String, String)>,
+    by_app: &BTreeMap<(String, String), Vec<&Workload<'_>>>,
+    apps: &BTreeMap<(String, String), model::App<'_>>,
+) -> Option<&'a str> {
+    if by_app.contains_key(key) || apps.contains_key(key) {
+        return None;
+    }
+    let others = keys
+        .iter()
+        .filter(|k| k.0 == key.0 && k.1 != key.1)
+        .filter(|k| by_app.contains_key(**k) || apps.contains_key(**k))
+        .map(|k| k.1.as_str());
+    crate::suggest::closest(&key.1, others)
 }
 
 /// Workloads by app key, each app's in Keptn name order.
@@ -738,15 +781,147 @@ fn plan_app<'d>(
     let Some((pre, post, list_doc)) = app_task_lists(app_name, parts, diags) else {
         return;
     };
+    let ctx = parts.ctx;
+    let seq = sequential(
+        ctx.and_then(|c| c.task_order.as_ref()),
+        ctx.map(|c| c.doc),
+        opts,
+        diags,
+    );
+    let (pre_evals, post_evals) = app_evaluation_lists(parts);
     if let Some(src) = list_doc {
-        runs.extend(pre.iter().map(|d| plan.app_run(Phase::AppPre, src, d)));
+        let pre = pre.iter().enumerate();
+        runs.extend(pre.map(|(i, d)| in_order(plan.app_run(Phase::AppPre, src, d), seq, i)));
+    }
+    for (src, d) in pre_evals {
+        runs.push(as_evaluation(plan.app_run(Phase::AppPre, src, d)));
     }
     for w in parts.wls {
-        plan.workload_runs(w, runs);
+        let seq = sequential(w.task_order.as_ref(), Some(w.doc), opts, diags);
+        plan.workload_runs(w, seq, runs);
     }
     if let Some(src) = list_doc {
-        runs.extend(post.iter().map(|d| plan.app_run(Phase::AppPost, src, d)));
+        let post = post.iter().enumerate();
+        runs.extend(post.map(|(i, d)| in_order(plan.app_run(Phase::AppPost, src, d), seq, i)));
     }
+    for (src, d) in post_evals {
+        runs.push(as_evaluation(plan.app_run(Phase::AppPost, src, d)));
+    }
+}
+
+/// The app's evaluation lists with the object holding each: a v1alpha KeptnApp's own, and
+/// the KeptnAppContext's.
+fn app_evaluation_lists<'d>(parts: &AppParts<'_, 'd>) -> (EvaluationList<'d>, EvaluationList<'d>) {
+    let mut pre = Vec::new();
+    let mut post = Vec::new();
+    for (doc, p, q) in parts
+        .app
+        .map(|a| (a.doc, &a.pre_evaluations, &a.post_evaluations))
+        .into_iter()
+        .chain(
+            parts
+                .ctx
+                .map(|c| (c.doc, &c.pre_evaluations, &c.post_evaluations)),
+        )
+    {
+        pre.extend(p.iter().map(|d| (doc, d)));
+        post.extend(q.iter().map(|d| (doc, d)));
+    }
+    (pre, post)
+}
+
+/// Evaluation list entries with the object that lists them.
+type EvaluationList<'d> = Vec<(&'d Doc<'d>, &'d Spanned<String>)>;
+
+/// Whether an object's tasks run one after another: its `klt-render.dev/task-order`
+/// annotation, else the `task-order` option.
+fn sequential(
+    order: Option<&Spanned<String>>,
+    doc: Option<&Doc<'_>>,
+    opts: &Options,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let (Some(order), Some(doc)) = (order, doc) else {
+        return opts.sequential;
+    };
+    crate::options::parse_task_order(&order.value).unwrap_or_else(|message| {
+        diags.push(doc.diag(
+            "KLT066",
+            Severity::Error,
+            order.pos,
+            Some(order.field.clone()),
+            message,
+            Some("write \"sequential\" (one task after another, each in its own wave) or \"parallel\" (Keptn's default)".into()),
+        ));
+        opts.sequential
+    })
+}
+
+/// A task run at its place in a sequential list (its wave; the name does not change).
+fn in_order(mut run: TaskRun<'_>, sequential: bool, position: usize) -> TaskRun<'_> {
+    if sequential {
+        run.position = position;
+    }
+    run
+}
+
+/// The run of an evaluation use: named `<pre|post>-eval-<definition>` like Keptn's
+/// KeptnEvaluations.
+fn as_evaluation(mut run: TaskRun<'_>) -> TaskRun<'_> {
+    let check = if run.phase.is_pre() { "pre" } else { "post" };
+    run.name_base = format!("{check}-eval-{}", run.definition.value);
+    run.evaluation = true;
+    run
+}
+
+/// Task runs and evaluation runs apart: they are rendered by different builders.
+fn split_evaluations(runs: Vec<TaskRun<'_>>) -> (Vec<TaskRun<'_>>, Vec<TaskRun<'_>>) {
+    if !runs.iter().any(|r| r.evaluation) {
+        return (runs, Vec::new());
+    }
+    runs.into_iter().partition(|r| !r.evaluation)
+}
+
+/// The waves a render needs beyond one per phase: sequential positions and evaluations.
+fn layout(runs: &[TaskRun<'_>], evaluations: &[TaskRun<'_>]) -> Layout {
+    let mut layout = Layout::default();
+    for r in runs {
+        let slot = Layout::slot(r.phase);
+        let width = i64::try_from(r.position)
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
+        layout.task_waves[slot] = layout.task_waves[slot].max(width);
+    }
+    for e in evaluations {
+        layout.evaluations[Layout::slot(e.phase)] = true;
+    }
+    layout
+}
+
+/// One Job per evaluation use, validated and named, in namespace and name order, each once.
+fn render_evaluations(
+    runs: &[TaskRun<'_>],
+    catalog: &Catalog<'_>,
+    placement: &Placement,
+    opts: &Options,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<(usize, EvaluationJob)> {
+    let fallback = opts.definition_namespace.as_deref();
+    let mut jobs: Vec<(usize, EvaluationJob)> = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let u = evaluation::Use {
+            source: run.source,
+            name: run.definition,
+            namespace: &run.lookup_namespace,
+        };
+        let Some(resolved) = catalog.resolve(&u, fallback, diags) else {
+            continue;
+        };
+        jobs.extend(evaluation_job::render(run, &resolved, opts, placement, diags).map(|j| (i, j)));
+    }
+    jobs.sort_by(|(_, a), (_, b)| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    jobs.dedup_by(|(_, b), (_, a)| (&a.namespace, &a.name) == (&b.namespace, &b.name));
+    jobs
 }
 
 /// The app version: the KeptnApp's, else the one Keptn derives from the workloads. `None`
@@ -763,15 +938,22 @@ fn app_version(
         return Some(auto_app_version(parts.wls));
     }
     if let Some(c) = parts.ctx
-        && !(c.pre_tasks.is_empty() && c.post_tasks.is_empty())
+        && !(c.pre_tasks.is_empty()
+            && c.post_tasks.is_empty()
+            && c.pre_evaluations.is_empty()
+            && c.post_evaluations.is_empty())
     {
+        let name_pos = c.doc.root.get("metadata").and_then(|m| m.get("name"));
         diags.push(c.doc.diag(
             "KLT031",
             Severity::Warning,
-            c.doc.root.pos,
-            None,
+            name_pos.map_or(c.doc.root.pos, |n| n.pos),
+            name_pos.map(|_| "metadata.name".to_string()),
             format!("no KeptnApp and no workload belongs to app {app_name:?}; its tasks are not rendered"),
-            Some("give the app's workloads keptn.sh/app (or app.kubernetes.io/part-of) with this name, or add a KeptnApp".into()),
+            Some(match parts.near {
+                Some(near) => format!("a KeptnAppContext takes the name of its app: did you mean {near:?}? (workloads or a KeptnApp of app {near:?} are in the input)"),
+                None => "give the app's workloads keptn.sh/app (or app.kubernetes.io/part-of) with this name, or add a KeptnApp".into(),
+            }),
         ));
     }
     None
@@ -872,6 +1054,8 @@ impl AppPlan {
             task_parameters: BTreeMap::new(),
             task_secret: None,
             task_limits: None,
+            position: 0,
+            evaluation: false,
         }
     }
 
@@ -895,7 +1079,7 @@ impl AppPlan {
 
     /// A workload's pre and post runs: their context names the workload and carries the
     /// app's metadata overlaid with the workload's.
-    fn workload_runs<'d>(&self, w: &'d Workload<'d>, runs: &mut Vec<TaskRun<'d>>) {
+    fn workload_runs<'d>(&self, w: &'d Workload<'d>, seq: bool, runs: &mut Vec<TaskRun<'d>>) {
         let metadata = if w.metadata.is_empty() {
             Rc::clone(&self.metadata)
         } else {
@@ -912,11 +1096,21 @@ impl AppPlan {
             object_type: "Workload".into(),
             metadata: Rc::clone(&metadata),
         };
-        for d in &w.pre_tasks {
-            runs.push(self.run(Phase::WorkloadPre, w.doc, d, context("pre"), None));
+        for (i, d) in w.pre_tasks.iter().enumerate() {
+            let run = self.run(Phase::WorkloadPre, w.doc, d, context("pre"), None);
+            runs.push(in_order(run, seq, i));
         }
-        for d in &w.post_tasks {
-            runs.push(self.run(Phase::WorkloadPost, w.doc, d, context("post"), None));
+        for d in &w.pre_evaluations {
+            let run = self.run(Phase::WorkloadPre, w.doc, d, context("pre"), None);
+            runs.push(as_evaluation(run));
+        }
+        for (i, d) in w.post_tasks.iter().enumerate() {
+            let run = self.run(Phase::WorkloadPost, w.doc, d, context("post"), None);
+            runs.push(in_order(run, seq, i));
+        }
+        for d in &w.post_evaluations {
+            let run = self.run(Phase::WorkloadPost, w.doc, d, context("post"), None);
+            runs.push(as_evaluation(run));
         }
     }
 }
@@ -991,6 +1185,8 @@ fn hand_task_run<'d>(t: &'d HandTask<'d>, opts: &Options) -> TaskRun<'d> {
         task_parameters: t.parameters.clone(),
         task_secret: t.secret.clone(),
         task_limits: Some((t.retries, t.timeout_seconds)),
+        position: 0,
+        evaluation: false,
     }
 }
 
@@ -1014,25 +1210,46 @@ fn kind_rank(kind: &str) -> u8 {
 /// One TaskRecord (spec only) per app version, keyed by namespace and name; the status is
 /// klt-reconciler's to write. It goes into a wave after everything else: Argo CD does not
 /// wait for the health of the last wave, so the record never holds the sync back.
+/// Evaluation Jobs are listed after the tasks of their phase, in the same entry format (the
+/// TaskRecord CRD declares no more fields; the reconciler tells an evaluation by its Job's
+/// `klt-render.dev/kind: evaluation` label).
 fn task_records(
     jobs: &Jobs<'_>,
     runs: &[TaskRun<'_>],
+    (evaluations, eval_runs): (&[(usize, EvaluationJob)], &[TaskRun<'_>]),
 ) -> BTreeMap<(Option<String>, String), Value> {
     // The record object without its tasks, and the tasks in record order.
-    type Draft<'r> = (Value, Vec<(usize, &'r str, Value)>);
+    type Draft<'r> = (Value, Vec<((usize, bool), &'r str, Value)>);
     let mut drafts: BTreeMap<(Option<String>, String), Draft<'_>> = BTreeMap::new();
-    for (run, r) in jobs {
-        let run = &runs[*run];
+    let tasks = jobs.iter().map(|(run, r)| {
+        (
+            &runs[*run],
+            &r.namespace,
+            r.job_name.as_str(),
+            r.phase,
+            false,
+        )
+    });
+    let evals = evaluations.iter().map(|(run, e)| {
+        (
+            &eval_runs[*run],
+            &e.namespace,
+            e.name.as_str(),
+            e.phase,
+            true,
+        )
+    });
+    for (run, namespace, job_name, phase, is_eval) in tasks.chain(evals) {
         let (app, app_version) = (&run.context.app_name, &run.app_version);
         let Some(name) = job::record_name(app, app_version) else {
             continue;
         };
         let (_, tasks) = drafts
-            .entry((r.namespace.clone(), name.clone()))
+            .entry((namespace.clone(), name.clone()))
             .or_insert_with(|| {
                 let mut metadata = serde_json::Map::new();
                 metadata.insert("name".into(), json!(name));
-                if let Some(ns) = &r.namespace {
+                if let Some(ns) = namespace {
                     metadata.insert("namespace".into(), json!(ns));
                 }
                 let mut labels = BTreeMap::new();
@@ -1052,15 +1269,15 @@ fn task_records(
                 (record, Vec::new())
             });
         let mut task = serde_json::Map::new();
-        task.insert("job".into(), json!(r.job_name));
+        task.insert("job".into(), json!(job_name));
         task.insert("definition".into(), json!(run.definition.value));
-        task.insert("phase".into(), json!(r.phase.label()));
+        task.insert("phase".into(), json!(phase.label()));
         if !run.context.workload_name.is_empty() {
             task.insert("workload".into(), json!(run.context.workload_name));
         }
         tasks.push((
-            phase_rank(r.phase.label()),
-            &r.job_name,
+            (phase_rank(phase.label()), is_eval),
+            job_name,
             Value::Object(task),
         ));
     }
@@ -1108,6 +1325,8 @@ enum Body<'r> {
     ConfigMap(usize),
     /// A Job: its index in [`Generated::jobs`].
     Job(usize),
+    /// An evaluation Job: its index in [`Generated::evaluations`].
+    Evaluation(usize),
 }
 
 /// A TaskRecord object with the namespace and name it is sorted by.
@@ -1142,6 +1361,7 @@ fn phase_group(p: Phase) -> u8 {
 struct Generated<'r> {
     jobs: Jobs<'r>,
     config_maps: Vec<SharedConfigMap<'r>>,
+    evaluations: Vec<EvaluationJob>,
 }
 
 impl Generated<'_> {
@@ -1168,6 +1388,10 @@ impl Generated<'_> {
                 let r = &self.jobs[*i].1;
                 generated("Job", &r.namespace, &r.job_name)
             }
+            Body::Evaluation(i) => {
+                let e = &self.evaluations[*i];
+                generated("Job", &e.namespace, &e.name)
+            }
         }
     }
 
@@ -1191,16 +1415,27 @@ impl Generated<'_> {
     }
 }
 
+/// Evaluation Jobs with the runs they were made from.
+type Evaluations<'e> = (Vec<(usize, EvaluationJob)>, &'e [TaskRun<'e>]);
+
 fn assemble<'r>(
     passthrough: &[&'r Doc<'r>],
     runs: &[TaskRun<'_>],
     rendered: Vec<(usize, job::Rendered<'r>)>,
+    (mut evaluations, eval_runs): Evaluations<'_>,
     placement: &Placement,
     opts: &Options,
 ) -> (Vec<Placed<'r>>, Generated<'r>) {
     let (cms, mut jobs) = shared_config_maps(rendered);
     // Jobs of equal name are equal, so the first of them stands for all.
-    let uses = take_uses(&mut jobs);
+    let mut uses = take_uses(&mut jobs);
+    for (_, e) in &mut evaluations {
+        uses.extend(
+            std::mem::take(&mut e.uses)
+                .into_iter()
+                .map(|u| (e.phase, u)),
+        );
+    }
     let used = used_inputs(&uses);
     let inputs: Vec<Placed<'r>> = passthrough
         .iter()
@@ -1223,7 +1458,8 @@ fn assemble<'r>(
         groups[group as usize].push(generated(group, 0, body));
     }
     if opts.records {
-        for ((namespace, name), mut object) in task_records(&jobs, runs) {
+        let evals = (&evaluations[..], eval_runs);
+        for ((namespace, name), mut object) in task_records(&jobs, runs, evals) {
             object["metadata"]["annotations"] =
                 json!({ANN_WAVE: placement.record_wave().to_string()});
             let record = Record {
@@ -1238,7 +1474,18 @@ fn assemble<'r>(
         let group = phase_group(r.phase);
         groups[group as usize].push(generated(group, 1, Body::Job(i)));
     }
-    let generated = Generated { jobs, config_maps };
+    let mut evaluation_jobs = Vec::with_capacity(evaluations.len());
+    for (_, e) in evaluations {
+        let group = phase_group(e.phase);
+        let body = Body::Evaluation(evaluation_jobs.len());
+        evaluation_jobs.push(e);
+        groups[group as usize].push(generated(group, 1, body));
+    }
+    let generated = Generated {
+        jobs,
+        config_maps,
+        evaluations: evaluation_jobs,
+    };
     // The input objects come in file order; sorting a group that is sorted only checks it.
     groups[2] = inputs;
     let mut out = Vec::with_capacity(groups.iter().map(Vec::len).sum());

@@ -547,13 +547,22 @@ mod tests {
     #[test]
     fn embedded_schema_parses_and_lists_every_served_version() {
         let groups = &crds().groups;
-        assert_eq!(groups.keys().collect::<Vec<_>>(), ["lifecycle.keptn.sh"]);
+        assert_eq!(
+            groups.keys().collect::<Vec<_>>(),
+            ["lifecycle.keptn.sh", "metrics.keptn.sh"]
+        );
         let all = ["v1", "v1beta1", "v1alpha3", "v1alpha2", "v1alpha1"];
         assert_eq!(known_versions("KeptnApp"), all);
         assert_eq!(known_versions("KeptnTask"), all);
         assert_eq!(known_versions("KeptnTaskDefinition"), all);
         assert_eq!(known_versions("KeptnWorkload"), all);
         assert_eq!(known_versions("KeptnAppContext"), ["v1", "v1beta1"]);
+        assert_eq!(known_versions("KeptnEvaluationDefinition"), all);
+        assert_eq!(known_versions("KeptnMetric"), all);
+        assert_eq!(
+            known_versions("KeptnMetricsProvider"),
+            ["v1", "v1beta1", "v1alpha3", "v1alpha2"]
+        );
         assert!(known_versions("Deployment").is_empty());
     }
 

@@ -1,5 +1,9 @@
 //! Argo CD ordering of generated objects: which sync wave each phase gets (around the waves
 //! of the app's own resources) and, in hooks mode, the hook annotations.
+//!
+//! Each task phase takes one wave unless the render uses more ([`Layout`]): a wave after a
+//! phase's tasks for its evaluations, and one wave per task for sequential task order. A
+//! render that uses neither gets the waves it always had.
 
 use std::borrow::Cow;
 
@@ -21,6 +25,66 @@ pub struct Placement {
     pub max: i64,
     pub mode: Mode,
     pub hook_delete_policy: String,
+    pub layout: Layout,
+}
+
+/// The extra waves a render uses, per phase (indexed by [`Layout::slot`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Waves the tasks of a phase take: 1, or the longest sequential task list.
+    pub task_waves: [i64; 4],
+    /// Whether the phase has evaluation Jobs, in a wave right after its tasks.
+    pub evaluations: [bool; 4],
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            task_waves: [1; 4],
+            evaluations: [false; 4],
+        }
+    }
+}
+
+impl Layout {
+    pub fn slot(phase: Phase) -> usize {
+        match phase {
+            Phase::AppPre => 0,
+            Phase::WorkloadPre => 1,
+            Phase::WorkloadPost => 2,
+            Phase::AppPost => 3,
+        }
+    }
+
+    /// Waves a phase takes in all: its tasks' and its evaluations'.
+    fn width(&self, phase: Phase) -> i64 {
+        let i = Layout::slot(phase);
+        self.task_waves[i].max(1) + i64::from(self.evaluations[i])
+    }
+
+    /// How far below the app's lowest wave the phase's first wave lies (pre phases), or
+    /// above its highest wave (post phases).
+    fn offset(&self, phase: Phase) -> i64 {
+        match phase {
+            Phase::WorkloadPre => self.width(Phase::WorkloadPre),
+            Phase::AppPre => self.width(Phase::WorkloadPre) + self.width(Phase::AppPre),
+            Phase::WorkloadPost => 1,
+            Phase::AppPost => 1 + self.width(Phase::WorkloadPost),
+        }
+    }
+
+    /// How far the phase's farthest wave lies from the app's waves.
+    fn reach(&self, phase: Phase) -> i64 {
+        if phase.is_pre() {
+            self.offset(phase)
+        } else {
+            self.offset(phase) + self.width(phase) - 1
+        }
+    }
+
+    fn records(&self) -> i64 {
+        self.reach(Phase::AppPost) + 1
+    }
 }
 
 impl Placement {
@@ -38,23 +102,43 @@ impl Placement {
             max: waves.iter().copied().max().unwrap_or(0),
             mode: opts.mode,
             hook_delete_policy: opts.hook_delete_policy.clone(),
+            layout: Layout::default(),
         }
+    }
+
+    /// The same placement with the waves a render's evaluations and task order need.
+    pub fn with_layout(mut self, layout: Layout) -> Placement {
+        self.layout = layout;
+        self
+    }
+
+    /// The wave of a phase's task at `position` in its list (0 unless sequential).
+    pub fn task_wave(&self, phase: Phase, position: usize) -> i64 {
+        let last = self.layout.task_waves[Layout::slot(phase)].max(1) - 1;
+        let step = i64::try_from(position).unwrap_or(i64::MAX).min(last);
+        self.wave(phase).saturating_add(step)
+    }
+
+    /// The wave of a phase's evaluations: right after its tasks.
+    pub fn evaluation_wave(&self, phase: Phase) -> i64 {
+        let tasks = self.layout.task_waves[Layout::slot(phase)].max(1);
+        self.wave(phase).saturating_add(tasks)
     }
 
     /// Saturating, never wrapping: a wave that does not fit is [`Placement::check_room`]'s
     /// error, and with an error nothing is rendered.
     pub fn wave(&self, phase: Phase) -> i64 {
-        match phase {
-            Phase::AppPre => self.min.saturating_sub(BELOW_APP_PRE),
-            Phase::WorkloadPre => self.min.saturating_sub(BELOW_WORKLOAD_PRE),
-            Phase::WorkloadPost => self.max.saturating_add(ABOVE_WORKLOAD_POST),
-            Phase::AppPost => self.max.saturating_add(ABOVE_APP_POST),
+        let offset = self.layout.offset(phase);
+        if phase.is_pre() {
+            self.min.saturating_sub(offset)
+        } else {
+            self.max.saturating_add(offset)
         }
     }
 
     /// The wave of task records: after everything, so that Argo CD never waits for them.
     pub fn record_wave(&self) -> i64 {
-        self.max.saturating_add(ABOVE_RECORDS)
+        self.max.saturating_add(self.layout.records())
     }
 
     /// Reports every object whose wave leaves no room for the waves of the tasks that run
@@ -71,13 +155,13 @@ impl Placement {
         let mut below = 0;
         let mut above = 0;
         let mut any = false;
+        let layout = &self.layout;
         for phase in phases {
             any = true;
-            match phase {
-                Phase::AppPre => below = below.max(BELOW_APP_PRE),
-                Phase::WorkloadPre => below = below.max(BELOW_WORKLOAD_PRE),
-                Phase::WorkloadPost => above = above.max(ABOVE_WORKLOAD_POST),
-                Phase::AppPost => above = above.max(ABOVE_APP_POST),
+            if phase.is_pre() {
+                below = below.max(layout.reach(phase));
+            } else {
+                above = above.max(layout.reach(phase));
             }
         }
         if !any {
@@ -85,11 +169,12 @@ impl Placement {
         }
         // In hooks mode the input objects any task needs become hooks in the app-pre wave.
         if self.mode == Mode::Hooks {
-            below = BELOW_APP_PRE;
+            below = layout.reach(Phase::AppPre);
         }
         if records {
-            above = ABOVE_RECORDS;
+            above = layout.records();
         }
+        let (most_below, most_above) = (layout.reach(Phase::AppPre), layout.records());
         for doc in passthrough.iter().filter(|d| counts(d)) {
             let Some(w) = wave_of(doc) else { continue };
             let (needed, limit, side) = if w.checked_sub(below).is_none() {
@@ -113,9 +198,9 @@ impl Placement {
                     if side == "below" { "lowest" } else { "highest" }
                 ),
                 Some(format!(
-                    "use waves from {} to {}: tasks take up to {BELOW_APP_PRE} waves below the app's lowest and {ABOVE_RECORDS} above its highest",
-                    i64::MIN + BELOW_APP_PRE,
-                    i64::MAX - ABOVE_RECORDS
+                    "use waves from {} to {}: tasks take up to {most_below} waves below the app's lowest and {most_above} above its highest",
+                    i64::MIN + most_below,
+                    i64::MAX - most_above
                 )),
             ));
         }
@@ -139,7 +224,18 @@ impl Placement {
         phase: Phase,
         is_job: bool,
     ) -> Vec<(&'static str, Cow<'_, str>)> {
-        let mut ann = vec![(ANN_WAVE, Cow::Owned(self.wave(phase).to_string()))];
+        self.ordering_annotations_at(self.wave(phase), phase, is_job)
+    }
+
+    /// [`Placement::ordering_annotations`] for an object in a given wave of its phase (a
+    /// sequential task, an evaluation).
+    pub fn ordering_annotations_at(
+        &self,
+        wave: i64,
+        phase: Phase,
+        is_job: bool,
+    ) -> Vec<(&'static str, Cow<'_, str>)> {
+        let mut ann = vec![(ANN_WAVE, Cow::Owned(wave.to_string()))];
         if self.mode == Mode::Hooks {
             let hook = if is_job && !phase.is_pre() {
                 "PostSync"
@@ -194,13 +290,6 @@ impl Placement {
         Some(obj)
     }
 }
-
-/// How far the task phases' waves lie from the app's lowest and highest wave.
-const BELOW_APP_PRE: i64 = 2;
-const BELOW_WORKLOAD_PRE: i64 = 1;
-const ABOVE_WORKLOAD_POST: i64 = 1;
-const ABOVE_APP_POST: i64 = 2;
-const ABOVE_RECORDS: i64 = 3;
 
 /// Whether an input object's wave places the tasks (see [`Placement::new`]).
 fn counts(doc: &Doc<'_>) -> bool {

@@ -31,6 +31,8 @@ pub const PRE_TASKS: &str = "keptn.sh/pre-deployment-tasks";
 pub const POST_TASKS: &str = "keptn.sh/post-deployment-tasks";
 pub const PRE_EVALUATIONS: &str = "keptn.sh/pre-deployment-evaluations";
 pub const POST_EVALUATIONS: &str = "keptn.sh/post-deployment-evaluations";
+/// klt-render's own key: `sequential` runs the tasks of each phase one after another.
+pub const TASK_ORDER: &str = crate::model::TASK_ORDER;
 pub const CONTAINER: &str = "keptn.sh/container";
 pub const METADATA: &str = "keptn.sh/metadata";
 /// The recommended Kubernetes labels Keptn falls back to for workload, app and version.
@@ -80,8 +82,11 @@ pub struct Keys {
     pub pre_tasks: Vec<Spanned<String>>,
     pub post_tasks: Vec<Spanned<String>>,
     pub metadata: BTreeMap<String, String>,
-    /// Evaluation annotations that are not rendered.
-    pub evaluations: Vec<Spanned<String>>,
+    /// `keptn.sh/pre-deployment-evaluations` and `post-…`, split as task lists are.
+    pub pre_evaluations: Vec<Spanned<String>>,
+    pub post_evaluations: Vec<Spanned<String>>,
+    /// `klt-render.dev/task-order` as written (checked by the renderer).
+    pub task_order: Option<Spanned<String>>,
     pub pos: Pos,
 }
 
@@ -222,10 +227,6 @@ pub fn derive_keys(doc: &Doc<'_>) -> Option<Keys> {
         Some(v) => v.value.to_lowercase(),
         None => computed_version(template, meta.one(CONTAINER)),
     };
-    let evaluations = [PRE_EVALUATIONS, POST_EVALUATIONS]
-        .into_iter()
-        .filter_map(one)
-        .collect();
     Some(Keys {
         app: resource_name(&app),
         name: resource_name(&workload.value),
@@ -233,7 +234,9 @@ pub fn derive_keys(doc: &Doc<'_>) -> Option<Keys> {
         pre_tasks: split_list(one(PRE_TASKS)),
         post_tasks: split_list(one(POST_TASKS)),
         metadata: parse_metadata(one(METADATA)),
-        evaluations,
+        pre_evaluations: split_list(one(PRE_EVALUATIONS)),
+        post_evaluations: split_list(one(POST_EVALUATIONS)),
+        task_order: one(TASK_ORDER),
         pos: workload.pos,
     })
 }

@@ -329,6 +329,48 @@ fn unrelated_changes_do_not_rerun_tasks() {
     assert!(changed(&base, &job_names(&replicas)).is_empty());
 }
 
+/// `--namespace` (and Argo CD's destination namespace) only decides lookups, so it changes no
+/// Job name; a namespace written into the objects (kustomize's `namespace:`) is part of each
+/// Job, so every name changes once (the README says so).
+#[test]
+fn lookup_namespace_keeps_names_written_namespace_changes_them() {
+    let mut files = Vec::new();
+    read_tree(&root().join("examples/first-app"), &mut files);
+    let names = |files: &[SourceFile], ns: Option<&str>| {
+        let opts = Options {
+            namespace: ns.map(String::from),
+            ..Options::default()
+        };
+        let out = render(files, &opts);
+        assert!(!out.has_errors(), "{:#?}", out.diagnostics);
+        out.documents
+            .iter()
+            .filter(|d| d.generated && d.kind == "Job")
+            .map(|d| d.name.clone())
+            .collect::<Vec<_>>()
+    };
+    let plain = names(&files, None);
+    assert_eq!(plain.len(), 2);
+    assert_eq!(names(&files, Some("shop")), plain);
+    assert_eq!(names(&files, Some("other")), plain);
+    let written: Vec<SourceFile> = files
+        .iter()
+        .map(|f| SourceFile {
+            text: f
+                .text
+                .replace("\n  name: ", "\n  namespace: shop\n  name: "),
+            ..f.clone()
+        })
+        .collect();
+    assert!(written[0].text.contains("namespace: shop"));
+    let moved = names(&written, Some("shop"));
+    assert_eq!(moved.len(), 2);
+    assert!(
+        moved.iter().all(|n| !plain.contains(n)),
+        "{moved:?} vs {plain:?}"
+    );
+}
+
 // ---- secrets ----
 
 /// Secret values (and their base64 forms) of every fixture never reach a generated object,

@@ -114,9 +114,20 @@ fn human(outcome: &Outcome, on_error: &str) -> String {
     let errors = outcome.errors();
     if errors > 0 {
         s.push_str(&format!("klt-render krm: {errors} error(s); {on_error}\n"));
+        if outcome
+            .findings
+            .iter()
+            .any(|f| f.code.is_some() && f.object.is_some() && f.file.is_none())
+        {
+            s.push_str(ORIGIN_NOTE);
+        }
     }
     s
 }
+
+/// kustomize tells a function where an object came from only when the kustomization asks it
+/// to; without that, a finding names the object but no file.
+const ORIGIN_NOTE: &str = "klt-render krm: note: for file names in these messages, add `buildMetadata: [originAnnotations]` to the kustomization\n";
 
 #[cfg(test)]
 mod tests {
@@ -199,9 +210,17 @@ mod tests {
         assert!(!ok);
         assert!(err.contains("error[KLT020]"), "{err}");
         assert!(
-            err.ends_with("1 error(s); nothing was rendered (stdout holds the input items unchanged, with the results)\n"),
+            err.ends_with(&format!("1 error(s); nothing was rendered (stdout holds the input items unchanged, with the results)\n{ORIGIN_NOTE}")),
             "{err}"
         );
+        // With kustomize's origin annotation the finding names the file, and the note goes.
+        let with_origin = TASK.replace(
+            "  metadata:\n",
+            "  metadata:\n    annotations:\n      config.kubernetes.io/origin: |\n        path: base/tasks.yaml\n",
+        );
+        let (_, err2, _) = resource_list(&rl(&[SERVICE, &with_origin], CONFIG));
+        assert!(err2.contains("(from base/tasks.yaml)"), "{err2}");
+        assert!(!err2.contains("buildMetadata"), "{err2}");
         let out = out.unwrap();
         let back = wire::parse_resource_list(&out).unwrap();
         assert_eq!(back.items, wire::parse_resource_list(&text).unwrap().items);

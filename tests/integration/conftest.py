@@ -28,6 +28,10 @@ SHARED = pathlib.Path(os.environ.get("KLT_SHARED") or REPO.parent / "shared").re
 FIXTURES = REPO / "tests" / "fixtures" / "render"
 EXAMPLES = REPO / "examples"
 KEPTN_GROUP = "lifecycle.keptn.sh"
+# The metrics kinds evaluations read; their CRDs (and the evaluation definition's) are vendored.
+METRICS_GROUP = "metrics.keptn.sh"
+METRICS_KINDS = ("KeptnMetric", "KeptnMetricsProvider")
+VENDORED_CRDS = REPO / "tests" / "crds" / "keptn-evaluations"
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -294,11 +298,10 @@ def yaml_files(root: pathlib.Path) -> list[pathlib.Path]:
 
 
 def is_keptn(obj) -> bool:
-    return (
-        isinstance(obj, dict)
-        and isinstance(obj.get("apiVersion"), str)
-        and obj["apiVersion"].split("/")[0] == KEPTN_GROUP
-    )
+    if not (isinstance(obj, dict) and isinstance(obj.get("apiVersion"), str)):
+        return False
+    group = obj["apiVersion"].split("/")[0]
+    return group == KEPTN_GROUP or (group == METRICS_GROUP and obj.get("kind") in METRICS_KINDS)
 
 
 def describe(obj) -> str:
@@ -340,7 +343,8 @@ def strict_schema(schema):
 def keptn_crd_schemas(shared: pathlib.Path = SHARED) -> dict[tuple[str, str], dict]:
     """{(apiVersion, kind): strict schema} for every served version of every Keptn CRD."""
     schemas = {}
-    for path in sorted((shared / "crds" / "keptn").glob("*.yaml")):
+    paths = sorted((shared / "crds" / "keptn").glob("*.yaml")) + sorted(VENDORED_CRDS.glob("*.yaml"))
+    for path in paths:
         for crd in yaml.safe_load_all(path.read_text()):
             if not isinstance(crd, dict) or crd.get("kind") != "CustomResourceDefinition":
                 continue

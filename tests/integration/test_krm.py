@@ -303,6 +303,22 @@ def test_legacy_plugin_error_reaches_kubectl_stderr(kustomize, tree):
     assert "exit status 2" in err
 
 
+def test_origin_annotations_name_the_file(kustomize, tree):
+    # Without buildMetadata the message names the object only, and a note says how to get
+    # file names; with it, kustomize's origin annotation gives the file the object came from.
+    code, out, err = kustomize(tree / "overlays" / "broken")
+    assert code != 0 and out == ""
+    assert "(from " not in err, err
+    assert "add `buildMetadata: [originAnnotations]` to the kustomization" in err, err
+    k = tree / "overlays" / "broken" / "kustomization.yaml"
+    k.write_text(k.read_text() + "buildMetadata: [originAnnotations]\n")
+    code, out, err = kustomize(k.parent)
+    assert code != 0 and out == ""
+    line = next(l for l in err.splitlines() if "error[KLT020]" in l)
+    assert line.endswith("(from ../../base/app.yaml)"), line
+    assert "buildMetadata" not in err, err
+
+
 def test_legacy_plugin_refuses_args_one_liner(kustomize, tree):
     config = tree / "overlays" / "legacy" / "klt-render.yaml"
     config.write_text(config.read_text() + "argsOneLiner: --mode hooks\n")

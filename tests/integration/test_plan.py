@@ -117,12 +117,12 @@ WORKLOAD_BUMP = [
 @pytest.mark.parametrize(
     "edits,name,summary",
     [
-        (APP_BUMP, "app-version-bump", "checkout 1.4.1: re-runs check-dependencies, notify-release"),
+        (APP_BUMP, "app-version-bump", "checkout 1.4.1: re-runs check-dependencies (app pre), notify-release (app post)"),
         (
             WORKLOAD_BUMP,
             "workload-version-bump",
-            "checkout 1.4.0: re-runs check-dependencies, db-migrate (checkout-checkout-api),"
-            " smoke-test (checkout-checkout-api), notify-release",
+            "checkout 1.4.0: re-runs check-dependencies (app pre), db-migrate (checkout-checkout-api pre),"
+            " smoke-test (checkout-checkout-api post), notify-release (app post)",
         ),
         ([], "same-commit", "checkout 1.4.0: no task runs"),
     ],
@@ -232,3 +232,35 @@ def test_render_summarizes_each_app_on_a_terminal_only(binary):
     )
     assert r.stdout == out
     assert "klt-render: " not in r.stderr, r.stderr
+
+
+EVALUATIONS = REPO / "tests" / "fixtures" / "render" / "evaluations-v1" / "input"
+
+
+@pytest.mark.parametrize("fmt,name", [("table", "evaluations/table.txt"), ("json", "evaluations/plan.json")])
+def test_evaluation_plan_golden(binary, fmt, name):
+    """Evaluation Jobs are steps of their own (runner `evaluation`), each in the wave after
+    its phase's tasks, in Keptn's order."""
+    code, out, err = plan(binary, EVALUATIONS, "--format", fmt)
+    assert code == 0, err
+    expect(name, out)
+
+
+def test_evaluation_plan_orders_keptns_phases(binary):
+    code, out, err = plan(binary, EVALUATIONS, "--format", "json")
+    assert code == 0, err
+    (group,) = json.loads(out)["groups"]
+    jobs = [s for s in group["steps"] if s.get("task")]
+    order = [(s["task"]["phase"], s["task"]["runner"] == "evaluation") for s in jobs]
+    assert order == [
+        ("app-pre", False), ("app-pre", True), ("workload-pre", False), ("workload-pre", True),
+        ("workload-post", False), ("workload-post", True), ("app-post", False), ("app-post", True),
+    ]
+    waves = [s["wave"] for s in jobs]
+    assert waves == sorted(waves) and len(set(waves)) == len(waves), waves
+
+
+def test_evaluation_plan_mermaid_parses(binary, mermaid_parser, tmp_path):
+    code, out, err = plan(binary, EVALUATIONS, "--format", "mermaid")
+    assert code == 0, err
+    parse_mermaid(mermaid_parser, tmp_path, out)
