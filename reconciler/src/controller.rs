@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::archive;
 use crate::crd::{API_VERSION, FIELD_MANAGER, KIND, TaskRecord, TaskRecordSpec, TaskRecordStatus};
+use crate::evaluation;
 use crate::events::EventQueue;
 use crate::lease::Leadership;
 use crate::queue::WorkQueue;
@@ -350,6 +351,8 @@ pub struct Ctx {
     written: std::sync::Mutex<HashMap<RecordKey, (String, TaskRecordStatus)>>,
     /// Archived copies to create for pruned records (see [`archive`]), by record.
     tombstones: std::sync::Mutex<HashMap<RecordKey, TaskRecord>>,
+    /// The failure summary of failed evaluation Jobs, by Job uid (read once from the pods).
+    objectives: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl Ctx {
@@ -379,6 +382,7 @@ impl Ctx {
             leadership,
             written: Default::default(),
             tombstones: Default::default(),
+            objectives: Default::default(),
         }
     }
 
@@ -396,6 +400,55 @@ impl Ctx {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .jobs_of_record(key)
+    }
+
+    /// The Jobs with the message of each failed evaluation replaced by its pod's summary
+    /// (which names the failing objective), when the pods still tell it. A pod list that
+    /// fails leaves the Job condition's message: the next reconcile tries again.
+    async fn with_objectives(&self, jobs: Vec<Arc<JobObservation>>) -> Vec<Arc<JobObservation>> {
+        let mut out = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            if !(j.evaluation && j.state == crate::crd::TaskState::Failed) {
+                out.push(j);
+                continue;
+            }
+            match self.objective(&j).await {
+                Some(msg) => {
+                    let mut o = (*j).clone();
+                    o.message = Some(msg);
+                    out.push(Arc::new(o));
+                }
+                None => out.push(j),
+            }
+        }
+        out
+    }
+
+    async fn objective(&self, job: &JobObservation) -> Option<String> {
+        let cached = self
+            .objectives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&job.uid)
+            .cloned();
+        if cached.is_some() {
+            return cached;
+        }
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &job.namespace);
+        let lp = ListParams::default().labels(&evaluation::pod_selector(&job.uid));
+        let list = match pods.list(&lp).await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(job = %job.name, error = %e, "listing the evaluation's pods");
+                return None;
+            }
+        };
+        let msg = evaluation::failure_message(&list.items)?;
+        self.objectives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.uid.clone(), msg.clone());
+        Some(msg)
     }
 
     /// Whether every one of these Jobs is listed by another record (then their own record,
@@ -573,7 +626,7 @@ fn job_ref(namespace: &str, t: &crate::crd::TaskStatus) -> ObjectReference {
 /// events for the task transitions (published by [`EventQueue`] without holding up the
 /// next reconcile).
 pub async fn reconcile(ctx: &Ctx, key: &RecordKey) -> Result<(), Error> {
-    let jobs = ctx.jobs_for(key);
+    let jobs = ctx.with_objectives(ctx.jobs_for(key)).await;
     let api: Api<TaskRecord> = Api::namespaced(ctx.client.clone(), &key.namespace);
     let cached = ctx
         .records

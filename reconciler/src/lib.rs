@@ -2,6 +2,7 @@
 //! with the task Jobs that klt-render rendered.
 //!
 //! - [`crd`]: the custom resource types and the CRD YAML;
+//! - [`evaluation`]: evaluation Jobs and the failing objective of a failed one;
 //! - [`state`]: pure computation (Job → task state, record status, transitions);
 //! - [`archive`]: the unmanaged copy kept of a record Argo CD pruned;
 //! - [`controller`]: watches, caches, work queue, reconcile, events;
@@ -14,6 +15,7 @@ pub mod archive;
 pub mod controller;
 pub mod crd;
 pub mod election;
+pub mod evaluation;
 pub mod events;
 pub mod http;
 pub mod lease;
