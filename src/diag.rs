@@ -612,6 +612,11 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         Severity::Error,
         "an evaluation Job cannot mount its provider's Secret: the provider is in another namespace",
     ),
+    (
+        "KLT068",
+        Severity::Error,
+        "a datadog KeptnMetricsProvider has no secretKeyRef (its API and application keys)",
+    ),
 ];
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ pub const METRICS_GROUP: &str = "metrics.keptn.sh";
 
 /// Provider types `klt-evaluate` queries (the evaluator's `EVAL-PROVIDERS`); any other type
 /// is a located error, never a silent pass.
-pub const IMPLEMENTED_PROVIDERS: &[&str] = &["prometheus", "thanos", "cortex"];
+pub const IMPLEMENTED_PROVIDERS: &[&str] = &["prometheus", "thanos", "cortex", "datadog"];
 
 /// Whether a metrics.keptn.sh object is one the renderer reads.
 pub fn is_metrics_kind(doc: &Doc<'_>) -> bool {
@@ -542,6 +542,18 @@ impl<'d> Catalog<'d> {
                     "use a provider of type {} (an evaluation that cannot query its provider would never pass)",
                     IMPLEMENTED_PROVIDERS.join(", ")
                 )),
+            ));
+            return None;
+        }
+        if p.kind == "datadog" && p.secret.is_none() {
+            // Keptn's getDDSecret: ErrSecretKeyRefNotDefined, on every attempt.
+            diags.push(p.doc.diag(
+                "KLT068",
+                Severity::Error,
+                p.kind_pos,
+                Some(p.kind_field.into()),
+                "a datadog provider needs a secretKeyRef: Datadog answers no query without its API and application keys".into(),
+                Some("set spec.secretKeyRef.name to a Secret with the keys DD_CLIENT_API_KEY and DD_CLIENT_APP_KEY".into()),
             ));
             return None;
         }

@@ -436,4 +436,21 @@ mod tests {
             .unwrap_err();
         assert!(e.message.contains("Never"));
     }
+
+    #[test]
+    fn task_order_and_evaluator_image() {
+        let o = Options::from_settings(&|n| match n {
+            "task-order" => Some("sequential".into()),
+            "evaluator-image" => Some("mirror.example/klt-evaluate:1".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(o.sequential);
+        assert_eq!(o.evaluator_image(), "mirror.example/klt-evaluate:1");
+        assert_eq!(Options::default().evaluator_image(), EVALUATOR_IMAGE);
+        let e =
+            Options::from_settings(&|n| (n == "task-order").then(|| "serial".into())).unwrap_err();
+        assert_eq!(e.name, "task-order");
+        assert!(e.message.contains("\"serial\""), "{}", e.message);
+    }
 }

@@ -448,9 +448,21 @@ pub fn render_summary(plan: &Plan) -> Vec<String> {
             } else {
                 format!(" ({})", whens.join(", "))
             };
+            // Evaluation Jobs are counted apart, and only where there are any.
+            let evaluations = tasks
+                .iter()
+                .filter(|s| s.task.as_ref().is_some_and(|t| t.runner == "evaluation"))
+                .count();
+            let jobs = if evaluations == 0 {
+                format!("{} task Job(s)", tasks.len())
+            } else {
+                format!(
+                    "{} task Job(s) and {evaluations} evaluation Job(s)",
+                    tasks.len() - evaluations
+                )
+            };
             Some(format!(
-                "{title}: {} task Job(s){place}, {} code ConfigMap(s)",
-                tasks.len(),
+                "{title}: {jobs}{place}, {} code ConfigMap(s)",
                 g.code_configmaps
             ))
         })
@@ -746,6 +758,31 @@ mod tests {
     const JOB: &str = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: pre-x-1\n  labels:\n    klt-render.dev/app: shop\n    klt-render.dev/phase: app-pre\n    klt-render.dev/task-definition: x\n  annotations:\n    keptn.sh/version: \"2.0\"\n    argocd.argoproj.io/sync-wave: \"-1\"\nspec:\n  template:\n    spec:\n      containers:\n      - image: ghcr.io/keptn/deno-runtime:v2.0.0\n";
     const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    metadata:\n      labels:\n        app.kubernetes.io/part-of: shop\n        app.kubernetes.io/name: web\n        app.kubernetes.io/version: \"1\"\n";
     const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  annotations:\n    argocd.argoproj.io/sync-wave: \"bad\"\n";
+
+    #[test]
+    fn evaluation_jobs_are_steps_named_by_their_definition() {
+        let eval = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: pre-eval-cpus-1\n  labels:\n    klt-render.dev/app: shop\n    klt-render.dev/phase: app-pre\n    klt-render.dev/evaluation-definition: cpus\n    klt-render.dev/kind: evaluation\n  annotations:\n    keptn.sh/version: \"2.0\"\n    argocd.argoproj.io/sync-wave: \"-2\"\nspec:\n  template:\n    spec:\n      containers:\n      - image: ghcr.io/klt-render/klt-evaluate:0.1.0\n";
+        let docs = [
+            out("Job", "pre-eval-cpus-1", true, eval),
+            out("Job", "pre-x-1", true, JOB),
+        ];
+        let plan = build(&docs, None, IMAGES);
+        let steps: Vec<(&str, &str, i64)> = plan.groups[0]
+            .steps
+            .iter()
+            .map(|s| {
+                let t = s.task.as_ref().unwrap();
+                (t.definition.as_str(), t.runner, s.wave)
+            })
+            .collect();
+        assert_eq!(steps, [("cpus", "evaluation", -2), ("x", "deno", -1)]);
+        assert_eq!(
+            render_summary(&plan),
+            [
+                "shop 2.0: 1 task Job(s) and 1 evaluation Job(s) (wave -2, wave -1), 0 code ConfigMap(s)"
+            ]
+        );
+    }
 
     #[test]
     fn steps_are_grouped_by_app_and_ordered_by_wave() {

@@ -309,3 +309,57 @@ pub fn wave_of(doc: &Doc<'_>) -> Option<i64> {
             .unwrap_or(0),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placement(layout: Layout) -> Placement {
+        Placement {
+            min: -1,
+            max: 3,
+            mode: Mode::Waves,
+            hook_delete_policy: String::new(),
+            layout,
+        }
+    }
+
+    #[test]
+    fn the_default_layout_keeps_the_waves_tasks_always_had() {
+        let p = placement(Layout::default());
+        let waves: Vec<i64> = [
+            Phase::AppPre,
+            Phase::WorkloadPre,
+            Phase::WorkloadPost,
+            Phase::AppPost,
+        ]
+        .map(|ph| p.wave(ph))
+        .into();
+        assert_eq!(waves, [-3, -2, 4, 5]);
+        assert_eq!(p.record_wave(), 6);
+        assert_eq!(p.task_wave(Phase::AppPre, 3), -3);
+    }
+
+    #[test]
+    fn evaluations_and_sequential_tasks_take_waves_in_keptns_order() {
+        let p = placement(Layout {
+            task_waves: [2, 1, 3, 1],
+            evaluations: [true; 4],
+        });
+        let order = [
+            p.task_wave(Phase::AppPre, 0),
+            p.task_wave(Phase::AppPre, 1),
+            p.evaluation_wave(Phase::AppPre),
+            p.task_wave(Phase::WorkloadPre, 0),
+            p.evaluation_wave(Phase::WorkloadPre),
+            // the app's own waves: -1 ..= 3
+            p.task_wave(Phase::WorkloadPost, 0),
+            p.task_wave(Phase::WorkloadPost, 2),
+            p.evaluation_wave(Phase::WorkloadPost),
+            p.task_wave(Phase::AppPost, 0),
+            p.evaluation_wave(Phase::AppPost),
+            p.record_wave(),
+        ];
+        assert_eq!(order, [-6, -5, -4, -3, -2, 4, 6, 7, 8, 9, 10]);
+    }
+}

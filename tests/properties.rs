@@ -70,6 +70,10 @@ fn options_from(args: &[String]) -> Options {
             "--records" => o.records = true,
             "--definition-namespace" => o.definition_namespace = it.next().cloned(),
             "--hook-delete-policy" => o.hook_delete_policy = it.next().unwrap().clone(),
+            "--task-order" => {
+                o.sequential = klt_render::options::parse_task_order(it.next().unwrap()).unwrap()
+            }
+            "--evaluator-image" => o.evaluator_image = it.next().unwrap().clone(),
             other => panic!("options_from does not know {other}"),
         }
     }
