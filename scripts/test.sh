@@ -52,12 +52,29 @@ if [[ ! -x /usr/bin/time ]]; then
     fi
 fi
 
+# Prometheus + promtool: the evaluator's integration tests query a real server
+# (tests/integration/test_evaluator.py; they skip with the reason when these are missing).
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+    section "apt-get install prometheus"
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+            || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+            || echo "warning: apt-get install prometheus failed; the evaluator tests will skip" >&2
+    else
+        echo "warning: prometheus is missing and cannot be installed here; the evaluator tests will skip" >&2
+    fi
+fi
+
 # ---- Rust ------------------------------------------------------------------------------------
 section "cargo build --locked"
 cargo build --locked
 
 section "cargo test --locked (klt-render)"
 cargo test --locked
+
+section "cargo test --locked -p klt-evaluate (builds target/debug/klt-evaluate)"
+cargo test --locked -p klt-evaluate
+cargo build --locked -p klt-evaluate
 
 section "cargo test --locked -p klt-reconciler"
 cargo test --locked -p klt-reconciler

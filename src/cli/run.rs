@@ -13,10 +13,14 @@
 //! input (an app's or a workload's task list) that fits them, if there is exactly one: a run
 //! then sees the same KEPTN_CONTEXT (versions, metadata) as the Job that `render` emits.
 //!
-//! Exit status: the task's; 124 when it ran out of time; 128+n when klt-render was
+//! `klt-render run EVALUATION-DEFINITION [PATH...]` runs a rendered evaluation Job instead
+//! (its `klt-evaluate` container; [`evaluation`]), optionally against `--provider-url URL`.
+//!
+//! Exit status: the task's (the evaluator's for an evaluation); 124 when it ran out of time; 128+n when klt-render was
 //! interrupted by signal n; 2 when klt-render itself refuses or fails (its messages start with
 //! `klt-render run:`).
 
+mod evaluation;
 mod pod;
 mod prepare;
 mod process;
@@ -55,7 +59,17 @@ pub fn command() -> Command {
             Arg::new("task")
                 .value_name("TASK")
                 .required_unless_present("pod")
-                .help("Name of the KeptnTaskDefinition to run"),
+                .help("Name of the KeptnTaskDefinition to run, or of a KeptnEvaluationDefinition to evaluate"),
+        )
+        .arg(opt(
+            "provider-url",
+            "URL",
+            "Evaluation: query this URL instead of every provider's targetServer (e.g. a port-forwarded Prometheus)",
+        ))
+        .arg(
+            opt("evaluator", "PATH", "Evaluation: the klt-evaluate binary [default: next to klt-render, else on PATH]")
+                .env("KLT_EVALUATE")
+                .value_parser(clap::value_parser!(PathBuf)),
         )
         .arg(
             opt("pod", "POD.json", "Run the container of this pod, its env already resolved, as its runtime image would (kube-testenv's task runner plays the kubelet with it)")
@@ -300,6 +314,21 @@ fn execute(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     let docs = document::load_with(&files, &opts.limits, &mut scratch);
     let is_definition = |d: &&Doc<'_>| d.group() == model::GROUP && d.kind == "KeptnTaskDefinition";
     let definitions: Vec<&Doc<'_>> = docs.iter().filter(is_definition).collect();
+    let provider_url = m.get_one::<String>("provider-url");
+    if provider_url.is_some() || !definitions.iter().any(|d| d.name == args.task) {
+        let evaluator = m.get_one::<PathBuf>("evaluator").map(PathBuf::as_path);
+        let url = provider_url.map(String::as_str);
+        if let Some(code) = run_evaluation(&args, &rendered, &docs, dest, evaluator, url)? {
+            return Ok(code);
+        }
+        if provider_url.is_some() {
+            bail!(
+                "--provider-url: no evaluation Job for {:?} in the render of {} (a KeptnEvaluationDefinition used by an app or workload)",
+                args.task,
+                paths_phrase(&paths)
+            );
+        }
+    }
     let named = definitions_named(&definitions, &args.task, &paths)?;
 
     // 2. The context: from the one real use of TASK that fits the options, else the options.
@@ -350,6 +379,67 @@ fn execute(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         return task.print(&args, &opts.profile, &summary);
     }
     task.run(&args, &opts.profile, &summary, timeout)
+}
+
+/// `run EVALUATION-DEFINITION`: its one fitting evaluation Job run locally; `None` when the
+/// render has no evaluation Job of that name.
+fn run_evaluation(
+    args: &RunArgs,
+    rendered: &[OutDoc],
+    docs: &[Doc<'_>],
+    dest: Option<&str>,
+    evaluator: Option<&Path>,
+    provider_url: Option<&str>,
+) -> anyhow::Result<Option<ExitCode>> {
+    let jobs: Vec<evaluation::RenderedJob> = rendered
+        .iter()
+        .filter(|d| d.kind == "Job" && d.generated)
+        .filter_map(|d| Some((d.name.clone(), d.namespace.clone(), parse_out(d)?)))
+        .collect();
+    let c = &args.context;
+    let wanted = evaluation::Wanted {
+        definition: &args.task,
+        app: c.app.as_deref(),
+        workload: c.workload.as_deref(),
+        phase: c.phase.map(Phase::as_str),
+    };
+    let Some(job) = evaluation::pick(&jobs, &wanted)? else {
+        return Ok(None);
+    };
+    let evaluator = evaluation::find_evaluator(evaluator)?;
+    let ns = job
+        .1
+        .clone()
+        .or(dest.map(str::to_string))
+        .unwrap_or_default();
+    let secret_of = |name: &str| {
+        docs.iter()
+            .find(|d| {
+                d.group().is_empty()
+                    && d.kind == "Secret"
+                    && d.name == name
+                    && d.effective_namespace(dest) == ns
+            })
+            .map(|d| d.root.to_json())
+    };
+    let root = TempDir::new()?;
+    let mut launch = evaluation::local_launch(
+        evaluator,
+        job,
+        &root.path,
+        &secret_of,
+        provider_url,
+        args.dry_run,
+    )?;
+    if args.dry_run {
+        return Ok(Some(evaluation::print(&launch)));
+    }
+    if args.quiet {
+        launch.banner.clear();
+    }
+    let code = evaluation::launch(launch)?;
+    drop(root);
+    Ok(Some(code))
 }
 
 /// TASK's definitions (any namespace); none is an error with a suggestion.

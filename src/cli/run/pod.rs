@@ -8,6 +8,9 @@
 //! is the test's choice, read from the pod's annotations or the container's env
 //! ([`ContainerOutcome`]).
 //!
+//! A container with env `KLT_EVALUATION` (an evaluation Job's) runs `klt-evaluate`
+//! ([`evaluation`](super::evaluation)), its termination message written under DIR.
+//!
 //! Exit status: the task's (128+n after signal n, e.g. 143 when the kubelet stopped it); 2
 //! when the pod cannot be run (messages start with `klt-render run:`).
 
@@ -21,6 +24,7 @@ use klt_render::model::Lang;
 use klt_render::options::{KEPTN_2, KLT_0_9, PROFILES};
 use serde_json::Value;
 
+use super::evaluation;
 use super::prepare::{self, EnvSource};
 use super::runtime::{self, TempDir};
 
@@ -37,6 +41,7 @@ pub struct PodArgs {
     root: PathBuf,
     deno: Option<PathBuf>,
     python: Option<PathBuf>,
+    evaluator: Option<PathBuf>,
 }
 
 impl PodArgs {
@@ -51,6 +56,7 @@ impl PodArgs {
             root,
             deno: path("deno"),
             python: path("python"),
+            evaluator: path("evaluator"),
         })
     }
 }
@@ -77,6 +83,12 @@ pub fn execute(args: &PodArgs) -> anyhow::Result<ExitCode> {
         pod["metadata"]["name"].as_str().unwrap_or_default(),
         container["name"].as_str().unwrap_or_default()
     );
+    if env_value(&env, evaluation::ENV).is_some() {
+        let evaluator = evaluation::find_evaluator(args.evaluator.as_deref())?;
+        return evaluation::launch(evaluation::pod_launch(
+            evaluator, &args.root, container, &env, &who,
+        )?);
+    }
     match runtime_of(image, &env) {
         Some((lang, profile)) => run_runtime(args, &who, lang, profile, &env),
         None => {
