@@ -54,8 +54,8 @@ type taskRunner struct {
 	// kltEvaluate: passed to klt-render as KLT_EVALUATE ("" : not set).
 	kltEvaluate string
 	tasks       *taskLog
-	logger    *log.Logger
-	workDir   string
+	logger      *log.Logger
+	workDir     string
 
 	mu      sync.Mutex
 	workers map[types.UID]chan *corev1.Pod
