@@ -575,3 +575,90 @@ def test_failing_app_post_task_fails_the_sync_only_with_records(env):
     assert by_job[failed["name"]]["state"] == "Failed" and by_job[failed["name"]]["phase"] == "app-post", r
     assert {t["state"] for j, t in by_job.items() if j != failed["name"]} == {"Succeeded"}, r
     assert last_health(rec, "TaskRecord", "notes-2.0.0") == "Degraded", rec
+
+
+# ---- evaluations: a real Prometheus gates the rollout ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory):
+    """A real Prometheus (test_evaluator's helpers: Debian's package) scraping a target whose
+    klt_rollout_ready the test sets: gate["open"](True/False) waits until Prometheus has it."""
+    if not (shutil.which("prometheus") and shutil.which("promtool")):
+        pytest.skip("prometheus not on PATH (scripts/test.sh installs Debian's prometheus)")
+    from test_evaluator import ScrapeTarget, get_json, start_prometheus, stop
+
+    class Gate(ScrapeTarget):
+        ready = 0
+
+    target = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gate)
+    threading.Thread(target=target.serve_forever, daemon=True).start()
+    config = f"""global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: rollout
+    static_configs:
+      - targets: ["127.0.0.1:{target.server_address[1]}"]
+"""
+    proc, url = start_prometheus(tmp_path_factory.mktemp("gate-prometheus"), config)
+
+    def open_(value: bool):
+        Gate.ready = int(value)
+        deadline = time.monotonic() + 30
+        while True:
+            got = get_json(f"{url}/api/v1/query?query=max(klt_rollout_ready)")["data"]["result"]
+            if got and float(got[0]["value"][1]) == Gate.ready:
+                return
+            assert time.monotonic() < deadline, f"prometheus does not show klt_rollout_ready {Gate.ready}: {got}"
+            time.sleep(0.3)
+
+    try:
+        yield {"url": url, "open": open_}
+    finally:
+        stop(proc)
+        target.shutdown()
+
+
+def gated_revision(tmp_path: pathlib.Path, n: int, url: str) -> pathlib.Path:
+    app = tmp_path / f"gated-{n}"
+    shutil.copytree(E2E / "gated" / str(n), app)
+    replace_once(app / "app.yaml", "targetServer: PROMETHEUS_URL", f"targetServer: {url}")
+    return app
+
+
+def test_a_failing_pre_deployment_evaluation_stops_the_rollout_and_a_passing_one_lets_it_through(env, gate, tmp_path):
+    gate["open"](False)
+    closed = sync(env, gated_revision(tmp_path, 1, gate["url"]), "--app-name", "gated", "--records")
+    # The evaluation Job (klt-evaluate, run by the task runner against Prometheus) fails its
+    # wave: the operation fails, the Deployment is never applied, no post task runs.
+    assert closed.rc == 1 and closed.result()["phase"] == "Failed", closed
+    [failed] = closed.events("job-failed", "Job", "pre-eval-rollout-ready-")
+    assert failed["reason"] == "BackoffLimitExceeded", closed
+    assert closed.events("apply", "Deployment") == [], closed
+    assert closed.events("job-created", "Job", "post-") == [], closed
+    [run] = [e for e in closed.task_runs(failed["name"]) if e["phase"] == "end"]
+    assert run["exit"] == 1, closed
+    # The record (made by the reconciler: Argo CD never reached its wave) is Failed and names
+    # the objective, with the value Prometheus gave; argo-cd's Lua says Degraded with it.
+    r = wait_record(env, "gated", "gated-1.0.0", lambda r: r.get("status", {}).get("phase") == "Failed", "Failed")
+    [entry] = [t for t in r["status"]["tasks"] if t["job"] == failed["name"]]
+    assert entry["evaluation"] is True and entry["state"] == "Failed", r
+    assert entry["message"].startswith("evaluation rollout-ready failed: objective rollout-ready value 0 does not meet >0"), r
+    health = [e for e in closed.events("health", "TaskRecord", "gated-1.0.0")]
+    assert health and health[-1]["status"] == "Degraded", closed
+    assert "objective rollout-ready value 0 does not meet >0" in health[-1]["message"], closed
+
+    # The gate opens; the next version's evaluation passes and the rollout goes through.
+    gate["open"](True)
+    passed = sync(env, gated_revision(tmp_path, 2, gate["url"]), "--app-name", "gated", "--records")
+    assert_succeeded(passed)
+    [ok] = passed.events("job-succeeded", "Job", "pre-eval-rollout-ready-")
+    assert [e["exit"] for e in passed.task_runs(ok["name"]) if e["phase"] == "end"] == [0], passed
+    assert ok["time"] < first(passed.times("apply", "Deployment", "gated-api")), passed
+    assert_jobs_ran(passed, "post-announce-", 1)
+    image = kubectl(env, "-n", "gated", "get", "deployment", "gated-api", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+    assert image == "registry.invalid/gated-api:1.0.1"
+    r = wait_record(env, "gated", "gated-1.0.1", lambda r: r.get("status", {}).get("phase") == "Succeeded", "Succeeded")
+    kinds = {t["job"]: t.get("evaluation", False) for t in r["status"]["tasks"]}
+    assert kinds == {ok["name"]: True, passed.events("job-created", "Job", "post-announce-")[0]["name"]: False}, r
+    assert last_health(passed, "TaskRecord", "gated-1.0.1") == "Healthy", passed
