@@ -15,4 +15,6 @@ pub struct Call {
     pub method: Method,
     pub path: &'static str,
     pub params: Vec<(&'static str, String)>,
+    /// An already encoded query string sent as it is (Dynatrace: Keptn builds it by hand).
+    pub raw_query: Option<String>,
 }

@@ -36,6 +36,7 @@ pub fn call(objective: &Objective, now: Duration) -> Call {
         method: Method::Get,
         path: "/api/v1/query",
         params,
+        raw_query: None,
     }
 }
 

@@ -45,7 +45,10 @@ impl Client {
 
     /// Performs the call; returns (status, body) or why the server could not be reached.
     pub fn send(&self, call: &Call) -> Result<(u16, String), String> {
-        let url = format!("{}{}", self.base, call.path);
+        let mut url = format!("{}{}", self.base, call.path);
+        if let Some(raw) = &call.raw_query {
+            url = format!("{url}?{raw}");
+        }
         if call.method == Method::PostForm {
             let mut post = self.agent.post(&url);
             for (name, value) in &self.headers {

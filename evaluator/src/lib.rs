@@ -3,13 +3,14 @@
 //!
 //! Pure core: `spec` (the JSON and its checks), `target` (Keptn's operators), `duration` (Go
 //! durations), `gofloat` (Go's float text), `aggregate` (range aggregations), `prometheus`
-//! and `datadog` (the query APIs' calls and answers, described by `call`), `evaluate` (the attempt loop and verdict). Edges:
+//! `datadog` and `dynatrace` (the query APIs' calls and answers, described by `call`), `evaluate` (the attempt loop and verdict). Edges:
 //! `http` (ureq) and `provider` (secrets, clients, the fetch function).
 
 pub mod aggregate;
 pub mod call;
 pub mod datadog;
 pub mod duration;
+pub mod dynatrace;
 pub mod evaluate;
 pub mod gofloat;
 pub mod http;

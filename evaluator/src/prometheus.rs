@@ -27,6 +27,7 @@ pub fn call(objective: &Objective, now: Duration) -> Call {
             method: Method::PostForm,
             path: "/api/v1/query",
             params: vec![query, ("time", seconds(now))],
+            raw_query: None,
         },
         Some(range) => {
             let start = now.saturating_sub(range.interval);
@@ -40,6 +41,7 @@ pub fn call(objective: &Objective, now: Duration) -> Call {
                     ("end", seconds(now)),
                     ("step", gofloat::format_f(step.as_secs_f64())),
                 ],
+                raw_query: None,
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Glue between an objective and its provider: the credentials from `secretDir` as Keptn's
 //! providers read them (Prometheus: keys `user` and `password`, sent as HTTP basic auth;
 //! Datadog: `DD_CLIENT_API_KEY` and `DD_CLIENT_APP_KEY`, sent as `DD-API-KEY` and
-//! `DD-APPLICATION-KEY`), one HTTP client per provider, and the fetch function the attempt
+//! `DD-APPLICATION-KEY`; Dynatrace: the ref's key, sent as `Authorization: Api-Token`), one HTTP client per provider, and the fetch function the attempt
 //! loop calls.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use base64::Engine;
 
 use crate::http::Client;
 use crate::spec::{Api, ConfigError, Evaluation, Objective, Provider};
-use crate::{datadog, prometheus};
+use crate::{datadog, dynatrace, prometheus};
 
 /// Keptn: prometheus/common.go `secretKeyUserName`, `secretKeyPassword`.
 const USER_KEY: &str = "user";
@@ -39,6 +39,7 @@ impl Providers {
                     .into_iter()
                     .collect(),
                 Api::Datadog => datadog_keys(p)?,
+                Api::Dynatrace => dynatrace_token(p)?,
             };
             let client = Client::new(&p.target_server, p.insecure_skip_tls_verify, headers);
             clients.insert(p.name.clone(), client);
@@ -60,6 +61,10 @@ impl Providers {
             Api::Datadog => {
                 let (status, body) = client.send(&datadog::call(objective, now))?;
                 datadog::value(objective, status, &body)
+            }
+            Api::Dynatrace => {
+                let (status, body) = client.send(&dynatrace::call(objective, now))?;
+                dynatrace::value(objective, status, &body)
             }
         }
     }
@@ -100,6 +105,33 @@ fn datadog_keys(p: &Provider) -> Result<Vec<(&'static str, String)>, ConfigError
         headers.push((header, value));
     }
     Ok(headers)
+}
+
+/// Keptn's getDTSecret: the secretKeyRef key's value, newlines trimmed at both ends.
+fn dynatrace_token(p: &Provider) -> Result<Vec<(&'static str, String)>, ConfigError> {
+    let dir = p
+        .secret_dir
+        .as_deref()
+        .expect("spec checks dynatrace has a secretDir");
+    let key = p
+        .secret_key
+        .as_deref()
+        .expect("spec checks dynatrace has a secretKey");
+    let bytes = secret_file(p, dir, key, &[key])?;
+    let token = String::from_utf8(bytes).map_err(|_| {
+        ConfigError(format!(
+            "provider {}: secret key {key:?} is not UTF-8 text",
+            p.name
+        ))
+    })?;
+    let token = token.trim_matches('\n');
+    if token.is_empty() {
+        return Err(ConfigError(format!(
+            "provider {}: secret key {key:?} is empty",
+            p.name
+        )));
+    }
+    Ok(vec![("Authorization", format!("Api-Token {token}"))])
 }
 
 /// The key's bytes exactly as the Secret holds them (no trimming: Keptn sends them as they are).

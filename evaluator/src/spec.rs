@@ -27,7 +27,7 @@ pub const KEPTN_TYPES: [&str; 7] = [
     "dql",
     "elastic",
 ];
-pub const IMPLEMENTED_TYPES: [&str; 4] = ["prometheus", "thanos", "cortex", "datadog"];
+pub const IMPLEMENTED_TYPES: [&str; 5] = ["prometheus", "thanos", "cortex", "datadog", "dynatrace"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
@@ -52,6 +52,9 @@ pub struct Objective {
 pub struct Range {
     pub interval: Duration,
     pub step: Option<Duration>,
+    /// `interval` and `step` as written: Dynatrace gets them as text (`from=now-<interval>`).
+    pub interval_text: String,
+    pub step_text: Option<String>,
     /// Set exactly when `step` is (checked).
     pub aggregation: Option<Aggregation>,
 }
@@ -62,6 +65,8 @@ pub enum Api {
     /// prometheus, thanos, cortex.
     Prometheus,
     Datadog,
+    /// dynatrace: the metrics API v2 (not `dql`).
+    Dynatrace,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +78,8 @@ pub struct Provider {
     pub target_server: String,
     pub insecure_skip_tls_verify: bool,
     pub secret_dir: Option<PathBuf>,
+    /// The secretKeyRef's key (Dynatrace reads the token from it; the others ignore it).
+    pub secret_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,8 +126,7 @@ struct RawProvider {
     target_server: String,
     insecure_skip_tls_verify: Option<bool>,
     secret_dir: Option<String>,
-    /// Keptn's Prometheus provider ignores the key and reads `user` and `password`.
-    #[allow(dead_code)]
+    /// Keptn's Prometheus and Datadog providers ignore the key and read fixed ones.
     secret_key: Option<String>,
 }
 
@@ -215,6 +221,8 @@ fn range(r: &RawRange) -> Result<Range, String> {
     Ok(Range {
         interval,
         step,
+        interval_text: r.interval.clone().unwrap_or_else(|| "5m".into()),
+        step_text: r.step.clone().filter(|s| !s.is_empty()),
         aggregation,
     })
 }
@@ -241,16 +249,23 @@ fn provider(p: &RawProvider, provider_url: Option<&str>) -> Result<Provider, Str
             p.name
         ));
     }
-    let api = if kind == "datadog" {
-        Api::Datadog
-    } else {
-        Api::Prometheus
+    let api = match kind.as_str() {
+        "datadog" => Api::Datadog,
+        "dynatrace" => Api::Dynatrace,
+        _ => Api::Prometheus,
     };
     // Keptn fails every attempt without the Secret ("the SecretKeyRef property with the
-    // DataDog API Key is missing"); nothing a retry can fix.
+    // DataDog API Key is missing", "… with the Dynatrace token is missing"); nothing a retry
+    // can fix.
     if api == Api::Datadog && p.secret_dir.is_none() {
         return Err(format!(
             "provider {} has type datadog but no secretKeyRef (Keptn reads the keys DD_CLIENT_API_KEY and DD_CLIENT_APP_KEY from it)",
+            p.name
+        ));
+    }
+    if api == Api::Dynatrace && (p.secret_dir.is_none() || p.secret_key.is_none()) {
+        return Err(format!(
+            "provider {} has type dynatrace but no secretKeyRef with a key (Keptn reads the API token from that key)",
             p.name
         ));
     }
@@ -261,6 +276,7 @@ fn provider(p: &RawProvider, provider_url: Option<&str>) -> Result<Provider, Str
         target_server,
         insecure_skip_tls_verify: p.insecure_skip_tls_verify.unwrap_or(false),
         secret_dir: p.secret_dir.as_ref().map(PathBuf::from),
+        secret_key: p.secret_key.clone(),
     })
 }
 
@@ -294,6 +310,8 @@ mod tests {
             Some(Range {
                 interval: Duration::from_secs(600),
                 step: Some(Duration::from_secs(60)),
+                interval_text: "10m".into(),
+                step_text: Some("1m".into()),
                 aggregation: Some(Aggregation::Max)
             })
         );
@@ -335,7 +353,7 @@ mod tests {
         );
         assert_eq!(
             err(&with("\"type\":\"Prometheus\"", "\"type\":\"elastic\"")),
-            "KLT_EVALUATION: evaluation pre-check: objectives[0] (cpu-free): provider prom has type \"elastic\", a Keptn provider type klt-evaluate does not implement (implemented: prometheus, thanos, cortex, datadog)"
+            "KLT_EVALUATION: evaluation pre-check: objectives[0] (cpu-free): provider prom has type \"elastic\", a Keptn provider type klt-evaluate does not implement (implemented: prometheus, thanos, cortex, datadog, dynatrace)"
         );
         assert!(
             err(&with("\"type\":\"Prometheus\"", "\"type\":\"graphite\""))

@@ -400,8 +400,8 @@ def test_provider_down_fails_after_the_retries(evaluator, tmp_path):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"type": "elastic"}, 'provider prom has type "elastic", a Keptn provider type klt-evaluate does not implement (implemented: prometheus, thanos, cortex, datadog)'),
-        ({"type": "dynatrace"}, 'provider prom has type "dynatrace", a Keptn provider type klt-evaluate does not implement'),
+        ({"type": "elastic"}, 'provider prom has type "elastic", a Keptn provider type klt-evaluate does not implement (implemented: prometheus, thanos, cortex, datadog, dynatrace)'),
+        ({"type": "dynatrace"}, "provider prom has type dynatrace but no secretKeyRef with a key (Keptn reads the API token from that key)"),
         ({"type": "dql"}, 'provider prom has type "dql", a Keptn provider type klt-evaluate does not implement'),
         ({"type": "datadog"}, "provider prom has type datadog but no secretKeyRef (Keptn reads the keys DD_CLIENT_API_KEY and DD_CLIENT_APP_KEY from it)"),
         ({"type": "graphite"}, 'provider prom has type "graphite", not a Keptn provider type'),
@@ -765,6 +765,79 @@ def test_datadog_answers_without_a_value(evaluator, datadog, tmp_path, file, sta
     assert out.splitlines()[0] == f"attempt 1/2: idle: no value from provider prom ({url}): {reason}, target >80: fail"
 
 
+
+# ---------------------------------------------------------------------------------------------
+# dynatrace (metrics API v2): Keptn's recorded answers replayed
+
+
+@pytest.fixture
+def dynatrace(tmp_path):
+    seen = []
+    answer = ["metrics-query-ok.json", 200]
+
+    class Replay(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+            body = (FIXTURES / "dynatrace" / answer[0]).read_bytes()
+            self.send_response(answer[1])
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Replay)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token_dir = tmp_path / "dt"
+    token_dir.mkdir()
+    (token_dir / "apiToken").write_text("dt0c01.TESTTOKEN.s3cr3t\n")  # kubectl create secret --from-file keeps the newline
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", token_dir, seen, answer
+    finally:
+        server.shutdown()
+
+
+def dynatrace_objective(url, token_dir, query, range_=None) -> dict:
+    o = objective("host-units", query, ">40", url, range_, ptype="dynatrace", secret_dir=token_dir)
+    o["provider"]["secretKey"] = "apiToken"
+    return o
+
+
+def test_dynatrace_query_as_keptn_sends_it(evaluator, dynatrace, tmp_path):
+    url, token_dir, seen, answer = dynatrace
+    o = dynatrace_objective(url, token_dir, "builtin:billing.ddu.metrics.total:splitBy()")
+    code, out, err, _ = run(evaluator, evaluation([o]), tmp_path)
+    assert (code, out.splitlines()[0]) == (0, "attempt 1/1: host-units = 50.000000, target >40: pass"), err
+    [(method, path, headers)] = seen
+    assert (method, path) == ("GET", "/api/v2/metrics/query?metricSelector=builtin%3Abilling.ddu.metrics.total%3AsplitBy%28%29")
+    assert headers["authorization"] == "Api-Token dt0c01.TESTTOKEN.s3cr3t"
+    assert "s3cr3t" not in out + err
+    # The query may carry its own parameters (Keptn splits at & and =); a range adds from/resolution.
+    seen.clear()
+    o = dynatrace_objective(url + "/api", token_dir, "q&from=now-2h")
+    run(evaluator, evaluation([o]), tmp_path)
+    assert seen[0][1] == "/api/v2/metrics/query?metricSelector=q&from=now-2h"
+    seen.clear()
+    o = dynatrace_objective(url, token_dir, "q", {"interval": "2h", "step": "1m", "aggregation": "max"})
+    code, out, _, _ = run(evaluator, evaluation([o]), tmp_path)
+    assert seen[0][1] == "/api/v2/metrics/query?metricSelector=q&from=now-2h&resolution=1m"
+    assert out.splitlines()[0] == "attempt 1/1: host-units = 50, target >40: pass"
+
+
+def test_dynatrace_error_answer(evaluator, dynatrace, tmp_path):
+    url, token_dir, seen, answer = dynatrace
+    answer[:] = ["metrics-query-error.json", 403]
+    code, out, err, log = run(evaluator, evaluation([dynatrace_objective(url, token_dir, "q")]), tmp_path)
+    assert code == 1
+    assert out.splitlines()[0] == (
+        f"attempt 1/1: host-units: no value from provider prom ({url}): HTTP 403: provider api response: "
+        "Token is missing required scope. Use one of: metrics.read (Read metrics), target >40: fail"
+    )
+
 # ---------------------------------------------------------------------------------------------
 # The image (evaluator/Dockerfile), built offline with buildah from the static musl binary
 
@@ -916,3 +989,13 @@ def test_run_a_rendered_datadog_evaluation(binary, evaluator, datadog):
     [(method, path, headers)] = seen
     assert (headers.get("dd-api-key"), headers.get("dd-application-key")) == ("api-key-7c1e", "app-key-90fd")
     assert "api-key-7c1e" not in out + err
+
+
+def test_run_a_rendered_dynatrace_evaluation(binary, evaluator, dynatrace):
+    url, token_dir, seen, answer = dynatrace
+    code, out, err = run_local(binary, "units-gate", str(APP), "--provider-url", url)
+    assert (code, out.splitlines()[0]) == (0, "attempt 1/1: host-units = 50.000000, target >40: pass"), err
+    [(method, path, headers)] = seen
+    assert path == "/api/v2/metrics/query?metricSelector=builtin%3Abilling.ddu.metrics.total%3AsplitBy%28%29"
+    assert headers["authorization"] == "Api-Token dt0c01.TESTTOKEN.s3cr3t"
+    assert "s3cr3t" not in out + err

@@ -53,9 +53,10 @@ def hook_repo(tmp_path_factory, env) -> tuple[pathlib.Path, str]:
         shutil.copy(REPO / name, repo / name)
     shutil.copytree(REPO / "src", repo / "src")
     # Workspace members must be present for cargo to load the root package.
-    if (REPO / "reconciler").is_dir():
-        shutil.copytree(REPO / "reconciler", repo / "reconciler",
-                        ignore=shutil.ignore_patterns("target", ".cache"))
+    for member in ("reconciler", "evaluator"):
+        if (REPO / member).is_dir():
+            shutil.copytree(REPO / member, repo / member,
+                            ignore=shutil.ignore_patterns("target", ".cache"))
     assert git(repo, "init", "-q", env=env).returncode == 0
     git(repo, "add", "-A", env=env)
     assert git(repo, "commit", "-q", "-m", "hooks", env=env).returncode == 0
