@@ -546,22 +546,25 @@ def test_failing_task_record_is_degraded(env):
 # ---- the last wave: Argo CD does not wait for its health ------------------------------------
 
 
-def test_failing_app_post_task_fails_the_sync_only_with_records(env):
-    # Without records the app post-task's Job is the last wave: gitops-engine marks the
-    # operation Succeeded once it is applied ("EVEN if those objects subsequently degrades",
-    # pkg/sync/sync_context.go), though the Job fails.
+def test_failing_app_post_task_fails_the_sync(env):
+    # gitops-engine marks an operation Succeeded once its last wave is applied ("EVEN if those
+    # objects subsequently degrades", pkg/sync/sync_context.go), so the app post-task's Job is
+    # never the last wave: without records the app version's sync gate ConfigMap follows it.
+    # Argo CD waits for the Job's wave to be Healthy before the gate's, so the failing Job
+    # fails the operation and the gate is never applied.
     plain = sync(env, E2E / "postfail", "--app-name", "notes")
-    assert plain.rc == 0 and plain.result()["phase"] == "Succeeded", plain
+    assert plain.rc == 1 and plain.result()["phase"] == "Failed", plain
+    assert "one or more synchronization tasks completed unsuccessfully" in plain.result()["message"], plain
     [failed] = plain.events("job-failed", "Job", "post-verify-")
     # (restartPolicy OnFailure: the node may restart the container once before the Job
     # controller counts the failure against backoffLimit 0.)
     assert {e["exit"] for e in plain.task_runs(failed["name"]) if e["phase"] == "end"} == {1}, plain
     assert last_health(plain, "Job", failed["name"]) == "Degraded", plain
-    # The operation was Succeeded before the Job failed.
-    succeeded = [e["time"] for e in plain.events("sync-phase") if e["phase"] == "Succeeded"]
-    assert succeeded and succeeded[0] < failed["time"], plain
+    gates = [e for e in plain.events("apply", "ConfigMap") if e["name"].endswith("-sync-gate")]
+    assert gates == [], plain
+    assert first(plain.times("job-succeeded", "Job", "pre-announce-")) < first(plain.times("apply", "Deployment")), plain
 
-    # With records the record is the last wave: Argo CD waits for the post-task wave's health
+    # With records the record is the last wave instead: Argo CD waits for the post-task wave's health
     # before applying it, so the failing Job fails the operation; the record (made by the
     # reconciler from the Job labels, as Argo CD never reached its wave) says Failed.
     rec = sync(env, E2E / "postfail", "--app-name", "notes-rec", "--records")
