@@ -615,7 +615,7 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     (
         "KLT068",
         Severity::Error,
-        "a datadog KeptnMetricsProvider has no secretKeyRef (its API and application keys)",
+        "a datadog KeptnMetricsProvider has no secretKeyRef (its API and application keys), or a dynatrace one none (its API token)",
     ),
 ];
 

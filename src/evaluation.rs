@@ -22,7 +22,8 @@ pub const METRICS_GROUP: &str = "metrics.keptn.sh";
 
 /// Provider types `klt-evaluate` queries (the evaluator's `EVAL-PROVIDERS`); any other type
 /// is a located error, never a silent pass.
-pub const IMPLEMENTED_PROVIDERS: &[&str] = &["prometheus", "thanos", "cortex", "datadog"];
+pub const IMPLEMENTED_PROVIDERS: &[&str] =
+    &["prometheus", "thanos", "cortex", "datadog", "dynatrace"];
 
 /// Whether a metrics.keptn.sh object is one the renderer reads.
 pub fn is_metrics_kind(doc: &Doc<'_>) -> bool {
@@ -554,6 +555,19 @@ impl<'d> Catalog<'d> {
                 Some(p.kind_field.into()),
                 "a datadog provider needs a secretKeyRef: Datadog answers no query without its API and application keys".into(),
                 Some("set spec.secretKeyRef.name to a Secret with the keys DD_CLIENT_API_KEY and DD_CLIENT_APP_KEY".into()),
+            ));
+            return None;
+        }
+        if p.kind == "dynatrace" && p.secret.is_none() {
+            // Keptn's getDTSecret: the token is the value of the key the ref names (the schema
+            // requires the key once there is a ref).
+            diags.push(p.doc.diag(
+                "KLT068",
+                Severity::Error,
+                p.kind_pos,
+                Some(p.kind_field.into()),
+                "a dynatrace provider needs a secretKeyRef: Dynatrace answers no query without its API token".into(),
+                Some("set spec.secretKeyRef.name and spec.secretKeyRef.key to the Secret and key that hold the API token".into()),
             ));
             return None;
         }

@@ -158,7 +158,7 @@ pub fn build(
     let mut groups: BTreeMap<(u8, String, String), Group> = BTreeMap::new();
     let mut code_configmaps = 0;
     for out in docs {
-        if out.generated && out.kind == "ConfigMap" {
+        if out.generated && out.kind == "ConfigMap" && !is_sync_gate(out) {
             code_configmaps += 1;
             count_configmap(&mut groups, out);
             continue;
@@ -179,6 +179,16 @@ pub fn build(
         code_configmaps,
         compared: previous.is_some(),
     }
+}
+
+/// The ConfigMap after an app version's post Jobs (see the render's sync gates): a step of
+/// its own, not task code.
+fn is_sync_gate(out: &OutDoc) -> bool {
+    let mut gate = false;
+    each_object(out, |_, json| {
+        gate = label(json, LABEL_KIND) == Some(crate::render::SYNC_GATE);
+    });
+    gate
 }
 
 /// Counts a code ConfigMap for the app on its label (one shared by apps that disagree has
@@ -337,6 +347,13 @@ fn owner(doc: &document::Doc<'_>, json: &Value, is_task: bool) -> (Option<String
             Some(_) => None,
         };
         return (app, version);
+    }
+    if doc.kind == "ConfigMap" && label(json, LABEL_KIND) == Some(crate::render::SYNC_GATE) {
+        let data = &json["data"];
+        return (
+            non_empty(data["app"].as_str()),
+            non_empty(data["appVersion"].as_str()),
+        );
     }
     if doc.kind == "TaskRecord" {
         let spec = &json["spec"];

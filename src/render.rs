@@ -1427,6 +1427,77 @@ fn task_records(
         .collect()
 }
 
+/// A ConfigMap per app version that has post-deployment Jobs, in the wave after them, when
+/// no TaskRecord is there. gitops-engine ends a sync Succeeded once its last wave is applied,
+/// without waiting for that wave's health: with nothing after the post Jobs, a failing post
+/// task or evaluation would leave the sync Succeeded. Argo CD waits for a wave's health before
+/// the next one, so this object makes their failure the sync's. Its data lists the post Jobs'
+/// (content-hashed) names, so it changes whenever one of them is new and is applied even with
+/// `ApplyOutOfSyncOnly`.
+fn sync_gates(
+    jobs: &Jobs<'_>,
+    runs: &[TaskRun<'_>],
+    (evaluations, eval_runs): (&[(usize, EvaluationJob)], &[TaskRun<'_>]),
+) -> BTreeMap<(Option<String>, String), Value> {
+    type Gate<'r> = (&'r str, &'r str, BTreeSet<&'r str>);
+    let mut gates: BTreeMap<(Option<String>, String), Gate<'_>> = BTreeMap::new();
+    let tasks = jobs
+        .iter()
+        .map(|(run, r)| (&runs[*run], &r.namespace, r.job_name.as_str(), r.phase));
+    let evals = evaluations
+        .iter()
+        .map(|(run, e)| (&eval_runs[*run], &e.namespace, e.name.as_str(), e.phase));
+    for (run, namespace, job_name, phase) in tasks.chain(evals) {
+        let (app, version) = (run.context.app_name.as_str(), run.app_version.as_str());
+        let Some(record) = job::record_name(app, version).filter(|_| !phase.is_pre()) else {
+            continue;
+        };
+        let key = (namespace.clone(), format!("{record}-sync-gate"));
+        let gate = gates.entry(key).or_insert((app, version, BTreeSet::new()));
+        gate.2.insert(job_name);
+    }
+    gates
+        .into_iter()
+        .map(|((namespace, name), (app, version, post_jobs))| {
+            let object = sync_gate_object(&namespace, &name, app, version, &post_jobs);
+            ((namespace, name), object)
+        })
+        .collect()
+}
+
+/// The `klt-render.dev/kind` label of a sync gate.
+pub const SYNC_GATE: &str = "sync-gate";
+
+fn sync_gate_object(
+    namespace: &Option<String>,
+    name: &str,
+    app: &str,
+    version: &str,
+    post_jobs: &BTreeSet<&str>,
+) -> Value {
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("name".into(), json!(name));
+    if let Some(ns) = namespace {
+        metadata.insert("namespace".into(), json!(ns));
+    }
+    let mut labels = BTreeMap::new();
+    labels.insert(job::LABEL_MANAGED_BY, job::MANAGED_BY.to_string());
+    for (k, v) in [(job::LABEL_APP, app), (job::LABEL_APP_VERSION, version)] {
+        if let Some(v) = job::label_value(v) {
+            labels.insert(k, v);
+        }
+    }
+    labels.insert(crate::evaluation_job::LABEL_KIND, SYNC_GATE.to_string());
+    metadata.insert("labels".into(), json!(labels));
+    let jobs: Vec<&str> = post_jobs.iter().copied().collect();
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata,
+        "data": {"app": app, "appVersion": version, "postJobs": jobs.join("\n") + "\n"},
+    })
+}
+
 fn phase_rank(label: &str) -> usize {
     ["app-pre", "workload-pre", "workload-post", "app-post"]
         .iter()
@@ -1463,6 +1534,8 @@ enum Body<'r> {
 
 /// A TaskRecord object with the namespace and name it is sorted by.
 struct Record {
+    /// `TaskRecord`, or `ConfigMap` for a sync gate.
+    kind: &'static str,
     namespace: Option<String>,
     name: String,
     object: Value,
@@ -1511,7 +1584,7 @@ impl Generated<'_> {
                 namespace: d.namespace.as_deref(),
                 name: &d.name,
             },
-            Body::Record(r) => generated("TaskRecord", &r.namespace, &r.name),
+            Body::Record(r) => generated(r.kind, &r.namespace, &r.name),
             Body::ConfigMap(i) => {
                 let cm = &self.config_maps[*i].1;
                 generated("ConfigMap", &cm.namespace, &cm.name)
@@ -1595,11 +1668,25 @@ fn assemble<'r>(
             object["metadata"]["annotations"] =
                 json!({ANN_WAVE: placement.record_wave().to_string()});
             let record = Record {
+                kind: "TaskRecord",
                 namespace,
                 name,
                 object,
             };
             groups[5].push(generated(5, 0, Body::Record(Box::new(record))));
+        }
+    } else if opts.mode == Mode::Waves {
+        let evals = (&evaluations[..], eval_runs);
+        for ((namespace, name), mut object) in sync_gates(&jobs, runs, evals) {
+            object["metadata"]["annotations"] =
+                json!({ANN_WAVE: placement.record_wave().to_string()});
+            let gate = Record {
+                kind: "ConfigMap",
+                namespace,
+                name,
+                object,
+            };
+            groups[5].push(generated(5, 0, Body::Record(Box::new(gate))));
         }
     }
     for (i, (_, r)) in jobs.iter().enumerate() {

@@ -142,7 +142,7 @@ impl Placement {
     }
 
     /// Reports every object whose wave leaves no room for the waves of the tasks that run
-    /// (`phases`, plus the records when `records`): Argo CD reads a wave as a 64-bit integer
+    /// (`phases`, plus the records when `records` and the sync gates after post Jobs): Argo CD reads a wave as a 64-bit integer
     /// (`strconv.Atoi`), so a task wave beyond it would wrap or be read as wave 0, and the
     /// task would run after the workloads it must precede.
     pub fn check_room(
@@ -155,6 +155,7 @@ impl Placement {
         let mut below = 0;
         let mut above = 0;
         let mut any = false;
+        let mut post = false;
         let layout = &self.layout;
         for phase in phases {
             any = true;
@@ -162,10 +163,16 @@ impl Placement {
                 below = below.max(layout.reach(phase));
             } else {
                 above = above.max(layout.reach(phase));
+                post = true;
             }
         }
         if !any {
             return;
+        }
+        // In waves mode post Jobs are followed by their app version's sync gate, in the
+        // records' wave (see the render's sync gates).
+        if post && self.mode == Mode::Waves {
+            above = above.max(layout.records());
         }
         // In hooks mode the input objects any task needs become hooks in the app-pre wave.
         if self.mode == Mode::Hooks {

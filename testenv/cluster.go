@@ -120,14 +120,17 @@ func startScheduler(ctx context.Context, kubeconfig string, done chan<- error) e
 type clusterOptions struct {
 	enabled   bool
 	kltRender string // the klt-render binary that runs task pods
-	taskLog   string // JSON-lines log of task executions
+	// kltEvaluate: the klt-evaluate binary `klt-render run --pod` runs for
+	// evaluation pods (passed as KLT_EVALUATE; "" lets klt-render look for it).
+	kltEvaluate string
+	taskLog     string // JSON-lines log of task executions
 }
 
 // complete checks the flags and fills in defaults relative to dir.
 func (o *clusterOptions) complete(dir string) error {
 	if !o.enabled {
-		if o.kltRender != "" || o.taskLog != "" {
-			return fmt.Errorf("--klt-render and --task-log need --cluster")
+		if o.kltRender != "" || o.taskLog != "" || o.kltEvaluate != "" {
+			return fmt.Errorf("--klt-render, --klt-evaluate and --task-log need --cluster")
 		}
 		return nil
 	}
@@ -140,6 +143,9 @@ func (o *clusterOptions) complete(dir string) error {
 		return fmt.Errorf("--klt-render: %w", err)
 	}
 	if o.kltRender, err = filepath.Abs(found); err != nil {
+		return err
+	}
+	if err := o.findEvaluator(); err != nil {
 		return err
 	}
 	if o.taskLog == "" {
@@ -200,4 +206,29 @@ func waitDefaultServiceAccount(ctx context.Context, kc kubernetes.Interface, tim
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// findEvaluator resolves --klt-evaluate: the flag, else $KLT_EVALUATE, else
+// klt-evaluate beside klt-render; none found is no error (evaluation pods
+// then fail with klt-render's message saying what is missing).
+func (o *clusterOptions) findEvaluator() error {
+	bin := o.kltEvaluate
+	if bin == "" {
+		bin = os.Getenv("KLT_EVALUATE")
+	}
+	if bin == "" {
+		beside := filepath.Join(filepath.Dir(o.kltRender), "klt-evaluate")
+		if st, err := os.Stat(beside); err == nil && !st.IsDir() {
+			bin = beside
+		}
+	}
+	if bin == "" {
+		return nil
+	}
+	found, err := exec.LookPath(bin)
+	if err != nil {
+		return fmt.Errorf("--klt-evaluate: %w", err)
+	}
+	o.kltEvaluate, err = filepath.Abs(found)
+	return err
 }

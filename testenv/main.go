@@ -85,6 +85,7 @@ func run() int {
 	var cl clusterOptions
 	fs.BoolVar(&cl.enabled, "cluster", false, "also run kube-controller-manager, kube-scheduler, a kwok node and the task-pod runner (see README)")
 	fs.StringVar(&cl.kltRender, "klt-render", "", "with --cluster: the klt-render binary that runs task pods (default: klt-render on PATH)")
+	fs.StringVar(&cl.kltEvaluate, "klt-evaluate", "", "with --cluster: the klt-evaluate binary for evaluation pods (default: $KLT_EVALUATE, else beside --klt-render, else klt-render's own lookup)")
 	fs.StringVar(&cl.taskLog, "task-log", "", "with --cluster: JSON-lines log of task executions (default DIR/tasks.jsonl); outputs beside it")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: kube-testenv [flags] [-- extra kube-apiserver flags]\n")

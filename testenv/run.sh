@@ -12,7 +12,7 @@
 # Env: TESTENV_READY_TIMEOUT (seconds, default 120).
 #
 # A small cluster instead of an API server alone (see README.md, "--cluster"):
-#   eval "$(testenv/run.sh --cluster --klt-render PATH --task-log FILE)"
+#   eval "$(testenv/run.sh --cluster --klt-render PATH [--klt-evaluate PATH] --task-log FILE)"
 # returns once the API server is ready, the node is Ready and the controllers run.
 # Exit 3: the binary cannot be built here (build.sh).
 set -euo pipefail

@@ -6,6 +6,10 @@
 // does: Running, then Succeeded/Failed (restartPolicy Never) or, for
 // OnFailure, a restart in the same pod with restartCount+1 after a short
 // backoff. A deleted pod's process is stopped and the deletion finished.
+// Evaluation pods (container env KLT_EVALUATION) go the same way: `klt-render
+// run --pod` executes klt-evaluate (KLT_EVALUATE), which writes its summary to
+// the termination log under the root; the container's terminated state
+// carries it as its message, as a kubelet's does (termination.go).
 
 package main
 
@@ -47,9 +51,11 @@ type taskRunner struct {
 	ctx       context.Context
 	kc        kubernetes.Interface
 	kltRender string
-	tasks     *taskLog
-	logger    *log.Logger
-	workDir   string
+	// kltEvaluate: passed to klt-render as KLT_EVALUATE ("" : not set).
+	kltEvaluate string
+	tasks       *taskLog
+	logger      *log.Logger
+	workDir     string
 
 	mu      sync.Mutex
 	workers map[types.UID]chan *corev1.Pod
@@ -80,7 +86,7 @@ func startTaskRunner(ctx context.Context, kc kubernetes.Interface, o clusterOpti
 		return nil, err
 	}
 	r := &taskRunner{
-		ctx: ctx, kc: kc, kltRender: o.kltRender, tasks: tasks, workDir: workDir,
+		ctx: ctx, kc: kc, kltRender: o.kltRender, kltEvaluate: o.kltEvaluate, tasks: tasks, workDir: workDir,
 		logger:  log.New(lf, "", log.LstdFlags|log.Lmicroseconds),
 		workers: map[types.UID]chan *corev1.Pod{},
 		done:    map[types.UID]bool{},
@@ -217,10 +223,14 @@ func (w *podWorker) run() {
 	var last *corev1.ContainerStateTerminated
 	for attempt := 1; ; attempt++ {
 		started := metav1.Now()
+		spec := &w.pod.Spec.Containers[0]
+		clearTerminationLog(filepath.Join(dir, "root"), spec)
 		w.setRunning(container, restarts, last, started)
 		exit, stopped := w.execute(podFile, dir, container, attempt)
+		out := w.r.tasks.outputs(w.pod.Namespace, w.pod.Name, container, attempt)
 		term := &corev1.ContainerStateTerminated{
 			ExitCode: exit, StartedAt: started, FinishedAt: metav1.Now(), Reason: reasonFor(exit),
+			Message: terminationMessage(filepath.Join(dir, "root"), spec, exit, out),
 		}
 		if stopped {
 			w.finishDeletion(container, restarts, term)
@@ -367,6 +377,9 @@ func (w *podWorker) execute(podFile, dir, container string, attempt int) (exit i
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, stdout, stderr
 	cmd.Dir = dir
 	cmd.Env = os.Environ()
+	if w.r.kltEvaluate != "" {
+		cmd.Env = append(cmd.Env, "KLT_EVALUATE="+w.r.kltEvaluate)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	base := taskEvent{Namespace: w.pod.Namespace, Pod: w.pod.Name, Job: jobName(w.pod),
 		Container: container, Attempt: attempt, Stdout: out.stdout, Stderr: out.stderr}

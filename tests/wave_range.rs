@@ -74,6 +74,7 @@ fn waves(yaml: &str) -> Vec<(String, i128)> {
         };
         let label = meta["labels"]["klt-render.dev/phase"]
             .as_str()
+            .or(meta["labels"]["klt-render.dev/kind"].as_str())
             .unwrap_or(json["kind"].as_str().unwrap_or(""));
         out.push((label.to_string(), wave.parse().expect("an integer wave")));
     }
@@ -129,7 +130,7 @@ fn assert_ordered(wave: &str, records: bool, mode: Mode) {
             "workload-pre" => assert_eq!(*at, w - 1, "{wave}: {found:?}"),
             "workload-post" => assert_eq!(*at, w + 1, "{wave}: {found:?}"),
             "app-post" => assert_eq!(*at, w + 2, "{wave}: {found:?}"),
-            "TaskRecord" => assert_eq!(*at, w + 3, "{wave}: {found:?}"),
+            "TaskRecord" | "sync-gate" => assert_eq!(*at, w + 3, "{wave}: {found:?}"),
             "Deployment" => assert_eq!(*at, w, "{wave}: {found:?}"),
             _ => {}
         }
@@ -154,11 +155,19 @@ fn highest_waves_leave_room_for_the_post_tasks_or_fail() {
     for mode in [Mode::Waves, Mode::Hooks] {
         assert_room_error(&MAX.to_string(), false, mode);
         assert_room_error(&(MAX - 1).to_string(), false, mode);
-        assert_ordered(&(MAX - 2).to_string(), false, mode);
     }
-    // Records take one more wave.
-    assert_room_error(&(MAX - 2).to_string(), true, Mode::Waves);
-    assert_ordered(&(MAX - 3).to_string(), true, Mode::Waves);
+    // PostSync hooks need no gate after them.
+    assert_ordered(&(MAX - 2).to_string(), false, Mode::Hooks);
+    // In waves mode the record, or else the sync gate, takes one more wave.
+    for records in [true, false] {
+        assert_room_error(&(MAX - 2).to_string(), records, Mode::Waves);
+        assert_ordered(&(MAX - 3).to_string(), records, Mode::Waves);
+    }
+    let gates = waves(&render_at(&(MAX - 3).to_string(), false, Mode::Waves).to_yaml());
+    assert!(
+        gates.contains(&("sync-gate".to_string(), i128::from(MAX))),
+        "{gates:?}"
+    );
 }
 
 #[test]

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -23,7 +23,9 @@ use serde_json::json;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::archive;
 use crate::crd::{API_VERSION, FIELD_MANAGER, KIND, TaskRecord, TaskRecordSpec, TaskRecordStatus};
+use crate::evaluation;
 use crate::events::EventQueue;
 use crate::lease::Leadership;
 use crate::queue::WorkQueue;
@@ -347,6 +349,10 @@ pub struct Ctx {
     /// uid: the cache of records may lag behind our own writes, and comparing with a stale
     /// status would repeat events.
     written: std::sync::Mutex<HashMap<RecordKey, (String, TaskRecordStatus)>>,
+    /// Archived copies to create for pruned records (see [`archive`]), by record.
+    tombstones: std::sync::Mutex<HashMap<RecordKey, TaskRecord>>,
+    /// The failure summary of failed evaluation Jobs, by Job uid (read once from the pods).
+    objectives: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl Ctx {
@@ -375,6 +381,8 @@ impl Ctx {
             shared,
             leadership,
             written: Default::default(),
+            tombstones: Default::default(),
+            objectives: Default::default(),
         }
     }
 
@@ -394,6 +402,55 @@ impl Ctx {
             .jobs_of_record(key)
     }
 
+    /// The Jobs with the message of each failed evaluation replaced by its pod's summary
+    /// (which names the failing objective), when the pods still tell it. A pod list that
+    /// fails leaves the Job condition's message: the next reconcile tries again.
+    async fn with_objectives(&self, jobs: Vec<Arc<JobObservation>>) -> Vec<Arc<JobObservation>> {
+        let mut out = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            if !(j.evaluation && j.state == crate::crd::TaskState::Failed) {
+                out.push(j);
+                continue;
+            }
+            match self.objective(&j).await {
+                Some(msg) => {
+                    let mut o = (*j).clone();
+                    o.message = Some(msg);
+                    out.push(Arc::new(o));
+                }
+                None => out.push(j),
+            }
+        }
+        out
+    }
+
+    async fn objective(&self, job: &JobObservation) -> Option<String> {
+        let cached = self
+            .objectives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&job.uid)
+            .cloned();
+        if cached.is_some() {
+            return cached;
+        }
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &job.namespace);
+        let lp = ListParams::default().labels(&evaluation::pod_selector(&job.uid));
+        let list = match pods.list(&lp).await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(job = %job.name, error = %e, "listing the evaluation's pods");
+                return None;
+            }
+        };
+        let msg = evaluation::failure_message(&list.items)?;
+        self.objectives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.uid.clone(), msg.clone());
+        Some(msg)
+    }
+
     /// Whether every one of these Jobs is listed by another record (then their own record,
     /// a workload version's, is not created: the app versions' records track them).
     fn all_listed(&self, jobs: &[Arc<JobObservation>]) -> bool {
@@ -407,6 +464,40 @@ impl Ctx {
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
             .cloned()
+    }
+
+    /// A record was deleted: whether an archived copy of it is to be made (then it is kept
+    /// until [`reconcile`] creates it, and the Jobs stay listed by it meanwhile).
+    pub fn record_deleted(&self, record: &TaskRecord) -> bool {
+        let key = record_key(record);
+        let last = match (self.written(&key), record.uid()) {
+            (Some((uid, status)), Some(u)) if uid == u => Some(status),
+            _ => record.status.clone(),
+        };
+        if !archive::should_archive(record, last.as_ref()) {
+            return false;
+        }
+        let copy = archive::archived_copy(record, last);
+        self.tombstones
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, copy);
+        true
+    }
+
+    fn take_tombstone(&self, key: &RecordKey) -> Option<TaskRecord> {
+        self.tombstones
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key)
+    }
+
+    fn keep_tombstone(&self, key: &RecordKey, copy: TaskRecord) {
+        self.tombstones
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_insert(copy);
     }
 
     fn remember(&self, key: &RecordKey, entry: Option<(String, TaskRecordStatus)>) {
@@ -479,6 +570,46 @@ async fn get_or_create(
     }
 }
 
+/// Create the archived copy of a pruned record; returns it with the status to carry over, or
+/// `None` when it cannot be made for good (the namespace is going away, say): then its Jobs
+/// are no longer listed by it. Someone (Argo CD, rolling back) may have created the record
+/// again meanwhile: that one is reconciled as usual.
+async fn archive_record(
+    ctx: &Ctx,
+    api: &Api<TaskRecord>,
+    key: &RecordKey,
+    copy: TaskRecord,
+) -> Result<Option<(TaskRecord, Option<TaskRecordStatus>)>, Error> {
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    };
+    if let Err(e) = ctx.may_write() {
+        ctx.keep_tombstone(key, copy);
+        return Err(e);
+    }
+    match api.create(&pp, &copy).await {
+        Ok(r) => {
+            info!(record = %key, "archived the pruned record");
+            ctx.shared.metrics.records_archived.inc();
+            Ok(Some((r, copy.status)))
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Some((api.get(&key.name).await?, None))),
+        Err(kube::Error::Api(s)) if matches!(s.code, 403 | 404 | 422) => {
+            warn!(record = %key, error = %s.message, "cannot archive the pruned record");
+            ctx.jobs
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_listing(key, None);
+            Ok(None)
+        }
+        Err(e) => {
+            ctx.keep_tombstone(key, copy);
+            Err(e.into())
+        }
+    }
+}
+
 fn job_ref(namespace: &str, t: &crate::crd::TaskStatus) -> ObjectReference {
     ObjectReference {
         api_version: Some("batch/v1".into()),
@@ -495,26 +626,35 @@ fn job_ref(namespace: &str, t: &crate::crd::TaskStatus) -> ObjectReference {
 /// events for the task transitions (published by [`EventQueue`] without holding up the
 /// next reconcile).
 pub async fn reconcile(ctx: &Ctx, key: &RecordKey) -> Result<(), Error> {
-    let jobs = ctx.jobs_for(key);
+    let jobs = ctx.with_objectives(ctx.jobs_for(key)).await;
     let api: Api<TaskRecord> = Api::namespaced(ctx.client.clone(), &key.namespace);
     let cached = ctx
         .records
         .get(&ObjectRef::new(&key.name).within(&key.namespace));
-    let record: Arc<TaskRecord> = match cached {
-        Some(r) => r,
-        None if jobs.is_empty() || ctx.all_listed(&jobs) => {
+    let mut archived_status = None;
+    let record: Arc<TaskRecord> = match (cached, ctx.take_tombstone(key)) {
+        (Some(r), _) => r,
+        (None, Some(copy)) => match archive_record(ctx, &api, key, copy).await? {
+            Some((r, last)) => {
+                archived_status = last;
+                Arc::new(r)
+            }
+            None => return Ok(()),
+        },
+        (None, None) if jobs.is_empty() || ctx.all_listed(&jobs) => {
             ctx.remember(key, None);
             return Ok(());
         }
-        None => Arc::new(get_or_create(ctx, &api, key, &jobs).await?),
+        (None, None) => Arc::new(get_or_create(ctx, &api, key, &jobs).await?),
     };
     if record.metadata.deletion_timestamp.is_some() {
         debug!(record = %key, "record is being deleted");
         return Ok(());
     }
     let uid = record.uid().unwrap_or_default();
-    let prev = match ctx.written(key) {
-        Some((u, status)) if u == uid => Some(status),
+    let prev = match (archived_status, ctx.written(key)) {
+        (Some(last), _) => Some(last),
+        (None, Some((u, status))) if u == uid => Some(status),
         _ => record.status.clone(),
     };
     let next = state::compute_status(
@@ -652,6 +792,7 @@ pub async fn run(
     let records_task = {
         let queue = Arc::clone(&queue);
         let index = Arc::clone(&index);
+        let ctx = Arc::clone(&ctx);
         let store = record_store.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -679,6 +820,11 @@ pub async fn run(
                     }
                     Ok(watcher::Event::Delete(r)) => {
                         let key = record_key(&r);
+                        // Pruned by Argo CD: its copy keeps listing the Jobs.
+                        if ctx.record_deleted(&r) {
+                            queue.add(key);
+                            continue;
+                        }
                         let listed = {
                             let mut idx = index.write().unwrap_or_else(|e| e.into_inner());
                             let listed = idx.listed_jobs_of(&key);

@@ -130,6 +130,9 @@ pub struct TaskStatus {
     /// Workload of a workload task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<String>,
+    /// An evaluation Job (`klt-render.dev/kind: evaluation`), not a task (absent: a task).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub evaluation: bool,
     /// Pending, Running, Succeeded or Failed.
     pub state: TaskState,
     /// Pods the Job ran (failed + active + succeeded).
@@ -142,7 +145,8 @@ pub struct TaskStatus {
     /// When the Job completed or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<Time>,
-    /// Why the task failed (the Job condition's reason and message), or why its entry is stale.
+    /// Why the task failed (the Job condition's reason and message; for an evaluation, the
+    /// failing objective from its pod's termination message), or why its entry is stale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// The Job no longer exists (deleted or pruned); the entry keeps its last known state.

@@ -2,16 +2,20 @@
 //! with the task Jobs that klt-render rendered.
 //!
 //! - [`crd`]: the custom resource types and the CRD YAML;
+//! - [`evaluation`]: evaluation Jobs and the failing objective of a failed one;
 //! - [`state`]: pure computation (Job → task state, record status, transitions);
+//! - [`archive`]: the unmanaged copy kept of a record Argo CD pruned;
 //! - [`controller`]: watches, caches, work queue, reconcile, events;
 //! - [`election`] (pure rules), [`lease`] (the Lease on the API server), [`replica`] (reconcile
 //!   only while holding it): leader election, so that several replicas can run;
 //! - [`metrics`], [`http`], [`shared`]: Prometheus metrics, the `/metrics`, `/healthz`,
 //!   `/readyz` server, and the state they read.
 
+pub mod archive;
 pub mod controller;
 pub mod crd;
 pub mod election;
+pub mod evaluation;
 pub mod events;
 pub mod http;
 pub mod lease;

@@ -38,6 +38,7 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     pub status_writes: Counter,
     pub records_created: Counter,
+    pub records_archived: Counter,
     pub events_published: Counter,
     pub event_errors: Counter,
     pub watched_jobs: Gauge,
@@ -110,6 +111,12 @@ impl Metrics {
             "Records the reconciler created from Job labels",
             records_created.clone(),
         );
+        let records_archived = Counter::default();
+        registry.register(
+            "records_archived",
+            "Archived copies the reconciler made of records Argo CD pruned",
+            records_archived.clone(),
+        );
         let events_published = Counter::default();
         registry.register(
             "events_published",
@@ -156,6 +163,7 @@ impl Metrics {
             reconcile_duration,
             status_writes,
             records_created,
+            records_archived,
             events_published,
             event_errors,
             watched_jobs,

@@ -7,6 +7,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::{TaskRecordSpec, TaskRecordStatus, TaskState, TaskStatus};
+use crate::evaluation;
 
 // The renderer's label contract, from the renderer itself.
 pub use klt_render::job::{
@@ -47,6 +48,8 @@ pub struct JobObservation {
     pub definition: String,
     pub phase: String,
     pub workload: Option<String>,
+    /// An evaluation Job (its definition is the evaluation definition).
+    pub evaluation: bool,
     pub state: TaskState,
     pub attempts: u32,
     pub start_time: Option<Time>,
@@ -157,12 +160,16 @@ pub fn observe(job: &Job) -> Option<JobObservation> {
         record,
         app: owner.0.to_string(),
         app_version: owner.1.to_string(),
-        definition: label(LABEL_DEFINITION),
+        definition: match evaluation::is_evaluation(labels) {
+            true => label(evaluation::LABEL_EVALUATION),
+            false => label(LABEL_DEFINITION),
+        },
         phase: label(LABEL_PHASE),
         workload: labels
             .get(LABEL_WORKLOAD)
             .filter(|w| !w.is_empty())
             .cloned(),
+        evaluation: evaluation::is_evaluation(labels),
         state,
         attempts,
         start_time: status.start_time,
@@ -269,6 +276,7 @@ pub fn compute_status<'a>(
                 .workload
                 .clone()
                 .or_else(|| expected.and_then(|e| e.workload.clone())),
+            evaluation: j.evaluation,
             state: j.state,
             attempts: j.attempts,
             start_time: j.start_time.clone(),
@@ -365,7 +373,8 @@ pub fn duration_seconds(t: &TaskStatus) -> Option<f64> {
 
 /// A human line about a task, for events.
 pub fn describe(t: &TaskStatus) -> String {
-    let mut s = format!("task {} ({}", t.definition, t.phase);
+    let what = if t.evaluation { "evaluation" } else { "task" };
+    let mut s = format!("{what} {} ({}", t.definition, t.phase);
     if let Some(w) = &t.workload {
         s.push_str(", workload ");
         s.push_str(w);
@@ -750,6 +759,32 @@ mod tests {
         assert_eq!(st.tasks.last().unwrap().job, "extra");
         assert_eq!(st.pre, Some(TaskState::Pending));
         assert_eq!(st.phase, TaskState::Running);
+    }
+
+    #[test]
+    fn evaluation_jobs_are_told_apart() {
+        let mut j = job("pre-eval-cpu-1", "app-pre", failed());
+        let labels = j.metadata.labels.as_mut().unwrap();
+        labels.remove(LABEL_DEFINITION);
+        labels.insert(evaluation::LABEL_KIND.into(), "evaluation".into());
+        labels.insert(evaluation::LABEL_EVALUATION.into(), "cpu-free".into());
+        let o = observe(&j).unwrap();
+        assert!(o.evaluation);
+        assert_eq!(o.definition, "cpu-free");
+        let st = compute_status(None, &[o], None);
+        assert!(st.tasks[0].evaluation);
+        assert_eq!(st.phase, TaskState::Failed);
+        assert!(
+            event_note(Transition::Failed, &st.tasks[0])
+                .starts_with("evaluation cpu-free (app-pre) Job pre-eval-cpu-1 failed")
+        );
+        let task = obs("pre-notify", "app-pre", failed());
+        assert!(!task.evaluation);
+        assert_eq!(task.definition, "notify");
+        // Tasks' entries serialize as before (no `evaluation` key).
+        let st = compute_status(None, &[task], None);
+        let json = serde_json::to_value(&st.tasks[0]).unwrap();
+        assert!(json.get("evaluation").is_none(), "{json}");
     }
 
     #[test]

@@ -121,6 +121,7 @@ fn obs(name: &str, phase: &str, state: TaskState, message: Option<&str>) -> JobO
         definition: "notify".into(),
         phase: phase.into(),
         workload: None,
+        evaluation: false,
         state,
         attempts: 1,
         start_time: None,
@@ -201,6 +202,29 @@ fn statuses_the_reconciler_writes() {
         (
             "Degraded".into(),
             "task notify (app-post) Job post failed: BackoffLimitExceeded: boom".into()
+        )
+    );
+}
+
+#[test]
+fn a_failed_evaluation_is_named_with_its_objective() {
+    let spec = TaskRecordSpec::default();
+    let summary = "evaluation cpu-free failed: objective available-cpus value 1.2 does not meet >2 (3 of 3 attempts)";
+    let mut eval = obs(
+        "pre-eval-cpu-free-x",
+        "app-pre",
+        TaskState::Failed,
+        Some(summary),
+    );
+    eval.evaluation = true;
+    eval.definition = "cpu-free".into();
+    let jobs = [obs("pre", "app-pre", TaskState::Succeeded, None), eval];
+    let st = compute_status(Some(&spec), &jobs, None);
+    assert_eq!(
+        health(&record(st)),
+        (
+            "Degraded".into(),
+            format!("evaluation cpu-free (app-pre) Job pre-eval-cpu-free-x failed: {summary}")
         )
     );
 }

@@ -124,6 +124,7 @@ fn kustomization_builds_and_keeps_its_promises() {
         "batch/jobs get",
         "batch/jobs list",
         "batch/jobs watch",
+        "/pods list",
         "klt-render.dev/taskrecords get",
         "klt-render.dev/taskrecords list",
         "klt-render.dev/taskrecords watch",

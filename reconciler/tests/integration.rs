@@ -19,7 +19,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -821,6 +821,274 @@ async fn deleted_jobs_keep_their_last_state() {
     again.stop().await;
 }
 
+/// Argo CD prunes an app version's record once that version leaves Git: the reconciler
+/// re-creates it as an archived copy (no Argo CD tracking, status kept), which goes on
+/// recording its Jobs as they are pruned too. A record without tracking stays deleted.
+#[tokio::test]
+async fn pruned_records_are_archived_with_their_history() {
+    let env = testenv_or_skip!("pruned_records_are_archived_with_their_history");
+    let c = &env.client;
+    let ns = namespace(c, "archive").await;
+    let records: Api<TaskRecord> = Api::namespaced(c.clone(), &ns);
+    // As Argo CD applies a rendered record: tracking annotation and instance label.
+    let tracked: TaskRecord = serde_json::from_value(json!({
+        "apiVersion": "klt-render.dev/v1alpha1",
+        "kind": "TaskRecord",
+        "metadata": {
+            "name": "checkout-1.4.0",
+            "labels": {"app.kubernetes.io/managed-by": "klt-render", "app.kubernetes.io/instance": "checkout"},
+            "annotations": {
+                "argocd.argoproj.io/tracking-id": format!("checkout:klt-render.dev/TaskRecord:{ns}/checkout-1.4.0"),
+                "argocd.argoproj.io/sync-wave": "7",
+                "keptn.sh/app": "checkout"
+            }
+        },
+        "spec": {"app": "checkout", "appVersion": "1.4.0", "tasks": spec_tasks()}
+    }))
+    .unwrap();
+    records
+        .create(&PostParams::default(), &tracked)
+        .await
+        .unwrap();
+    let rec = start(c.clone(), &ns);
+    rec.ready().await;
+    create_job(c, &ns, task("pre-notify", "app-pre")).await;
+    let mut wl = task("pre-check", "workload-pre");
+    wl.definition = "check";
+    wl.workload = Some("api");
+    wl.workload_version = Some("2.0.0");
+    create_job(c, &ns, wl).await;
+    create_job(c, &ns, task("post-notify", "app-post")).await;
+    job_status(c, &ns, "pre-notify", succeeded()).await;
+    job_status(c, &ns, "pre-check", succeeded()).await;
+    job_status(c, &ns, "post-notify", failed()).await;
+    let before = wait_record(c, &ns, "checkout-1.4.0", "Failed", |r| {
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.phase == TaskState::Failed && s.observed_jobs == 3)
+    })
+    .await;
+
+    // Argo CD's prune: the record first (reverse wave order), then its Jobs.
+    records
+        .delete("checkout-1.4.0", &DeleteParams::background())
+        .await
+        .unwrap();
+    for job in ["pre-notify", "pre-check", "post-notify"] {
+        delete_job(c, &ns, job).await;
+    }
+    let after = wait_record(
+        c,
+        &ns,
+        "checkout-1.4.0",
+        "archived with every Job deleted",
+        |r| {
+            r.metadata.uid != before.metadata.uid
+                && r.status.as_ref().is_some_and(|s| {
+                    s.observed_jobs == 0 && s.tasks.iter().filter(|t| t.job_deleted).count() == 3
+                })
+        },
+    )
+    .await;
+    let labels = after.labels();
+    assert_eq!(
+        labels.get("klt-render.dev/archived").map(String::as_str),
+        Some("true")
+    );
+    assert!(
+        !labels.contains_key("app.kubernetes.io/instance"),
+        "{labels:?}"
+    );
+    let annotations = after.annotations();
+    assert!(
+        annotations
+            .keys()
+            .all(|k| !k.starts_with("argocd.argoproj.io/")),
+        "{annotations:?}"
+    );
+    assert_eq!(
+        annotations.get("klt-render.dev/archived-from-uid"),
+        before.metadata.uid.as_ref()
+    );
+    assert_eq!(after.spec, before.spec);
+    let (was, now) = (
+        before.status.clone().unwrap(),
+        after.status.clone().unwrap(),
+    );
+    assert_eq!(now.phase, TaskState::Failed);
+    for t in &was.tasks {
+        let kept = task_of(&after, &t.job).unwrap();
+        assert_eq!(
+            (
+                kept.state,
+                kept.attempts,
+                &kept.end_time,
+                &kept.message,
+                &kept.job_uid
+            ),
+            (t.state, t.attempts, &t.end_time, &t.message, &t.job_uid),
+            "{}",
+            t.job
+        );
+    }
+    // The workload Job stayed listed by the copy: no record of its own was made.
+    assert!(records.get_opt("api-2.0.0").await.unwrap().is_none());
+    assert_eq!(rec.metric("klt_reconciler_records_archived_total"), 1.0);
+    assert_eq!(rec.metric("klt_reconciler_records_created_total"), 0.0);
+    // One event per transition, none repeated by the copy.
+    expect_events(
+        c,
+        &ns,
+        &[
+            ("TaskSucceeded", "pre-notify"),
+            ("TaskSucceeded", "pre-check"),
+            ("TaskFailed", "post-notify"),
+        ],
+    )
+    .await;
+
+    // Deleting the copy (no tracking) is final.
+    records
+        .delete("checkout-1.4.0", &DeleteParams::background())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(records.get_opt("checkout-1.4.0").await.unwrap().is_none());
+    assert_eq!(rec.metric("klt_reconciler_records_archived_total"), 1.0);
+    rec.stop().await;
+}
+
+/// An evaluation Job (`klt-render.dev/kind: evaluation`) is recorded next to the tasks; when
+/// it fails, the entry's message is its pod's termination message (klt-evaluate's summary,
+/// naming the failing objective), not the Job condition's.
+#[tokio::test]
+async fn evaluations_are_recorded_with_the_failing_objective() {
+    let env = testenv_or_skip!("evaluations_are_recorded_with_the_failing_objective");
+    let c = &env.client;
+    let ns = namespace(c, "evaluation").await;
+    create_record(
+        c,
+        &ns,
+        json!([
+            {"job": "pre-notify", "definition": "notify", "phase": "app-pre"},
+            {"job": "pre-eval-cpu-free", "definition": "cpu-free", "phase": "app-pre"},
+            {"job": "post-eval-errors", "definition": "errors", "phase": "app-post"}
+        ]),
+    )
+    .await;
+    let rec = start(c.clone(), &ns);
+    rec.ready().await;
+    create_job(c, &ns, task("pre-notify", "app-pre")).await;
+    let mut evals = Vec::new();
+    for (name, def, phase) in [
+        ("pre-eval-cpu-free", "cpu-free", "app-pre"),
+        ("post-eval-errors", "errors", "app-post"),
+    ] {
+        let mut t = task(name, phase);
+        t.definition = def;
+        let job = create_job(c, &ns, t).await;
+        // As klt-render labels an evaluation Job.
+        Api::<Job>::namespaced(c.clone(), &ns)
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {
+                    "klt-render.dev/task-definition": null,
+                    "klt-render.dev/evaluation-definition": def,
+                    "klt-render.dev/kind": "evaluation"
+                }}})),
+            )
+            .await
+            .unwrap();
+        evals.push(job);
+    }
+    job_status(c, &ns, "pre-notify", succeeded()).await;
+    job_status(c, &ns, "post-eval-errors", succeeded()).await;
+    // The failed evaluation's pod, as the Job controller and the kubelet leave it.
+    let summary = "evaluation cpu-free failed: objective available-cpus value 1.2 does not meet >2 (11 of 11 attempts)";
+    let uid = evals[0].metadata.uid.clone().unwrap();
+    let pods: Api<Pod> = Api::namespaced(c.clone(), &ns);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "pre-eval-cpu-free-x7k2p", "labels": {
+            "batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": "pre-eval-cpu-free"
+        }},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "evaluator", "image": "ghcr.io/klt-render/klt-evaluate:0.1.0"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    pods.patch_status(
+        "pre-eval-cpu-free-x7k2p",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Failed", "containerStatuses": [{
+            "name": "evaluator", "image": "ghcr.io/klt-render/klt-evaluate:0.1.0", "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": format!("available-cpus: 1.2 (target >2): fail\n{summary}\n")}}
+        }]}})),
+    )
+    .await
+    .unwrap();
+    let mut eval_failed = failed();
+    eval_failed["failed"] = json!(1);
+    job_status(c, &ns, "pre-eval-cpu-free", eval_failed).await;
+
+    let r = wait_record(c, &ns, "checkout-1.4.0", "Failed by the evaluation", |r| {
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.phase == TaskState::Failed)
+            && state_of(r, "post-eval-errors") == Some(TaskState::Succeeded)
+    })
+    .await;
+    let failed_eval = task_of(&r, "pre-eval-cpu-free").unwrap();
+    assert!(failed_eval.evaluation);
+    assert_eq!(failed_eval.definition, "cpu-free");
+    assert_eq!(failed_eval.state, TaskState::Failed);
+    assert_eq!(failed_eval.attempts, 1);
+    assert_eq!(failed_eval.message.as_deref(), Some(summary));
+    let passed = task_of(&r, "post-eval-errors").unwrap();
+    assert!(passed.evaluation && passed.message.is_none());
+    let notify = task_of(&r, "pre-notify").unwrap();
+    assert!(!notify.evaluation);
+    let status = r.status.as_ref().unwrap();
+    assert_eq!(
+        (status.pre, status.post),
+        (Some(TaskState::Failed), Some(TaskState::Succeeded))
+    );
+    // The Event says evaluation and names the objective.
+    let list = Api::<Event>::namespaced(c.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    eventually("the TaskFailed event of the evaluation", async || {
+        let list = Api::<Event>::namespaced(c.clone(), &ns).list(&ListParams::default()).await.unwrap();
+        let note = list.items.iter().find(|e| e.reason.as_deref() == Some("TaskFailed")).and_then(|e| e.note.clone());
+        match note {
+            Some(n) if n.starts_with("evaluation cpu-free (app-pre) Job pre-eval-cpu-free failed after 1 attempt(s): ") && n.ends_with(summary) => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+    drop(list);
+
+    // Pruned with its pods: the entry keeps the objective.
+    delete_job(c, &ns, "pre-eval-cpu-free").await;
+    pods.delete("pre-eval-cpu-free-x7k2p", &DeleteParams::background())
+        .await
+        .unwrap();
+    let r = wait_record(
+        c,
+        &ns,
+        "checkout-1.4.0",
+        "marking the evaluation deleted",
+        |r| task_of(r, "pre-eval-cpu-free").is_some_and(|t| t.job_deleted),
+    )
+    .await;
+    assert_eq!(
+        task_of(&r, "pre-eval-cpu-free").unwrap().message.as_deref(),
+        Some(summary)
+    );
+    rec.stop().await;
+}
+
 #[tokio::test]
 async fn record_is_created_from_job_labels() {
     let env = testenv_or_skip!("record_is_created_from_job_labels");
@@ -1281,6 +1549,7 @@ async fn deploy_rbac_is_enough_and_no_more() {
         ("create", "klt-render.dev", "taskrecords"),
         ("patch", "klt-render.dev", "taskrecords/status"),
         ("create", "events.k8s.io", "events"),
+        ("list", "", "pods"),
     ] {
         assert!(
             access(&sa_client, verb, group, resource, None).await,
@@ -1294,7 +1563,10 @@ async fn deploy_rbac_is_enough_and_no_more() {
         ("patch", "klt-render.dev", "taskrecords"),
         ("delete", "klt-render.dev", "taskrecords"),
         ("list", "", "secrets"),
-        ("list", "", "pods"),
+        ("get", "", "secrets"),
+        ("watch", "", "pods"),
+        ("get", "", "pods"),
+        ("get", "", "pods/log"),
     ] {
         assert!(
             !access(&sa_client, verb, group, resource, None).await,

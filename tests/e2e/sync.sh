@@ -18,7 +18,7 @@
 # Exit: 0 the sync Succeeded; 1 it failed (or was still running at --timeout); 2 usage or
 # environment error; 3 the Go build is impossible on this machine (reason on stderr).
 #
-# Env: KLT_RENDER_BIN, KLT_RECONCILER_BIN (default target/debug/*, built when missing),
+# Env: KLT_RENDER_BIN, KLT_EVALUATE_BIN, KLT_RECONCILER_BIN (default target/debug/*, built when missing),
 # ARGOCD_SYNC_WAVE_DELAY (Argo CD's, default 2 s), SYNCDRIVER_BIN (a syncdriver built by hand,
 # for working on it).
 set -euo pipefail
@@ -99,6 +99,12 @@ if [[ ! -x "$klt" ]]; then
     log "cargo build --bin klt-render"
     (cd "$REPO" && nice cargo build --locked --quiet --bin klt-render) || die "cargo build of klt-render failed"
 fi
+# The task runner's evaluation pods: `klt-render run --pod` executes klt-evaluate.
+evaluate="${KLT_EVALUATE_BIN:-$target/debug/klt-evaluate}"
+if [[ ! -x "$evaluate" && -f "$REPO/evaluator/Cargo.toml" ]]; then
+    log "cargo build -p klt-evaluate"
+    (cd "$REPO" && nice cargo build --locked --quiet -p klt-evaluate) || die "cargo build of klt-evaluate failed"
+fi
 gobin=""
 if ! $start_only; then
     set +e
@@ -157,6 +163,9 @@ else
     # testenv has it; otherwise an API server only (Jobs are applied but never run).
     if grep -q -- '"cluster"' "$REPO/testenv/main.go" 2>/dev/null || grep -q -- '--cluster' "$REPO/testenv/run.sh"; then
         env_args=(--cluster --klt-render "$klt" --task-log "$task_log")
+        if [[ -x "$evaluate" ]] && grep -q -- '"klt-evaluate"' "$REPO/testenv/main.go"; then
+            env_args+=(--klt-evaluate "$evaluate")
+        fi
     else
         log "testenv has no --cluster here: API server only, Jobs will not run"
     fi

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 
 import pytest
 
@@ -433,10 +434,45 @@ def record(env, namespace: str, name: str) -> dict:
     return json.loads(kubectl(env, "-n", namespace, "get", "taskrecords.klt-render.dev", name, "-o", "json"))
 
 
+def wait_record(env, namespace: str, name: str, ok, what: str) -> dict:
+    """The record once ok(record) holds (the reconciler works asynchronously to the sync)."""
+    deadline = time.monotonic() + 30
+    last = None
+    while time.monotonic() < deadline:
+        proc = subprocess.run(
+            ["kubectl", "--kubeconfig", str(pathlib.Path(env["dir"]) / "testenv" / "kubeconfig"),
+             "-n", namespace, "get", "taskrecords.klt-render.dev", name, "-o", "json"],
+            capture_output=True, text=True, check=False,
+        )
+        if proc.returncode == 0:
+            last = json.loads(proc.stdout)
+            if ok(last):
+                return last
+        time.sleep(0.3)
+    raise AssertionError(f"record {namespace}/{name} not {what} within 30 s; last seen: {json.dumps(last, indent=1)}")
+
+
+def listed_records(env, namespace: str) -> dict[str, str]:
+    """`kubectl get taskrecords`: name -> PHASE column."""
+    out = kubectl(env, "-n", namespace, "get", "taskrecords", "--no-headers", "-o", "custom-columns=NAME:.metadata.name,PHASE:.status.phase")
+    return dict(line.split() for line in out.splitlines() if line.strip())
+
+
 def last_health(tl: Timeline, kind: str, name: str) -> str:
     states = [e["status"] for e in tl.events("health", kind, name) if e["name"] == name]
     assert states, tl
     return states[-1]
+
+
+def archived(r: dict) -> bool:
+    return r["metadata"].get("labels", {}).get("klt-render.dev/archived") == "true"
+
+
+def assert_archived(r: dict):
+    """An archived copy: not Argo CD's any more (no tracking), so not part of the app."""
+    assert archived(r), r["metadata"]
+    assert "app.kubernetes.io/instance" not in r["metadata"].get("labels", {}), r["metadata"]
+    assert not [k for k in r["metadata"].get("annotations", {}) if k.startswith("argocd.argoproj.io/")], r["metadata"]
 
 
 def test_upgrade_prunes_old_jobs_and_records_keep_their_history(env):
@@ -451,24 +487,181 @@ def test_upgrade_prunes_old_jobs_and_records_keep_their_history(env):
     assert_succeeded(two)
     pruned = {e["name"] for e in two.events("prune", "Job")}
     assert old_jobs <= pruned, two
-    assert last_health(two, "TaskRecord", "ledger-1.1.0") == "Healthy", two
     # Argo CD prunes the previous app version's record too (it left Git), first of all
-    # (reverse wave order); the workload version's record, the reconciler's own, keeps the
-    # pruned Jobs' history.
+    # (reverse wave order); the reconciler archives it: same name, status kept, no tracking.
     assert {e["name"] for e in two.events("prune", "TaskRecord")} == {"ledger-1.0.0"}, two
-    history = record(env, "ledger", "ledger-ledger-api-1.0.0")["status"]
-    assert history["phase"] == "Succeeded"
-    assert {t["job"]: (t["state"], t["jobDeleted"]) for t in history["tasks"]} == {j: ("Succeeded", True) for j in old_jobs}
+    old = wait_record(
+        env, "ledger", "ledger-1.0.0",
+        lambda r: archived(r) and all(t["jobDeleted"] for t in r.get("status", {}).get("tasks", [])),
+        "archived with its Jobs marked deleted",
+    )
+    assert_archived(old)
+    assert old["status"]["phase"] == "Succeeded"
+    assert {t["job"]: (t["state"], t["jobDeleted"]) for t in old["status"]["tasks"]} == {j: ("Succeeded", True) for j in old_jobs}
+    # The new version's record: Succeeded, and Healthy by argo-cd's Lua; both readable.
+    new_jobs = {e["name"] for e in two.events("job-created", "Job")}
+    assert len(new_jobs) == 2 and not new_jobs & old_jobs, two
+    new = record(env, "ledger", "ledger-1.1.0")
+    assert new["status"]["phase"] == "Succeeded"
+    assert {t["job"] for t in new["status"]["tasks"]} == new_jobs
+    assert last_health(two, "TaskRecord", "ledger-1.1.0") == "Healthy", two
+    # (`kubectl get taskrecords` also lists the workload versions' records, the reconciler's own.)
+    shown = listed_records(env, "ledger")
+    assert {k: shown.get(k) for k in ("ledger-1.0.0", "ledger-1.1.0")} == {"ledger-1.0.0": "Succeeded", "ledger-1.1.0": "Succeeded"}, shown
+    # The archived copy is not the app's: a re-sync neither applies nor prunes it, and its
+    # health is reported as untracked.
+    again = sync(env, E2E / "upgrade" / "2", "--app-name", "ledger", "--records", "--revision", "2")
+    assert_succeeded(again)
+    assert again.events("prune") == [] and again.events("job-created") == [], again
+    assert {e["name"] for e in again.events("apply", "TaskRecord")} == {"ledger-1.1.0"}, again
+    assert not [e for e in again.events("health", "TaskRecord", "ledger-1.0.0") if e["tracked"]], again
 
 
 def test_failing_task_record_is_degraded(env):
     base = E2E / "failing"
-    assert_succeeded(sync(env, base / "1", "--app-name", "payments-rec", "--records"))
+    first_sync = sync(env, base / "1", "--app-name", "payments-rec", "--records")
+    assert_succeeded(first_sync)
+    old_jobs = first_sync.jobs("pre-") | first_sync.jobs("post-")
     broken = sync(env, base / "2", "--app-name", "payments-rec", "--records")
     assert broken.rc == 1 and broken.result()["phase"] == "Failed", broken
     # The sync stopped before the record's wave, so Argo CD never applied the app version's
     # record; the workload version's record (the reconciler's) is Failed, and Lua says Degraded.
     assert broken.events("apply", "TaskRecord") == [], broken
     name = "payments-payments-api-1.1.0"
-    assert record(env, "payments-rec", name)["status"]["phase"] == "Failed"
-    assert last_health(broken, "TaskRecord", name) == "Degraded", broken
+    failed = record(env, "payments-rec", name)
+    assert failed["status"]["phase"] == "Failed"
+    [task] = failed["status"]["tasks"]
+    assert task["job"].startswith("pre-migrate-") and task["state"] == "Failed", failed
+    assert "BackoffLimitExceeded" in task["message"], failed
+    health = [e for e in broken.events("health", "TaskRecord", name)]
+    assert health and health[-1]["status"] == "Degraded" and not health[-1]["tracked"], broken
+    assert task["job"] in health[-1]["message"], broken
+    # Revision 1's record was pruned before the failing wave: archived, still Succeeded.
+    old = wait_record(env, "payments-rec", "payments-1.0.0", archived, "archived")
+    assert_archived(old)
+    assert old["status"]["phase"] == "Succeeded"
+    assert {t["job"] for t in old["status"]["tasks"]} == old_jobs
+
+
+# ---- the last wave: Argo CD does not wait for its health ------------------------------------
+
+
+def test_failing_app_post_task_fails_the_sync(env):
+    # gitops-engine marks an operation Succeeded once its last wave is applied ("EVEN if those
+    # objects subsequently degrades", pkg/sync/sync_context.go), so the app post-task's Job is
+    # never the last wave: without records the app version's sync gate ConfigMap follows it.
+    # Argo CD waits for the Job's wave to be Healthy before the gate's, so the failing Job
+    # fails the operation and the gate is never applied.
+    plain = sync(env, E2E / "postfail", "--app-name", "notes")
+    assert plain.rc == 1 and plain.result()["phase"] == "Failed", plain
+    assert "one or more synchronization tasks completed unsuccessfully" in plain.result()["message"], plain
+    [failed] = plain.events("job-failed", "Job", "post-verify-")
+    # (restartPolicy OnFailure: the node may restart the container once before the Job
+    # controller counts the failure against backoffLimit 0.)
+    assert {e["exit"] for e in plain.task_runs(failed["name"]) if e["phase"] == "end"} == {1}, plain
+    assert last_health(plain, "Job", failed["name"]) == "Degraded", plain
+    gates = [e for e in plain.events("apply", "ConfigMap") if e["name"].endswith("-sync-gate")]
+    assert gates == [], plain
+    assert first(plain.times("job-succeeded", "Job", "pre-announce-")) < first(plain.times("apply", "Deployment")), plain
+
+    # With records the record is the last wave instead: Argo CD waits for the post-task wave's health
+    # before applying it, so the failing Job fails the operation; the record (made by the
+    # reconciler from the Job labels, as Argo CD never reached its wave) says Failed.
+    rec = sync(env, E2E / "postfail", "--app-name", "notes-rec", "--records")
+    assert rec.rc == 1 and rec.result()["phase"] == "Failed", rec
+    [failed] = rec.events("job-failed", "Job", "post-verify-")
+    assert "one or more synchronization tasks completed unsuccessfully" in rec.result()["message"], rec
+    assert rec.events("apply", "TaskRecord") == [], rec
+    assert first(rec.times("job-succeeded", "Job", "pre-announce-")) < first(rec.times("apply", "Deployment")), rec
+    r = wait_record(env, "notes-rec", "notes-2.0.0", lambda r: r.get("status", {}).get("phase") == "Failed", "Failed")
+    by_job = {t["job"]: t for t in r["status"]["tasks"]}
+    assert by_job[failed["name"]]["state"] == "Failed" and by_job[failed["name"]]["phase"] == "app-post", r
+    assert {t["state"] for j, t in by_job.items() if j != failed["name"]} == {"Succeeded"}, r
+    assert last_health(rec, "TaskRecord", "notes-2.0.0") == "Degraded", rec
+
+
+# ---- evaluations: a real Prometheus gates the rollout ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory):
+    """A real Prometheus (test_evaluator's helpers: Debian's package) scraping a target whose
+    klt_rollout_ready the test sets: gate["open"](True/False) waits until Prometheus has it."""
+    if not (shutil.which("prometheus") and shutil.which("promtool")):
+        pytest.skip("prometheus not on PATH (scripts/test.sh installs Debian's prometheus)")
+    from test_evaluator import ScrapeTarget, get_json, start_prometheus, stop
+
+    class Gate(ScrapeTarget):
+        ready = 0
+
+    target = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gate)
+    threading.Thread(target=target.serve_forever, daemon=True).start()
+    config = f"""global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: rollout
+    static_configs:
+      - targets: ["127.0.0.1:{target.server_address[1]}"]
+"""
+    proc, url = start_prometheus(tmp_path_factory.mktemp("gate-prometheus"), config)
+
+    def open_(value: bool):
+        Gate.ready = int(value)
+        deadline = time.monotonic() + 30
+        while True:
+            got = get_json(f"{url}/api/v1/query?query=max(klt_rollout_ready)")["data"]["result"]
+            if got and float(got[0]["value"][1]) == Gate.ready:
+                return
+            assert time.monotonic() < deadline, f"prometheus does not show klt_rollout_ready {Gate.ready}: {got}"
+            time.sleep(0.3)
+
+    try:
+        yield {"url": url, "open": open_}
+    finally:
+        stop(proc)
+        target.shutdown()
+
+
+def gated_revision(tmp_path: pathlib.Path, n: int, url: str) -> pathlib.Path:
+    app = tmp_path / f"gated-{n}"
+    shutil.copytree(E2E / "gated" / str(n), app)
+    replace_once(app / "app.yaml", "targetServer: PROMETHEUS_URL", f"targetServer: {url}")
+    return app
+
+
+def test_a_failing_pre_deployment_evaluation_stops_the_rollout_and_a_passing_one_lets_it_through(env, gate, tmp_path):
+    gate["open"](False)
+    closed = sync(env, gated_revision(tmp_path, 1, gate["url"]), "--app-name", "gated", "--records")
+    # The evaluation Job (klt-evaluate, run by the task runner against Prometheus) fails its
+    # wave: the operation fails, the Deployment is never applied, no post task runs.
+    assert closed.rc == 1 and closed.result()["phase"] == "Failed", closed
+    [failed] = closed.events("job-failed", "Job", "pre-eval-rollout-ready-")
+    assert failed["reason"] == "BackoffLimitExceeded", closed
+    assert closed.events("apply", "Deployment") == [], closed
+    assert closed.events("job-created", "Job", "post-") == [], closed
+    [run] = [e for e in closed.task_runs(failed["name"]) if e["phase"] == "end"]
+    assert run["exit"] == 1, closed
+    # The record (made by the reconciler: Argo CD never reached its wave) is Failed and names
+    # the objective, with the value Prometheus gave; argo-cd's Lua says Degraded with it.
+    r = wait_record(env, "gated", "gated-1.0.0", lambda r: r.get("status", {}).get("phase") == "Failed", "Failed")
+    [entry] = [t for t in r["status"]["tasks"] if t["job"] == failed["name"]]
+    assert entry["evaluation"] is True and entry["state"] == "Failed", r
+    assert entry["message"].startswith("evaluation rollout-ready failed: objective rollout-ready value 0 does not meet >0"), r
+    health = [e for e in closed.events("health", "TaskRecord", "gated-1.0.0")]
+    assert health and health[-1]["status"] == "Degraded", closed
+    assert "objective rollout-ready value 0 does not meet >0" in health[-1]["message"], closed
+
+    # The gate opens; the next version's evaluation passes and the rollout goes through.
+    gate["open"](True)
+    passed = sync(env, gated_revision(tmp_path, 2, gate["url"]), "--app-name", "gated", "--records")
+    assert_succeeded(passed)
+    [ok] = passed.events("job-succeeded", "Job", "pre-eval-rollout-ready-")
+    assert [e["exit"] for e in passed.task_runs(ok["name"]) if e["phase"] == "end"] == [0], passed
+    assert ok["time"] < first(passed.times("apply", "Deployment", "gated-api")), passed
+    assert_jobs_ran(passed, "post-announce-", 1)
+    image = kubectl(env, "-n", "gated", "get", "deployment", "gated-api", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+    assert image == "registry.invalid/gated-api:1.0.1"
+    r = wait_record(env, "gated", "gated-1.0.1", lambda r: r.get("status", {}).get("phase") == "Succeeded", "Succeeded")
+    kinds = {t["job"]: t.get("evaluation", False) for t in r["status"]["tasks"]}
+    assert kinds == {ok["name"]: True, passed.events("job-created", "Job", "post-announce-")[0]["name"]: False}, r
+    assert last_health(passed, "TaskRecord", "gated-1.0.1") == "Healthy", passed

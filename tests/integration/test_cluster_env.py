@@ -15,6 +15,7 @@ import http.server
 import json
 import os
 import pathlib
+import re
 import subprocess
 import threading
 import time
@@ -80,8 +81,12 @@ def cluster(tmp_path_factory):
     # The runner's klt-render finds deno (from PyPI) and python3 on this PATH.
     env = dict(os.environ, PATH=f"{deno_dir()}{os.pathsep}{os.environ.get('PATH', '')}")
     env = {k: v for k, v in env.items() if not k.startswith("KLT_")}
+    from test_evaluator import evaluator_binary  # klt-evaluate, built when stale
+
+    evaluate = evaluator_binary()
     started = subprocess.run(
-        ["bash", str(TESTENV / "run.sh"), "--cluster", "--klt-render", str(binary), "--task-log", str(task_log)],
+        ["bash", str(TESTENV / "run.sh"), "--cluster", "--klt-render", str(binary), "--klt-evaluate", str(evaluate),
+         "--task-log", str(task_log)],
         capture_output=True, text=True, timeout=START_TIMEOUT_S, env=env,
     )
     if started.returncode == IMPOSSIBLE:
@@ -314,3 +319,28 @@ def test_a_job_annotation_decides_a_container_task_over_its_env(cluster):
     assert [e["exit"] for e in ends] == [0]
     out = pathlib.Path(ends[0]["stdout"]).read_text()
     assert "exits 0 after 1s (annotation testenv.klt-render.dev/exit-code, annotation testenv.klt-render.dev/sleep-seconds)" in out
+
+
+def test_an_evaluation_pod_runs_klt_evaluate_and_reports_its_summary_as_termination_message(cluster):
+    """The evaluation Job's pod runs klt-evaluate via `klt-render run --pod` (KLT_EVALUATE from
+    --klt-evaluate); the provider does not answer, so it fails after its retry, and the pod's
+    terminated state carries the evaluator's one-line summary, as a kubelet reads the
+    termination log."""
+    docs = render(str(CLUSTER_FIXTURES / "evaluation"), "--namespace", "cluster-eval")
+    job = job_named(docs, "pre-eval-gate-")
+    apply(cluster, "cluster-eval", [d for d in docs if d["kind"] == "Job" and d["metadata"]["name"] == job])
+    done = wait_for(f"Job {job} to fail", lambda: job_condition(cluster.get("job", job, "cluster-eval")), 120, cluster)
+    assert done == ("Failed", "BackoffLimitExceeded"), cluster.logs()
+    [pod] = cluster.items("pod", "cluster-eval", f"batch.kubernetes.io/job-name={job}")
+    [status] = pod["status"]["containerStatuses"]
+    term = status["state"]["terminated"]
+    assert term["exitCode"] == 1, term
+    message = term["message"]
+    # One line, the evaluator's own: the objective, the provider that did not answer, the
+    # attempts (how many retries 1 makes is klt-evaluate's reading of Keptn, not the runner's).
+    assert "\n" not in message.strip(), message
+    assert message.startswith("evaluation gate failed: objective rollout-ready has no value from provider prom (http://127.0.0.1:9): unreachable"), message
+    assert re.search(r" \((\d+) of \1 attempts\)$", message.strip()), message
+    # It is also the last line klt-evaluate wrote to stderr (what FallbackToLogsOnError takes).
+    [end] = [e for e in cluster.events(job) if e["event"] == "task-exec-end"]
+    assert pathlib.Path(end["stderr"]).read_text().strip().splitlines()[-1] == message.strip()

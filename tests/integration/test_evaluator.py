@@ -989,3 +989,13 @@ def test_run_a_rendered_datadog_evaluation(binary, evaluator, datadog):
     [(method, path, headers)] = seen
     assert (headers.get("dd-api-key"), headers.get("dd-application-key")) == ("api-key-7c1e", "app-key-90fd")
     assert "api-key-7c1e" not in out + err
+
+
+def test_run_a_rendered_dynatrace_evaluation(binary, evaluator, dynatrace):
+    url, token_dir, seen, answer = dynatrace
+    code, out, err = run_local(binary, "units-gate", str(APP), "--provider-url", url)
+    assert (code, out.splitlines()[0]) == (0, "attempt 1/1: host-units = 50.000000, target >40: pass"), err
+    [(method, path, headers)] = seen
+    assert path == "/api/v2/metrics/query?metricSelector=builtin%3Abilling.ddu.metrics.total%3AsplitBy%28%29"
+    assert headers["authorization"] == "Api-Token dt0c01.TESTTOKEN.s3cr3t"
+    assert "s3cr3t" not in out + err

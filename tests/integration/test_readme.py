@@ -42,7 +42,8 @@ def test_first_app_plan_runs_notify_around_the_workload(binary):
     assert code == 0, err
     steps = json.loads(out)["groups"][0]["steps"]
     seen = [(s.get("task", {}).get("phase"), s["kind"]) for s in steps]
-    assert seen == [("workload-pre", "Job"), (None, "Deployment"), ("app-post", "Job")], seen
+    assert seen == [("workload-pre", "Job"), (None, "Deployment"), ("app-post", "Job"), (None, "ConfigMap")], seen
+    assert steps[-1]["name"] == "shop-1.0.0-sync-gate", steps
 
 
 def test_first_app_post_task_runs_as_the_readme_says(binary, tmp_path):
