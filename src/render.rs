@@ -1448,7 +1448,7 @@ fn sync_gates(
         .iter()
         .map(|(run, e)| (&eval_runs[*run], &e.namespace, e.name.as_str(), e.phase));
     for (run, namespace, job_name, phase) in tasks.chain(evals) {
-        let (app, version) = (run.context.app_name.as_str(), run.app_version.as_str());
+        let (app, version) = (&*run.context.app_name, &*run.app_version);
         let Some(record) = job::record_name(app, version).filter(|_| !phase.is_pre()) else {
             continue;
         };
