@@ -94,17 +94,18 @@ namespace="${namespace:-$app_name}"
 # ---- builds (cached) ------------------------------------------------------------------------
 target="${CARGO_TARGET_DIR:-$REPO/target}"
 [[ "$target" = /* ]] || target="$REPO/$target"
+# Built unless given: cargo is quick when nothing changed, and a stale binary from an older
+# checkout would test old code.
+build() { # NAME CARGO-ARGS...
+    local name="$1"
+    shift
+    (cd "$REPO" && nice cargo build --locked --quiet "$@") || die "cargo build of $name failed"
+}
 klt="${KLT_RENDER_BIN:-$target/debug/klt-render}"
-if [[ ! -x "$klt" ]]; then
-    log "cargo build --bin klt-render"
-    (cd "$REPO" && nice cargo build --locked --quiet --bin klt-render) || die "cargo build of klt-render failed"
-fi
+[[ -n "${KLT_RENDER_BIN:-}" ]] || build klt-render --bin klt-render
 # The task runner's evaluation pods: `klt-render run --pod` executes klt-evaluate.
 evaluate="${KLT_EVALUATE_BIN:-$target/debug/klt-evaluate}"
-if [[ ! -x "$evaluate" && -f "$REPO/evaluator/Cargo.toml" ]]; then
-    log "cargo build -p klt-evaluate"
-    (cd "$REPO" && nice cargo build --locked --quiet -p klt-evaluate) || die "cargo build of klt-evaluate failed"
-fi
+[[ -n "${KLT_EVALUATE_BIN:-}" ]] || build klt-evaluate -p klt-evaluate
 gobin=""
 if ! $start_only; then
     set +e
@@ -117,10 +118,7 @@ fi
 reconciler=""
 if $records; then
     reconciler="${KLT_RECONCILER_BIN:-$target/debug/klt-reconciler}"
-    if [[ ! -x "$reconciler" ]]; then
-        log "cargo build -p klt-reconciler"
-        (cd "$REPO" && nice cargo build --locked --quiet -p klt-reconciler) || die "cargo build of klt-reconciler failed"
-    fi
+    [[ -n "${KLT_RECONCILER_BIN:-}" ]] || build klt-reconciler -p klt-reconciler
 fi
 
 # ---- environment ----------------------------------------------------------------------------
