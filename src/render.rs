@@ -461,6 +461,14 @@ impl Rendering<'_> {
         match &item.body {
             Body::Input(_, text) => Cow::Borrowed(text),
             Body::Record(r) => Cow::Owned(yaml::emit(&r.object)),
+            Body::SyncGate(g) => {
+                let names = g.post.iter().map(|p| match *p {
+                    PostJob::Task(i) => self.generated.jobs[i].1.job_name.as_str(),
+                    PostJob::Evaluation(i) => self.generated.evaluations[i].name.as_str(),
+                });
+                let wave = self.index.placement.record_wave();
+                Cow::Owned(yaml::emit(&sync_gate_object(g, wave, names.collect())))
+            }
             Body::ConfigMap(i) => {
                 let (phase, cm, users) = &self.generated.config_maps[*i];
                 let labels = self.shared_labels(cm, users);
@@ -1438,46 +1446,66 @@ fn sync_gates(
     jobs: &Jobs<'_>,
     runs: &[TaskRun<'_>],
     (evaluations, eval_runs): (&[(usize, EvaluationJob)], &[TaskRun<'_>]),
-) -> BTreeMap<(Option<String>, String), Value> {
-    type Gate<'r> = (&'r str, &'r str, BTreeSet<&'r str>);
-    let mut gates: BTreeMap<(Option<String>, String), Gate<'_>> = BTreeMap::new();
+) -> Vec<SyncGate> {
+    let mut gates: BTreeMap<(Option<String>, String), SyncGate> = BTreeMap::new();
     let tasks = jobs
         .iter()
-        .map(|(run, r)| (&runs[*run], &r.namespace, r.job_name.as_str(), r.phase));
-    let evals = evaluations
-        .iter()
-        .map(|(run, e)| (&eval_runs[*run], &e.namespace, e.name.as_str(), e.phase));
-    for (run, namespace, job_name, phase) in tasks.chain(evals) {
+        .enumerate()
+        .map(|(i, (run, r))| (&runs[*run], &r.namespace, r.phase, PostJob::Task(i)));
+    let evals = evaluations.iter().enumerate().map(|(i, (run, e))| {
+        (
+            &eval_runs[*run],
+            &e.namespace,
+            e.phase,
+            PostJob::Evaluation(i),
+        )
+    });
+    for (run, namespace, phase, post) in tasks.chain(evals) {
         let (app, version) = (&*run.context.app_name, &*run.app_version);
         let Some(record) = job::record_name(app, version).filter(|_| !phase.is_pre()) else {
             continue;
         };
-        let key = (namespace.clone(), format!("{record}-sync-gate"));
-        let gate = gates.entry(key).or_insert((app, version, BTreeSet::new()));
-        gate.2.insert(job_name);
+        let name = format!("{record}-sync-gate");
+        gates
+            .entry((namespace.clone(), name))
+            .or_insert_with_key(|(namespace, name)| SyncGate {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                app: app.to_string(),
+                version: version.to_string(),
+                post: Vec::new(),
+            })
+            .post
+            .push(post);
     }
-    gates
-        .into_iter()
-        .map(|((namespace, name), (app, version, post_jobs))| {
-            let object = sync_gate_object(&namespace, &name, app, version, &post_jobs);
-            ((namespace, name), object)
-        })
-        .collect()
+    gates.into_values().collect()
+}
+
+/// An app version's sync gate, kept small until it is written: the post Jobs by index.
+struct SyncGate {
+    namespace: Option<String>,
+    name: String,
+    app: String,
+    version: String,
+    post: Vec<PostJob>,
+}
+
+/// A post-deployment Job: its index in [`Generated::jobs`] or [`Generated::evaluations`].
+#[derive(Clone, Copy)]
+enum PostJob {
+    Task(usize),
+    Evaluation(usize),
 }
 
 /// The `klt-render.dev/kind` label of a sync gate.
 pub const SYNC_GATE: &str = "sync-gate";
 
-fn sync_gate_object(
-    namespace: &Option<String>,
-    name: &str,
-    app: &str,
-    version: &str,
-    post_jobs: &BTreeSet<&str>,
-) -> Value {
+/// The gate as written: labels, the wave after the post Jobs, and their names in order.
+fn sync_gate_object(gate: &SyncGate, wave: i64, mut post_jobs: Vec<&str>) -> Value {
+    let (app, version) = (gate.app.as_str(), gate.version.as_str());
     let mut metadata = serde_json::Map::new();
-    metadata.insert("name".into(), json!(name));
-    if let Some(ns) = namespace {
+    metadata.insert("name".into(), json!(gate.name));
+    if let Some(ns) = &gate.namespace {
         metadata.insert("namespace".into(), json!(ns));
     }
     let mut labels = BTreeMap::new();
@@ -1489,7 +1517,10 @@ fn sync_gate_object(
     }
     labels.insert(crate::evaluation_job::LABEL_KIND, SYNC_GATE.to_string());
     metadata.insert("labels".into(), json!(labels));
-    let jobs: Vec<&str> = post_jobs.iter().copied().collect();
+    metadata.insert("annotations".into(), json!({ANN_WAVE: wave.to_string()}));
+    post_jobs.sort_unstable();
+    post_jobs.dedup();
+    let jobs = post_jobs;
     json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -1523,6 +1554,8 @@ enum Body<'r> {
     /// An input object with its text: its own, or re-emitted when it had to change.
     Input(&'r Doc<'r>, Cow<'r, str>),
     Record(Box<Record>),
+    /// An app version's sync gate, made into an object only as it is written.
+    SyncGate(Box<SyncGate>),
     /// A generated ConfigMap (its index in [`Generated::config_maps`]), made into an object
     /// only as it is written.
     ConfigMap(usize),
@@ -1534,8 +1567,6 @@ enum Body<'r> {
 
 /// A TaskRecord object with the namespace and name it is sorted by.
 struct Record {
-    /// `TaskRecord`, or `ConfigMap` for a sync gate.
-    kind: &'static str,
     namespace: Option<String>,
     name: String,
     object: Value,
@@ -1584,7 +1615,8 @@ impl Generated<'_> {
                 namespace: d.namespace.as_deref(),
                 name: &d.name,
             },
-            Body::Record(r) => generated(r.kind, &r.namespace, &r.name),
+            Body::Record(r) => generated("TaskRecord", &r.namespace, &r.name),
+            Body::SyncGate(g) => generated("ConfigMap", &g.namespace, &g.name),
             Body::ConfigMap(i) => {
                 let cm = &self.config_maps[*i].1;
                 generated("ConfigMap", &cm.namespace, &cm.name)
@@ -1668,7 +1700,6 @@ fn assemble<'r>(
             object["metadata"]["annotations"] =
                 json!({ANN_WAVE: placement.record_wave().to_string()});
             let record = Record {
-                kind: "TaskRecord",
                 namespace,
                 name,
                 object,
@@ -1677,16 +1708,8 @@ fn assemble<'r>(
         }
     } else if opts.mode == Mode::Waves {
         let evals = (&evaluations[..], eval_runs);
-        for ((namespace, name), mut object) in sync_gates(&jobs, runs, evals) {
-            object["metadata"]["annotations"] =
-                json!({ANN_WAVE: placement.record_wave().to_string()});
-            let gate = Record {
-                kind: "ConfigMap",
-                namespace,
-                name,
-                object,
-            };
-            groups[5].push(generated(5, 0, Body::Record(Box::new(gate))));
+        for gate in sync_gates(&jobs, runs, evals) {
+            groups[5].push(generated(5, 0, Body::SyncGate(Box::new(gate))));
         }
     }
     for (i, (_, r)) in jobs.iter().enumerate() {
