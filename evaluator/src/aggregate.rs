@@ -23,6 +23,33 @@ pub enum Aggregation {
 /// The names the KeptnMetric CRD allows (`range.aggregation` enum).
 pub const NAMES: &str = "p90, p95, p99, max, min, avg, median";
 
+/// The mean of a provider's points (`None`), or their `aggregation` as Keptn takes it: each
+/// point printed with `%f` and parsed back first, as the Datadog and Dynatrace providers do.
+/// `format_mean` writes the mean the way the provider does.
+pub fn points_value(
+    points: &[f64],
+    aggregation: Option<Aggregation>,
+    format_mean: fn(f64) -> String,
+) -> String {
+    match aggregation {
+        None => {
+            let mean = if points.is_empty() {
+                0.0
+            } else {
+                points.iter().sum::<f64>() / points.len() as f64
+            };
+            format_mean(mean)
+        }
+        Some(aggregation) => {
+            let values: Vec<f64> = points
+                .iter()
+                .map(|v| crate::gofloat::parse(&crate::gofloat::format_fixed6(*v)).unwrap_or(*v))
+                .collect();
+            crate::gofloat::format_v(aggregation.apply(&values))
+        }
+    }
+}
+
 impl Aggregation {
     pub fn parse(name: &str) -> Option<Aggregation> {
         Some(match name {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::aggregate;
 use crate::call::{Call, Method};
 use crate::gofloat;
 use crate::prometheus::excerpt;
@@ -82,24 +83,10 @@ pub fn value(objective: &Objective, status: u16, body: &str) -> Result<String, S
         .iter()
         .filter_map(|p| p.get(1).copied().flatten())
         .collect();
-    match objective.range.as_ref().and_then(|r| r.aggregation) {
-        None => {
-            let average = if points.is_empty() {
-                0.0
-            } else {
-                points.iter().sum::<f64>() / points.len() as f64
-            };
-            Ok(gofloat::format_g(average, 5))
-        }
-        Some(aggregation) => {
-            // Keptn prints each point with %f and parses it back before aggregating.
-            let values: Vec<f64> = points
-                .iter()
-                .map(|v| gofloat::parse(&gofloat::format_fixed6(*v)).unwrap_or(*v))
-                .collect();
-            Ok(gofloat::format_v(aggregation.apply(&values)))
-        }
-    }
+    let aggregation = objective.range.as_ref().and_then(|r| r.aggregation);
+    Ok(aggregate::points_value(&points, aggregation, |mean| {
+        gofloat::format_g(mean, 5)
+    }))
 }
 
 #[cfg(test)]

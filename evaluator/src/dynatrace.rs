@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::aggregate;
 use crate::call::{Call, Method};
 use crate::gofloat;
 use crate::prometheus::excerpt;
@@ -120,23 +121,12 @@ pub fn value(objective: &Objective, status: u16, body: &str) -> Result<String, S
         .flat_map(|s| &s.data)
         .flat_map(|d| d.values.iter().flatten().copied())
         .collect();
-    match objective.range.as_ref().and_then(|r| r.aggregation) {
-        None => {
-            let average = if points.is_empty() {
-                0.0
-            } else {
-                points.iter().sum::<f64>() / points.len() as f64
-            };
-            Ok(gofloat::format_fixed6(average))
-        }
-        Some(aggregation) => {
-            let values: Vec<f64> = points
-                .iter()
-                .map(|v| gofloat::parse(&gofloat::format_fixed6(*v)).unwrap_or(*v))
-                .collect();
-            Ok(gofloat::format_v(aggregation.apply(&values)))
-        }
-    }
+    let aggregation = objective.range.as_ref().and_then(|r| r.aggregation);
+    Ok(aggregate::points_value(
+        &points,
+        aggregation,
+        gofloat::format_fixed6,
+    ))
 }
 
 #[cfg(test)]

@@ -688,16 +688,15 @@ def test_https_verifies_certificates_unless_insecure_skip_tls_verify(evaluator, 
 # datadog: Keptn's recorded answers (tests/fixtures/evaluator/datadog/) replayed by a local server
 
 
-@pytest.fixture
-def datadog(tmp_path):
-    """A server answering GET /api/v1/query with the recorded file `answer[0]` and status `answer[1]`."""
-    seen = []
-    answer = ["query-ok.json", 200]
+def replay_server(provider: str, seen: list, answer: list) -> http.server.ThreadingHTTPServer:
+    """A started local server that answers every GET or POST with the recorded file
+    tests/fixtures/evaluator/PROVIDER/`answer[0]` and status `answer[1]`, and appends
+    (method, path, lower-cased headers) of each request to `seen`."""
 
     class Replay(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
-            body = (FIXTURES / "datadog" / answer[0]).read_bytes()
+            body = (FIXTURES / provider / answer[0]).read_bytes()
             self.send_response(answer[1])
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -711,6 +710,16 @@ def datadog(tmp_path):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Replay)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def datadog(tmp_path):
+    """A server answering GET /api/v1/query with the recorded file `answer[0]` and status `answer[1]`."""
+    seen = []
+    answer = ["query-ok.json", 200]
+
+    server = replay_server("datadog", seen, answer)
     keys = tmp_path / "dd"
     keys.mkdir()
     (keys / "DD_CLIENT_API_KEY").write_text("api-key-7c1e")
@@ -775,23 +784,7 @@ def dynatrace(tmp_path):
     seen = []
     answer = ["metrics-query-ok.json", 200]
 
-    class Replay(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
-            body = (FIXTURES / "dynatrace" / answer[0]).read_bytes()
-            self.send_response(answer[1])
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_POST = do_GET
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Replay)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = replay_server("dynatrace", seen, answer)
     token_dir = tmp_path / "dt"
     token_dir.mkdir()
     (token_dir / "apiToken").write_text("dt0c01.TESTTOKEN.s3cr3t\n")  # kubectl create secret --from-file keeps the newline
