@@ -16,6 +16,11 @@ pub fn write_str(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
     let (mut run, mut i) = (0, 0);
     while i < bytes.len() {
+        // One table look-up per byte that needs nothing (nearly all of them).
+        match bytes[i..].iter().position(|&b| MAYBE_ESCAPE[b as usize]) {
+            Some(skip) => i += skip,
+            None => break,
+        }
         let b = bytes[i];
         // U+2028 and U+2029 are E2 80 A8 and E2 80 A9 in UTF-8.
         let width = if needs_escape(b) {
@@ -38,9 +43,20 @@ pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn needs_escape(b: u8) -> bool {
+const fn needs_escape(b: u8) -> bool {
     b < 0x20 || matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&')
 }
+
+/// The bytes that are escaped or may start U+2028/U+2029.
+const MAYBE_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = needs_escape(b as u8) || b == 0xE2;
+        b += 1;
+    }
+    t
+};
 
 fn write_escaped(out: &mut String, c: char) {
     match c {
@@ -248,6 +264,16 @@ mod tests {
             string_map(&[("k<", "\u{2028}")].into_iter().collect()),
             r#"{"k\u003c":"\u2028"}"#
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn strings_escape_as_char_by_char_on_any_text(s in "(?s)[a-z \"\\\\<>&\u{0}-\u{1f}\u{7f}\u{e2}\u{2027}-\u{202a}é😀]{0,16}") {
+            let (mut fast, mut slow) = (String::new(), String::new());
+            write_str(&mut fast, &s);
+            write_str_by_char(&mut slow, &s);
+            proptest::prop_assert_eq!(fast, slow);
+        }
     }
 
     /// Expected texts printed by Go 1.26's `json.Marshal(float64)`.

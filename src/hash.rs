@@ -19,6 +19,16 @@ pub fn configmap_suffix(data: &BTreeMap<String, String>) -> String {
     encode(&Sha256::digest(json.as_bytes()))
 }
 
+/// [`configmap_suffix`] of `{"code": code}`, the ConfigMap of a task's inline code, without
+/// copying the code into a map first.
+pub fn code_configmap_suffix(code: &str) -> String {
+    let mut json = String::with_capacity(code.len() + 64);
+    json.push_str("{\"data\":{\"code\":");
+    gojson::write_str(&mut json, code);
+    json.push_str("},\"kind\":\"ConfigMap\",\"name\":\"\"}");
+    encode(&Sha256::digest(json.as_bytes()))
+}
+
 /// A ten-character name-safe digest of arbitrary bytes.
 pub fn short(bytes: &[u8]) -> String {
     encode(&Sha256::digest(bytes))
@@ -65,5 +75,16 @@ mod tests {
             "f655md8fbd"
         );
         assert_eq!(configmap_suffix(&map(&[("port", "8080")])), "9hdd6gt8fb");
+    }
+
+    #[test]
+    fn code_suffix_is_the_suffix_of_its_map() {
+        for code in ["", "print(1)\n", "const a = \"<b>\" && c;\n\tx\u{2028}\n"] {
+            assert_eq!(
+                code_configmap_suffix(code),
+                configmap_suffix(&map(&[("code", code)])),
+                "{code:?}"
+            );
+        }
     }
 }

@@ -107,6 +107,10 @@ pub struct Index<'a, 'd> {
     /// [`Index::definition_names`] per lookup namespace, listed once: many unknown names in
     /// one namespace would otherwise list all its definitions again for each of them.
     pub names: RefCell<BTreeMap<String, Rc<[&'a str]>>>,
+    /// The ConfigMap suffix of each inline code, by the address of the code the definitions
+    /// hold: a Job is built twice (named, then written) and Jobs share code, and hashing the
+    /// code was a tenth of building a Job. One short entry per distinct code.
+    pub code_suffixes: RefCell<HashMap<usize, String>>,
 }
 
 impl<'a, 'd> Index<'a, 'd> {
@@ -119,6 +123,19 @@ impl<'a, 'd> Index<'a, 'd> {
                 self.definitions.get(fallback, name)
             })
             .map(Box::as_ref)
+    }
+
+    /// [`hash::code_configmap_suffix`] of `code`, hashed once per code.
+    pub fn code_suffix(&self, code: &Rc<str>) -> String {
+        // The definitions hold every code for as long as the index lives: no two codes
+        // share an address meanwhile.
+        let key = code.as_ptr() as usize;
+        if let Some(suffix) = self.code_suffixes.borrow().get(&key) {
+            return suffix.clone();
+        }
+        let suffix = hash::code_configmap_suffix(code);
+        self.code_suffixes.borrow_mut().insert(key, suffix.clone());
+        suffix
     }
 
     /// Names of the definitions in `ns` and the fallback namespace, in key order (ties in
@@ -192,7 +209,8 @@ pub fn render_task<'d>(
     index: &Index<'_, 'd>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Rendered<'d>> {
-    let built = build(run, index, diags)?;
+    let own = own_labels(run);
+    let built = build(run, index, Pass::Name, &own, diags)?;
     let job_name = job_name(run, &built);
     if !is_dns_label(&job_name) {
         diags.push(invalid_name(run, &job_name));
@@ -210,7 +228,9 @@ pub fn render_task<'d>(
 /// The YAML text of a Job [`render_task`] accepted: the same object again, with its name.
 pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered<'_>) -> String {
     let mut ignored = Vec::new();
-    let built = build(run, index, &mut ignored).expect("the run was rendered before");
+    let own = own_labels(run);
+    let built = build(run, index, Pass::Write, &own, &mut ignored)
+        .expect("the run was rendered before");
     // Keptn labels a Job with the name of the KeptnTask it runs: a hand-written one's own
     // name; for the tasks the operator would create, the Job stands in for the KeptnTask.
     let task_name = match run.task_limits {
@@ -227,6 +247,14 @@ pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered<'_
     job.to_yaml()
 }
 
+/// Why a Job is built: to name it, or to write it once named. Writing needs nothing that
+/// only the name hashes.
+#[derive(Clone, Copy, PartialEq)]
+enum Pass {
+    Name,
+    Write,
+}
+
 /// A Job object without its name, and what the render keeps of it.
 struct Built<'a, 'd> {
     job: Obj<'a>,
@@ -236,9 +264,12 @@ struct Built<'a, 'd> {
     uses: Vec<(&'static str, String, String)>,
 }
 
+/// `own`: the run's [`own_labels`], borrowed by the object (and by its pod template's copy).
 fn build<'a, 'd>(
     run: &'a TaskRun<'_>,
     index: &'a Index<'_, 'd>,
+    pass: Pass,
+    own: &'a BTreeMap<&'static str, String>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Built<'a, 'd>> {
     let opts = index.options;
@@ -259,7 +290,7 @@ fn build<'a, 'd>(
             let spec = def.runtime(*lang)?;
             let resolved = resolve_runtime(run, def, *lang, spec, index, diags)?;
             uses.clone_from(&resolved.uses);
-            runtime_container(run, &resolved, context_json, opts)
+            runtime_container(run, &resolved, context_json, (index, pass))
         }
     };
     let mut labels: BTreeMap<Cow<'a, str>, Cow<'a, str>> = def
@@ -267,8 +298,7 @@ fn build<'a, 'd>(
         .iter()
         .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
         .collect();
-    let own = own_labels(run).into_iter();
-    labels.extend(own.map(|(k, v)| (Cow::Borrowed(k), Cow::Owned(v))));
+    labels.extend(own.iter().map(|(k, v)| (Cow::Borrowed(*k), Cow::Borrowed(v.as_str()))));
     let labels = Obj::string_map(labels);
     let pod_spec = pod_spec(def, ns, opts, container, volume, &mut uses);
     let job_spec = job_spec(run, def, opts, labels.clone(), pod_spec);
@@ -838,13 +868,14 @@ fn runtime_container<'a, 'd>(
     run: &TaskRun<'_>,
     r: &Resolved<'d>,
     context_json: String,
-    opts: &'a Options,
+    (index, pass): (&'a Index<'_, 'd>, Pass),
 ) -> Parts<'a, 'd> {
+    let opts = index.options;
     let (image, mount_path) = match r.lang {
         Lang::Deno => (opts.deno_image(), "/var/data/function.ts"),
         Lang::Python => (opts.python_image(), "/var/data/function.py"),
     };
-    let (cm_name, generated, extra) = code_config_map(run, r);
+    let (cm_name, generated, extra) = code_config_map(run, r, index, pass);
     let script = match (&cm_name, &r.url) {
         (Some(_), _) => mount_path.to_string(),
         (None, Some(url)) => url.clone(),
@@ -879,14 +910,15 @@ fn runtime_container<'a, 'd>(
 fn code_config_map<'d>(
     run: &TaskRun<'_>,
     r: &Resolved<'d>,
+    index: &Index<'_, 'd>,
+    pass: Pass,
 ) -> (Option<String>, Option<GeneratedConfigMap<'d>>, String) {
     match &r.config_map {
         Some(CodeMap::Inline { definition, code }) => {
-            let data: BTreeMap<String, String> = [("code".to_string(), code.to_string())].into();
             let name = format!(
                 "keptnfn-{}-{}",
                 truncate_name(definition, 253 - 19),
-                hash::configmap_suffix(&data)
+                index.code_suffix(code)
             );
             let generated = GeneratedConfigMap {
                 name: name.clone(),
@@ -897,7 +929,10 @@ fn code_config_map<'d>(
             (Some(name), Some(generated), String::new())
         }
         Some(CodeMap::Referenced { name, code }) => {
-            let extra = format!("\nconfigmap-code={}", hash::short(code.as_bytes()));
+            let extra = match pass {
+                Pass::Name => format!("\nconfigmap-code={}", hash::short(code.as_bytes())),
+                Pass::Write => String::new(),
+            };
             (Some(name.clone()), None, extra)
         }
         None => (None, None, String::new()),

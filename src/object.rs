@@ -200,21 +200,38 @@ fn write_go_json(out: &mut String, v: &Obj<'_>) {
             }
             out.push(']');
         }
-        Obj::Map(entries) => {
-            let mut sorted: Vec<&(Cow<'_, str>, Obj<'_>)> = entries.iter().collect();
-            sorted.sort_by(|a, b| a.0.cmp(&b.0));
-            out.push('{');
-            for (i, (k, item)) in sorted.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                gojson::write_str(out, k);
-                out.push(':');
-                write_go_json(out, item);
-            }
-            out.push('}');
-        }
+        Obj::Map(entries) => write_go_json_map(out, entries),
     }
+}
+
+/// Go sorts a map's keys. Generated maps are small, so their order is sorted on the stack:
+/// a vector per map cost more than sorting it.
+fn write_go_json_map(out: &mut String, entries: &Entries<'_>) {
+    const SMALL: usize = 16;
+    let mut small = [0usize; SMALL];
+    let mut large = Vec::new();
+    let order: &mut [usize] = if entries.len() <= SMALL {
+        &mut small[..entries.len()]
+    } else {
+        large.resize(entries.len(), 0);
+        &mut large
+    };
+    for (i, slot) in order.iter_mut().enumerate() {
+        *slot = i;
+    }
+    // Stable, as the sort of the entries themselves was (equal keys keep their order).
+    order.sort_by(|&a, &b| entries[a].0.cmp(&entries[b].0));
+    out.push('{');
+    for (n, &i) in order.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        let (k, item) = &entries[i];
+        gojson::write_str(out, k);
+        out.push(':');
+        write_go_json(out, item);
+    }
+    out.push('}');
 }
 
 #[cfg(test)]

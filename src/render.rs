@@ -116,6 +116,7 @@ pub fn render_inspecting<R>(
         options: opts,
         placement: &placement,
         names: Default::default(),
+        code_suffixes: Default::default(),
     };
     // Validated and named now, written later: every error is known before the first byte.
     // Sized to the runs: collected, it doubled past them.

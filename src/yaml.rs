@@ -893,8 +893,13 @@ pub fn emit(value: &Value) -> String {
 }
 
 pub(crate) fn pad(out: &mut String, indent: usize) {
-    for _ in 0..indent {
-        out.push(' ');
+    // One copy rather than a push per space: every line of every generated object pads.
+    const SPACES: &str = "                                                                ";
+    let mut left = indent;
+    while left > 0 {
+        let n = left.min(SPACES.len());
+        out.push_str(&SPACES[..n]);
+        left -= n;
     }
 }
 
@@ -1009,19 +1014,40 @@ pub(crate) fn emit_scalar_str(out: &mut String, s: &str) {
 }
 
 /// Conservative plain scalars: a letter or `/` first, then letters, digits and `._/:@+=-`,
-/// not ending in `:`, and typed as a string by a YAML 1.1 reader.
+/// not ending in `:`, with no `::`, and typed as a string by a YAML 1.1 reader. One pass over
+/// the bytes: every key and value of every generated object asks.
 fn is_plain_safe(s: &str) -> bool {
     let b = s.as_bytes();
     let Some(&first) = b.first() else {
         return false;
     };
-    (first.is_ascii_alphabetic() || first == b'/')
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"._/:@+=-".contains(c))
-        && !s.ends_with(':')
-        && !s.contains("::")
-        && resolve_plain_typed(s).is_none()
+    if !(first.is_ascii_alphabetic() || first == b'/') {
+        return false;
+    }
+    let mut prev = 0u8;
+    for &c in b {
+        if !PLAIN_BYTE[c as usize] || (c == b':' && prev == b':') {
+            return false;
+        }
+        prev = c;
+    }
+    // Starting with a letter or `/`, only the words null, true, yes, off... (at most five
+    // letters) resolve to another type; numbers need a digit, sign or dot first.
+    prev != b':' && (s.len() > 5 || resolve_plain_typed(s).is_none())
 }
+
+/// The bytes a conservative plain scalar may hold.
+const PLAIN_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(b, b'.' | b'_' | b'/' | b':' | b'@' | b'+' | b'=' | b'-');
+        c += 1;
+    }
+    t
+};
 
 /// The chomping indicator when `s` can be an exact literal block, else `None`.
 pub(crate) fn block_chomping(s: &str) -> Option<&'static str> {
@@ -1038,14 +1064,16 @@ pub(crate) fn block_chomping(s: &str) -> Option<&'static str> {
                     '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
                 ))
     };
-    if !s.chars().all(printable) {
+    // Mostly ASCII code: check bytes first, characters only when there is more.
+    let bytes = s.as_bytes();
+    let ascii = |c: &u8| matches!(c, b'\n' | b'\t' | b' '..=b'~');
+    if !(bytes.iter().all(ascii) || s.chars().all(printable)) {
         return None;
     }
     // Trailing white space on a line would be kept, but editors and hooks strip it; a quoted
     // string cannot be changed that way.
-    if s.split('\n')
-        .any(|line| line.ends_with(' ') || line.ends_with('\t'))
-    {
+    let blank_before_break = |w: &[u8]| matches!(w, [b' ' | b'\t', b'\n']);
+    if bytes.windows(2).any(blank_before_break) || matches!(bytes.last(), Some(b' ' | b'\t')) {
         return None;
     }
     let trailing = s.len() - s.trim_end_matches('\n').len();
@@ -1071,24 +1099,48 @@ pub(crate) fn emit_block(out: &mut String, s: &str, indent: usize) {
 }
 
 pub(crate) fn emit_double_quoted(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || ('\u{7f}'..='\u{9f}').contains(&c) => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
+    // Runs of characters that need no escape are copied whole.
+    let bytes = s.as_bytes();
+    let (mut run, mut i) = (0, 0);
+    while i < bytes.len() {
+        let Some(width) = quoted_escape_width(bytes, i) else {
+            i += 1;
+            continue;
+        };
+        out.push_str(&s[run..i]);
+        write_quoted_escape(out, s[i..].chars().next().expect("i is a char boundary"));
+        i += width;
+        run = i;
     }
+    out.push_str(&s[run..]);
     out.push('"');
+}
+
+/// The UTF-8 length of the character at `i` when a double-quoted scalar escapes it: `"`, `\`,
+/// C0 and C1 controls, DEL, U+2028, U+2029, U+FEFF, U+FFFE and U+FFFF. Continuation bytes
+/// (0x80-0xBF) never start one, so scanning byte by byte finds every such character.
+fn quoted_escape_width(b: &[u8], i: usize) -> Option<usize> {
+    let next = |k: usize| b.get(i + k).copied().unwrap_or(0);
+    match b[i] {
+        0x00..=0x1f | b'"' | b'\\' | 0x7f => Some(1),
+        0xc2 if (0x80..=0x9f).contains(&next(1)) => Some(2),
+        0xe2 if next(1) == 0x80 && matches!(next(2), 0xa8 | 0xa9) => Some(3),
+        0xef if matches!((next(1), next(2)), (0xbb, 0xbf) | (0xbf, 0xbe | 0xbf)) => Some(3),
+        _ => None,
+    }
+}
+
+fn write_quoted_escape(out: &mut String, c: char) {
+    match c {
+        '"' => out.push_str("\\\""),
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\t' => out.push_str("\\t"),
+        '\r' => out.push_str("\\r"),
+        c => out.push_str(&format!("\\u{:04x}", c as u32)),
+    }
 }
 
 #[cfg(test)]
@@ -1420,5 +1472,103 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("c: |"), "{out}");
+    }
+
+    /// The scalar writers as first written (char by char, `contains`, `split`): the
+    /// single-pass ones must decide and write exactly the same.
+    mod first_written {
+        pub fn is_plain_safe(s: &str) -> bool {
+            let b = s.as_bytes();
+            let Some(&first) = b.first() else {
+                return false;
+            };
+            (first.is_ascii_alphabetic() || first == b'/')
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"._/:@+=-".contains(c))
+                && !s.ends_with(':')
+                && !s.contains("::")
+                && super::resolve_plain_typed(s).is_none()
+        }
+
+        pub fn block_chomping(s: &str) -> Option<&'static str> {
+            if !s.contains('\n') || s.starts_with(' ') || s.starts_with('\n') {
+                return None;
+            }
+            let printable = |c: char| {
+                c == '\n'
+                    || c == '\t'
+                    || (' '..='~').contains(&c)
+                    || (c >= '\u{a0}'
+                        && !matches!(
+                            c,
+                            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+                        ))
+            };
+            if !s.chars().all(printable) {
+                return None;
+            }
+            if s.split('\n')
+                .any(|line| line.ends_with(' ') || line.ends_with('\t'))
+            {
+                return None;
+            }
+            let trailing = s.len() - s.trim_end_matches('\n').len();
+            Some(match trailing {
+                0 => "|-",
+                1 => "|",
+                _ => "|+",
+            })
+        }
+
+        pub fn double_quoted(s: &str) -> String {
+            let mut out = String::from('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\t' => out.push_str("\\t"),
+                    '\r' => out.push_str("\\r"),
+                    c if (c as u32) < 0x20 || ('\u{7f}'..='\u{9f}').contains(&c) => {
+                        out.push_str(&format!("\\u{:04x}", c as u32));
+                    }
+                    '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}' => {
+                        out.push_str(&format!("\\u{:04x}", c as u32));
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        }
+    }
+
+    const SCALARS: &[&str] = &[
+        "", "a", "on", "Off", "NULL", "nulls", "/x", "a::b", "a:", "a:b", "a: b", "x_y.z@h+1=2-",
+        "1.0", "a b", "é", "\u{7f}\u{80}\u{9f}\u{a0}", "\u{2027}\u{2028}\u{2029}\u{202a}",
+        "\u{feff}\u{fffe}\u{ffff}\u{fffd}", "q\"b\\s", "\u{1}\r\n\t", "line \nnext\t\nend ",
+        "code\n  indented\n", "ends\n\n", "😀 x", "\u{85}", "yes", "True", "a\u{e2}",
+    ];
+
+    #[test]
+    fn scalar_writers_match_the_first_written() {
+        for s in SCALARS {
+            assert_eq!(is_plain_safe(s), first_written::is_plain_safe(s), "{s:?}");
+            let mut out = String::new();
+            emit_double_quoted(&mut out, s);
+            assert_eq!(out, first_written::double_quoted(s), "{s:?}");
+            assert_eq!(block_chomping(s), first_written::block_chomping(s), "{s:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn scalar_writers_match_on_any_text(s in "(?s)[a-z:/_ \t\n\"\\\\\u{0}-\u{1f}\u{7f}-\u{a0}\u{2028}\u{2029}\u{feff}\u{fffe}\u{ffff}é]{0,12}") {
+            proptest::prop_assert_eq!(is_plain_safe(&s), first_written::is_plain_safe(&s));
+            let mut out = String::new();
+            emit_double_quoted(&mut out, &s);
+            proptest::prop_assert_eq!(out, first_written::double_quoted(&s));
+            proptest::prop_assert_eq!(block_chomping(&s), first_written::block_chomping(&s));
+        }
     }
 }
