@@ -229,8 +229,8 @@ pub fn render_task<'d>(
 pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered<'_>) -> String {
     let mut ignored = Vec::new();
     let own = own_labels(run);
-    let built = build(run, index, Pass::Write, &own, &mut ignored)
-        .expect("the run was rendered before");
+    let built =
+        build(run, index, Pass::Write, &own, &mut ignored).expect("the run was rendered before");
     // Keptn labels a Job with the name of the KeptnTask it runs: a hand-written one's own
     // name; for the tasks the operator would create, the Job stands in for the KeptnTask.
     let task_name = match run.task_limits {
@@ -298,7 +298,10 @@ fn build<'a, 'd>(
         .iter()
         .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
         .collect();
-    labels.extend(own.iter().map(|(k, v)| (Cow::Borrowed(*k), Cow::Borrowed(v.as_str()))));
+    labels.extend(
+        own.iter()
+            .map(|(k, v)| (Cow::Borrowed(*k), Cow::Borrowed(v.as_str()))),
+    );
     let labels = Obj::string_map(labels);
     let pod_spec = pod_spec(def, ns, opts, container, volume, &mut uses);
     let job_spec = job_spec(run, def, opts, labels.clone(), pod_spec);

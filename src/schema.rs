@@ -238,14 +238,18 @@ fn check_document(schema: &Schema, doc: &Node, issues: &mut Vec<SchemaIssue>) {
             "status" => {}
             "metadata" => {
                 if !entry.value.is_null() && entry.value.as_map().is_none() {
-                    issues.push(wrong_type("metadata", "object", &entry.value));
+                    issues.push(wrong_type(
+                        &Path::Key(&Path::Root, "metadata"),
+                        "object",
+                        &entry.value,
+                    ));
                 }
             }
             _ => {
                 let level = Level {
                     schema,
                     entries,
-                    path: "",
+                    path: &Path::Root,
                     outer: None,
                 };
                 check_entry(&level, entry, issues);
@@ -259,14 +263,33 @@ fn check_document(schema: &Schema, doc: &Node, issues: &mut Vec<SchemaIssue>) {
 struct Level<'a, 'n> {
     schema: &'a Schema,
     entries: &'a [Entry<'n>],
-    path: &'a str,
+    path: &'a Path<'a>,
     outer: Option<&'a Schema>,
+}
+
+/// Where a checked value sits, as a chain on the stack: made into text (`spec.env[2].name`)
+/// only for an issue, as a string per entry checked cost a fifth of the check.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root,
+    Key(&'a Path<'a>, &'a str),
+    Item(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    fn text(&self) -> String {
+        match *self {
+            Path::Root => String::new(),
+            Path::Key(parent, key) => join(&parent.text(), key),
+            Path::Item(parent, i) => format!("{}[{i}]", parent.text()),
+        }
+    }
 }
 
 fn check_value(
     schema: &Schema,
     node: &Node,
-    path: &str,
+    path: &Path<'_>,
     outer: Option<&Schema>,
     issues: &mut Vec<SchemaIssue>,
 ) {
@@ -300,7 +323,7 @@ fn check_value(
                 if node.entry(name).is_none() {
                     issues.push(SchemaIssue {
                         pos: node.pos,
-                        field: path.to_owned(),
+                        field: path.text(),
                         problem: Problem::MissingRequired { name: name.clone() },
                     });
                 }
@@ -309,7 +332,7 @@ fn check_value(
         NodeKind::Seq(items) => {
             if let Some(item) = &schema.items {
                 for (i, node) in items.iter().enumerate() {
-                    check_value(item, node, &format!("{path}[{i}]"), outer, issues);
+                    check_value(item, node, &Path::Item(path, i), outer, issues);
                 }
             }
         }
@@ -320,14 +343,14 @@ fn check_value(
 /// One key of the object `level`.
 fn check_entry(level: &Level<'_, '_>, entry: &Entry, issues: &mut Vec<SchemaIssue>) {
     let (parent, parent_path) = (level.schema, level.path);
-    let path = join(parent_path, &entry.key);
+    let path = Path::Key(parent_path, &entry.key);
     if let Some(schema) = parent.properties.get(entry.key.as_ref()) {
         if entry.value.is_null() && !schema.nullable {
             // The API server prunes the null before validating, so the key counts as absent.
             if parent.required.iter().any(|r| *r == entry.key) {
                 issues.push(SchemaIssue {
                     pos: entry.key_pos,
-                    field: parent_path.to_owned(),
+                    field: parent_path.text(),
                     problem: Problem::MissingRequired {
                         name: entry.key.to_string(),
                     },
@@ -346,7 +369,7 @@ fn check_entry(level: &Level<'_, '_>, entry: &Entry, issues: &mut Vec<SchemaIssu
         _ if parent.preserve_unknown_fields => {}
         _ => issues.push(SchemaIssue {
             pos: entry.key_pos,
-            field: path,
+            field: path.text(),
             problem: Problem::UnknownField {
                 hint: hint(&entry.key, level),
             },
@@ -404,7 +427,8 @@ fn hint(key: &str, level: &Level<'_, '_>) -> Option<Hint> {
         });
     }
     if level.outer.is_some_and(|o| o.properties.contains_key(key)) {
-        let name = level.path.rsplit('.').next().unwrap_or(level.path);
+        let path = level.path.text();
+        let name = path.rsplit('.').next().unwrap_or(&path);
         return Some(Hint::Outdent {
             level: name.to_owned(),
         });
@@ -451,10 +475,10 @@ fn expected(schema: &Schema) -> &'static str {
     schema.ty.map_or("object", Type::name)
 }
 
-fn wrong_type(path: &str, expected: &'static str, node: &Node) -> SchemaIssue {
+fn wrong_type(path: &Path<'_>, expected: &'static str, node: &Node) -> SchemaIssue {
     SchemaIssue {
         pos: node.pos,
-        field: path.to_owned(),
+        field: path.text(),
         problem: Problem::WrongType {
             expected,
             found: node.type_name(),

@@ -1544,10 +1544,34 @@ mod tests {
     }
 
     const SCALARS: &[&str] = &[
-        "", "a", "on", "Off", "NULL", "nulls", "/x", "a::b", "a:", "a:b", "a: b", "x_y.z@h+1=2-",
-        "1.0", "a b", "é", "\u{7f}\u{80}\u{9f}\u{a0}", "\u{2027}\u{2028}\u{2029}\u{202a}",
-        "\u{feff}\u{fffe}\u{ffff}\u{fffd}", "q\"b\\s", "\u{1}\r\n\t", "line \nnext\t\nend ",
-        "code\n  indented\n", "ends\n\n", "😀 x", "\u{85}", "yes", "True", "a\u{e2}",
+        "",
+        "a",
+        "on",
+        "Off",
+        "NULL",
+        "nulls",
+        "/x",
+        "a::b",
+        "a:",
+        "a:b",
+        "a: b",
+        "x_y.z@h+1=2-",
+        "1.0",
+        "a b",
+        "é",
+        "\u{7f}\u{80}\u{9f}\u{a0}",
+        "\u{2027}\u{2028}\u{2029}\u{202a}",
+        "\u{feff}\u{fffe}\u{ffff}\u{fffd}",
+        "q\"b\\s",
+        "\u{1}\r\n\t",
+        "line \nnext\t\nend ",
+        "code\n  indented\n",
+        "ends\n\n",
+        "😀 x",
+        "\u{85}",
+        "yes",
+        "True",
+        "a\u{e2}",
     ];
 
     #[test]
