@@ -74,7 +74,10 @@ fn write_escaped(out: &mut String, c: char) {
 
 /// A Go `map[string]string` marshalled: keys sorted bytewise.
 pub fn string_map<K: AsRef<str>, V: AsRef<str>>(map: &BTreeMap<K, V>) -> String {
-    let mut out = String::from("{");
+    // Sized for the text without escapes: grown by doubling, it was copied a few times.
+    let size = map.iter().map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 6);
+    let mut out = String::with_capacity(size.sum::<usize>() + 2);
+    out.push('{');
     write_map_body(&mut out, map);
     out.push('}');
     out
@@ -113,7 +116,9 @@ pub fn struct_with_pairs<K: AsRef<str>, V: AsRef<str>>(
     map_field: (&str, impl Iterator<Item = (K, V)>),
 ) -> String {
     let mut pairs = map_field.1.peekable();
-    let mut out = String::from("{");
+    let size: usize = fields.iter().map(|(k, v)| k.len() + v.len() + 6).sum();
+    let mut out = String::with_capacity(size + 128);
+    out.push('{');
     for (i, (k, v)) in fields.iter().enumerate() {
         if i > 0 {
             out.push(',');

@@ -563,6 +563,22 @@ pub fn record_name(app: &str, app_version: &str) -> Option<String> {
     } else {
         format!("{app}-{app_version}")
     };
+    // Most are valid already (`checkout-1.4.0`): no lowercased and mapped copies.
+    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let inner = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.');
+    let b = raw.as_bytes();
+    if b.len() <= 63
+        && b.first().is_some_and(|&c| edge(c))
+        && b.last().is_some_and(|&c| edge(c))
+        && b.iter().all(inner)
+    {
+        return Some(raw);
+    }
+    Some(record_name_mapped(&raw))
+}
+
+/// [`record_name`] of a name that is not a DNS label as it stands.
+fn record_name_mapped(raw: &str) -> String {
     let clean: String = raw
         .to_lowercase()
         .chars()
@@ -576,15 +592,31 @@ pub fn record_name(app: &str, app_version: &str) -> Option<String> {
         .collect();
     let clean = clean.trim_matches(['-', '.']).to_string();
     if clean == raw && clean.len() <= 63 {
-        return Some(clean);
+        return clean;
     }
     let digest = hash::short(raw.as_bytes());
     let base = truncate_name(&clean, 63 - 11);
-    Some(format!("{base}-{digest}"))
+    format!("{base}-{digest}")
 }
 
 /// A valid label value for `v`: invalid characters become `-`, at most 63 characters.
 pub fn label_value(v: &str) -> Option<String> {
+    // Most values (names, versions) are valid already: one copy, no mapping.
+    let edge = |c: u8| c.is_ascii_alphanumeric();
+    let inner = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.');
+    let b = v.as_bytes();
+    if b.len() <= 63
+        && b.first().is_some_and(|&c| edge(c))
+        && b.last().is_some_and(|&c| edge(c))
+        && b.iter().all(inner)
+    {
+        return Some(v.to_string());
+    }
+    label_value_mapped(v)
+}
+
+/// [`label_value`] of a value that is not valid as it stands.
+fn label_value_mapped(v: &str) -> Option<String> {
     let mapped: String = v
         .chars()
         .map(|c| {
@@ -1083,6 +1115,19 @@ mod tests {
         assert_ne!(record_name("shop", "1.0+x"), record_name("shop", "1.0-x"));
         let long = record_name(&"a".repeat(60), "1.0").unwrap();
         assert!(long.len() <= 63, "{long}");
+    }
+
+    proptest::proptest! {
+        /// The shortcuts for values valid as they stand change nothing.
+        #[test]
+        fn valid_values_are_kept_as_the_mapping_would(s in "[a-zA-Z0-9._+ -]{0,70}") {
+            proptest::prop_assert_eq!(label_value(&s), label_value_mapped(&s));
+            if !s.is_empty() {
+                let raw = format!("{s}-1.0");
+                proptest::prop_assert_eq!(record_name(&s, "1.0"), Some(record_name_mapped(&raw)));
+                proptest::prop_assert_eq!(record_name(&s, ""), Some(record_name_mapped(&s)));
+            }
+        }
     }
 
     #[test]

@@ -58,7 +58,8 @@ impl<'a> Obj<'a> {
 
     /// The YAML document body (no `---`), as [`yaml::emit`] writes the same object.
     pub fn to_yaml(&self) -> String {
-        let mut out = String::with_capacity(1024);
+        // A Job's text is about 3 kB: sized once rather than grown (and copied) twice.
+        let mut out = String::with_capacity(4096);
         match self {
             Obj::Map(entries) if !entries.is_empty() => emit_map(&mut out, entries, 0, false),
             Obj::Json(v) => return yaml::emit(v),
@@ -72,7 +73,7 @@ impl<'a> Obj<'a> {
 
     /// Go's `json.Marshal` of the object as a `map[string]interface{}`: keys sorted.
     pub fn to_go_json(&self) -> String {
-        let mut out = String::with_capacity(1024);
+        let mut out = String::with_capacity(4096);
         write_go_json(&mut out, self);
         out
     }
