@@ -75,7 +75,9 @@ fn write_escaped(out: &mut String, c: char) {
 /// A Go `map[string]string` marshalled: keys sorted bytewise.
 pub fn string_map<K: AsRef<str>, V: AsRef<str>>(map: &BTreeMap<K, V>) -> String {
     // Sized for the text without escapes: grown by doubling, it was copied a few times.
-    let size = map.iter().map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 6);
+    let size = map
+        .iter()
+        .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 6);
     let mut out = String::with_capacity(size.sum::<usize>() + 2);
     out.push('{');
     write_map_body(&mut out, map);

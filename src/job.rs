@@ -209,7 +209,7 @@ pub fn render_task<'d>(
     index: &Index<'_, 'd>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Rendered<'d>> {
-    let own = own_labels(run);
+    let own = own_label_values(run);
     let built = build(run, index, Pass::Name, &own, diags)?;
     let job_name = job_name(run, &built);
     if !is_dns_label(&job_name) {
@@ -228,7 +228,7 @@ pub fn render_task<'d>(
 /// The YAML text of a Job [`render_task`] accepted: the same object again, with its name.
 pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered<'_>) -> String {
     let mut ignored = Vec::new();
-    let own = own_labels(run);
+    let own = own_label_values(run);
     let built =
         build(run, index, Pass::Write, &own, &mut ignored).expect("the run was rendered before");
     // Keptn labels a Job with the name of the KeptnTask it runs: a hand-written one's own
@@ -269,7 +269,7 @@ fn build<'a, 'd>(
     run: &'a TaskRun<'_>,
     index: &'a Index<'_, 'd>,
     pass: Pass,
-    own: &'a BTreeMap<&'static str, String>,
+    own: &'a BTreeMap<&'static str, Cow<'a, str>>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Built<'a, 'd>> {
     let opts = index.options;
@@ -288,8 +288,8 @@ fn build<'a, 'd>(
         }
         Runner::Runtime(lang) => {
             let spec = def.runtime(*lang)?;
-            let resolved = resolve_runtime(run, def, *lang, spec, index, diags)?;
-            uses.clone_from(&resolved.uses);
+            let mut resolved = resolve_runtime(run, def, *lang, spec, (index, pass), diags)?;
+            uses = std::mem::take(&mut resolved.uses);
             runtime_container(run, &resolved, context_json, (index, pass))
         }
     };
@@ -300,7 +300,7 @@ fn build<'a, 'd>(
         .collect();
     labels.extend(
         own.iter()
-            .map(|(k, v)| (Cow::Borrowed(*k), Cow::Borrowed(v.as_str()))),
+            .map(|(k, v)| (Cow::Borrowed(*k), Cow::Borrowed(v.as_ref()))),
     );
     let labels = Obj::string_map(labels);
     let pod_spec = pod_spec(def, ns, opts, container, volume, &mut uses);
@@ -517,33 +517,41 @@ fn namespace_phrase(ns: &str) -> String {
 /// users' runs rather than kept from validation: labels kept for every Job, and freed when
 /// ConfigMaps merge, left the heap so fragmented that writing the stream slowed by a sixth.
 pub fn own_labels(run: &TaskRun<'_>) -> BTreeMap<&'static str, String> {
+    let labels = own_label_values(run).into_iter();
+    labels.map(|(k, v)| (k, v.into_owned())).collect()
+}
+
+/// [`own_labels`] borrowed from the run where they are valid as they stand (nearly always):
+/// a Job built twice made a dozen label strings.
+fn own_label_values<'r>(run: &'r TaskRun<'_>) -> BTreeMap<&'static str, Cow<'r, str>> {
     let mut l = BTreeMap::new();
-    l.insert(LABEL_MANAGED_BY, MANAGED_BY.to_string());
+    l.insert(LABEL_MANAGED_BY, Cow::Borrowed(MANAGED_BY));
     let ctx = &run.context;
-    let mut put = |k: &'static str, v: &str| {
-        if let Some(v) = label_value(v) {
+    let mut put = |k: &'static str, v: Option<Cow<'r, str>>| {
+        if let Some(v) = v {
             l.insert(k, v);
         }
     };
-    put(LABEL_APP, &ctx.app_name);
+    let value = |v: &'r str| label_cow(v);
+    put(LABEL_APP, value(&ctx.app_name));
     // A workload task belongs to its workload version only, as a KeptnWorkloadVersion is
     // named `<app>-<workload>-<version>`: nothing that only the app version holds may reach
     // its Job (labels are hashed into the name and sit in the immutable pod template), or an
     // app version bump alone would run every workload task again. Its TaskRecord lists it
     // by name instead.
     if !is_workload_phase(run.phase) {
-        put(LABEL_APP_VERSION, &run.app_version);
+        put(LABEL_APP_VERSION, value(&run.app_version));
         if let Some(record) = record_name(&ctx.app_name, &run.app_version) {
-            put(LABEL_RECORD, &record);
+            put(LABEL_RECORD, label_value(&record).map(Cow::Owned));
         }
     }
-    put(LABEL_DEFINITION, &run.definition.value);
-    put(LABEL_PHASE, run.phase.label());
+    put(LABEL_DEFINITION, value(&run.definition.value));
+    put(LABEL_PHASE, value(run.phase.label()));
     if !ctx.workload_name.is_empty() {
-        put(LABEL_WORKLOAD, &ctx.workload_name);
-        put(LABEL_VERSION, &ctx.workload_version);
+        put(LABEL_WORKLOAD, value(&ctx.workload_name));
+        put(LABEL_VERSION, value(&ctx.workload_version));
     } else {
-        put(LABEL_VERSION, &ctx.app_version);
+        put(LABEL_VERSION, value(&ctx.app_version));
     }
     l
 }
@@ -601,7 +609,12 @@ fn record_name_mapped(raw: &str) -> String {
 
 /// A valid label value for `v`: invalid characters become `-`, at most 63 characters.
 pub fn label_value(v: &str) -> Option<String> {
-    // Most values (names, versions) are valid already: one copy, no mapping.
+    label_cow(v).map(Cow::into_owned)
+}
+
+/// [`label_value`], borrowing `v` when it is valid as it stands.
+fn label_cow(v: &str) -> Option<Cow<'_, str>> {
+    // Most values (names, versions) are valid already: no copy, no mapping.
     let edge = |c: u8| c.is_ascii_alphanumeric();
     let inner = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.');
     let b = v.as_bytes();
@@ -610,9 +623,9 @@ pub fn label_value(v: &str) -> Option<String> {
         && b.last().is_some_and(|&c| edge(c))
         && b.iter().all(inner)
     {
-        return Some(v.to_string());
+        return Some(Cow::Borrowed(v));
     }
-    label_value_mapped(v)
+    label_value_mapped(v).map(Cow::Owned)
 }
 
 /// [`label_value`] of a value that is not valid as it stands.
@@ -656,7 +669,7 @@ fn resolve_runtime<'d>(
     def: &TaskDefinition<'d>,
     lang: Lang,
     spec: &RuntimeSpec<'d>,
-    index: &Index<'_, 'd>,
+    (index, pass): (&Index<'_, 'd>, Pass),
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Resolved<'d>> {
     let ns = run.lookup_namespace.as_str();
@@ -685,7 +698,9 @@ fn resolve_runtime<'d>(
     if let Some(task) = apply_task_values(&mut r, run) {
         secret_owner = task;
     }
+    // Written, the Job was checked when it was named; its messages were made then.
     if let Some(secret) = &r.secret
+        && pass == Pass::Name
         && check_secret(run, secret_owner, secret, index, diags)
     {
         r.uses
