@@ -657,6 +657,17 @@ pub fn is_dns_label(s: &str) -> bool {
 
 /// Cuts a name to `max` characters without leaving a trailing `-` or `.`.
 pub fn truncate_name(s: &str, max: usize) -> String {
+    // Names are nearly always lowercase ASCII and short enough: one copy, not four.
+    let b = s.as_bytes();
+    let kept = |c: &u8| c.is_ascii() && !c.is_ascii_uppercase() && *c != b'_';
+    if b.len() <= max && b.iter().all(kept) && !matches!(b.last(), Some(b'-' | b'.')) {
+        return s.to_string();
+    }
+    truncate_name_mapped(s, max)
+}
+
+/// [`truncate_name`] of a name that changes.
+fn truncate_name_mapped(s: &str, max: usize) -> String {
     let lowered = s.to_lowercase().replace('_', "-");
     let cut: String = lowered.chars().take(max).collect();
     cut.trim_end_matches(['-', '.']).to_string()
@@ -1137,6 +1148,9 @@ mod tests {
         #[test]
         fn valid_values_are_kept_as_the_mapping_would(s in "[a-zA-Z0-9._+ -]{0,70}") {
             proptest::prop_assert_eq!(label_value(&s), label_value_mapped(&s));
+            for max in [0, 5, 52, 63] {
+                proptest::prop_assert_eq!(truncate_name(&s, max), truncate_name_mapped(&s, max));
+            }
             if !s.is_empty() {
                 let raw = format!("{s}-1.0");
                 proptest::prop_assert_eq!(record_name(&s, "1.0"), Some(record_name_mapped(&raw)));

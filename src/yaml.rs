@@ -1051,7 +1051,9 @@ const PLAIN_BYTE: [bool; 256] = {
 
 /// The chomping indicator when `s` can be an exact literal block, else `None`.
 pub(crate) fn block_chomping(s: &str) -> Option<&'static str> {
-    if !s.contains('\n') || s.starts_with(' ') || s.starts_with('\n') {
+    // Asked of every string value written; most are short and have no line break.
+    let bytes = s.as_bytes();
+    if !bytes.contains(&b'\n') || matches!(bytes.first(), Some(b' ' | b'\n')) {
         return None;
     }
     let printable = |c: char| {
@@ -1065,7 +1067,6 @@ pub(crate) fn block_chomping(s: &str) -> Option<&'static str> {
                 ))
     };
     // Mostly ASCII code: check bytes first, characters only when there is more.
-    let bytes = s.as_bytes();
     let ascii = |c: &u8| matches!(c, b'\n' | b'\t' | b' '..=b'~');
     if !(bytes.iter().all(ascii) || s.chars().all(printable)) {
         return None;
