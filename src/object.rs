@@ -111,7 +111,7 @@ fn emit_after_key(out: &mut String, v: &Obj<'_>, indent: usize) {
                 emit_seq_item(out, item, indent);
             }
         }
-        Obj::Str(s) if yaml::block_chomping(s).is_some() => yaml::emit_block(out, s, indent + 2),
+        Obj::Str(s) => yaml::emit_str_after_key(out, s, indent),
         Obj::Json(v) => yaml::emit_after_key(out, v, indent),
         other => {
             out.push(' ');
@@ -129,10 +129,7 @@ fn emit_seq_item(out: &mut String, item: &Obj<'_>, indent: usize) {
     out.push_str("- ");
     match item {
         Obj::Map(m) if !m.is_empty() => emit_map(out, m, indent + 2, true),
-        Obj::Str(s) if yaml::block_chomping(s).is_some() => {
-            out.pop(); // "- |" rather than "-  |"
-            yaml::emit_block(out, s, indent + 2);
-        }
+        Obj::Str(s) => yaml::emit_str_item(out, s, indent),
         other => {
             emit_inline(out, other);
             out.push('\n');

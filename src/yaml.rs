@@ -930,10 +930,36 @@ pub(crate) fn emit_after_key(out: &mut String, v: &Value, indent: usize) {
             out.push('\n');
             emit_seq(out, a, indent);
         }
-        Value::String(s) if block_chomping(s).is_some() => emit_block(out, s, indent + 2),
+        Value::String(s) => emit_str_after_key(out, s, indent),
         other => {
             out.push(' ');
             emit_inline(out, other);
+            out.push('\n');
+        }
+    }
+}
+
+/// A string map value: a literal block when it can be one, else on the key's line.
+pub(crate) fn emit_str_after_key(out: &mut String, s: &str, indent: usize) {
+    match block_chomping(s) {
+        Some(chomp) => emit_block(out, s, chomp, indent + 2),
+        None => {
+            out.push(' ');
+            emit_scalar_str(out, s);
+            out.push('\n');
+        }
+    }
+}
+
+/// A string list item (after `- `): a literal block when it can be one.
+pub(crate) fn emit_str_item(out: &mut String, s: &str, indent: usize) {
+    match block_chomping(s) {
+        Some(chomp) => {
+            out.pop(); // "- |" rather than "-  |"
+            emit_block(out, s, chomp, indent + 2);
+        }
+        None => {
+            emit_scalar_str(out, s);
             out.push('\n');
         }
     }
@@ -950,10 +976,7 @@ pub(crate) fn emit_seq_item(out: &mut String, item: &Value, indent: usize) {
     out.push_str("- ");
     match item {
         Value::Object(m) if !m.is_empty() => emit_map(out, m, indent + 2, true),
-        Value::String(s) if block_chomping(s).is_some() => {
-            out.pop(); // "- |" rather than "-  |"
-            emit_block(out, s, indent + 2);
-        }
+        Value::String(s) => emit_str_item(out, s, indent),
         other => {
             emit_inline(out, other);
             out.push('\n');
@@ -1066,15 +1089,12 @@ pub(crate) fn block_chomping(s: &str) -> Option<&'static str> {
                     '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
                 ))
     };
-    // Mostly ASCII code: check bytes first, characters only when there is more.
-    let ascii = |c: &u8| matches!(c, b'\n' | b'\t' | b' '..=b'~');
-    if !(bytes.iter().all(ascii) || s.chars().all(printable)) {
-        return None;
-    }
-    // Trailing white space on a line would be kept, but editors and hooks strip it; a quoted
-    // string cannot be changed that way.
-    let blank_before_break = |w: &[u8]| matches!(w, [b' ' | b'\t', b'\n']);
-    if bytes.windows(2).any(blank_before_break) || matches!(bytes.last(), Some(b' ' | b'\t')) {
+    // Mostly ASCII code: one pass over its bytes, characters only when there is more.
+    let fits = match ascii_block_fits(bytes) {
+        Some(fits) => fits,
+        None => s.chars().all(printable) && !has_blank_line_end(bytes),
+    };
+    if !fits {
         return None;
     }
     let trailing = s.len() - s.trim_end_matches('\n').len();
@@ -1085,9 +1105,32 @@ pub(crate) fn block_chomping(s: &str) -> Option<&'static str> {
     })
 }
 
-pub(crate) fn emit_block(out: &mut String, s: &str, indent: usize) {
+/// Whether ASCII text can be a literal block: printable, and no line ending in white space
+/// (it would be kept, but editors and hooks strip it; a quoted string cannot be changed that
+/// way). `None` when the text is not all ASCII.
+fn ascii_block_fits(bytes: &[u8]) -> Option<bool> {
+    let mut prev = 0u8;
+    for &c in bytes {
+        match c {
+            b'\n' if matches!(prev, b' ' | b'\t') => return Some(false),
+            b'\n' | b'\t' | b' '..=b'~' => {}
+            0x80.. => return None,
+            _ => return Some(false),
+        }
+        prev = c;
+    }
+    Some(!matches!(prev, b' ' | b'\t'))
+}
+
+fn has_blank_line_end(bytes: &[u8]) -> bool {
+    let blank_before_break = |w: &[u8]| matches!(w, [b' ' | b'\t', b'\n']);
+    bytes.windows(2).any(blank_before_break) || matches!(bytes.last(), Some(b' ' | b'\t'))
+}
+
+/// `s` as a literal block with indicator `chomp` (from [`block_chomping`]).
+pub(crate) fn emit_block(out: &mut String, s: &str, chomp: &str, indent: usize) {
     out.push(' ');
-    out.push_str(block_chomping(s).expect("checked by the caller"));
+    out.push_str(chomp);
     out.push('\n');
     let body = s.strip_suffix('\n').unwrap_or(s);
     for line in body.split('\n') {
