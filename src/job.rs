@@ -307,8 +307,8 @@ fn pod_spec<'a>(
     pod_spec.push(("restartPolicy".into(), Obj::str("OnFailure")));
     if opts.profile.pod_settings {
         if let Some(sa) = &def.service_account {
-            pod_spec.push(("serviceAccountName".into(), Obj::str(sa.as_str())));
-            uses.push(("ServiceAccount", ns.to_string(), sa.clone()));
+            pod_spec.push(("serviceAccountName".into(), Obj::str(&**sa)));
+            uses.push(("ServiceAccount", ns.to_string(), sa.to_string()));
         }
         for name in def
             .image_pull_secrets
@@ -322,7 +322,7 @@ fn pod_spec<'a>(
             pod_spec.push(("automountServiceAccountToken".into(), Obj::Bool(a)));
         }
         if let Some(s) = &def.image_pull_secrets {
-            pod_spec.push(("imagePullSecrets".into(), Obj::Json(s.clone())));
+            pod_spec.push(("imagePullSecrets".into(), Obj::Json((**s).clone())));
         }
     }
     if let Some(v) = volume {

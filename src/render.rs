@@ -261,7 +261,15 @@ impl<'d> Inputs<'d> {
         opts: &Options,
         diags: &mut Vec<Diagnostic>,
     ) -> Self {
-        let mut inputs = Inputs::default();
+        // Sized once: grown by doubling, the list of workloads was a third empty.
+        let mut inputs = Inputs {
+            workloads: Vec::with_capacity(loaded.workload_keys.len()),
+            passthrough: Vec::with_capacity(match opts.keep_keptn {
+                true => docs.len(),
+                false => docs.len() - loaded.keptn.len(),
+            }),
+            ..Inputs::default()
+        };
         let mut workload_keys = loaded.workload_keys.into_iter().peekable();
         let mut keptn = loaded.keptn.into_iter().peekable();
         for (i, doc) in docs.iter().enumerate() {
@@ -1674,14 +1682,21 @@ fn assemble<'r>(
         );
     }
     let used = used_inputs(&uses);
-    let inputs: Vec<Placed<'r>> = passthrough
-        .iter()
-        .map(|d| input_document(d, &used, placement, opts))
-        .collect();
+    // One list for every group, sized once and sorted in place (group first): groups
+    // concatenated into a new list held both at once, the render's peak.
+    let last = last_wave(&jobs, runs, (&evaluations[..], eval_runs), placement, opts);
+    // One list for every group, sized once and sorted in place (group first): groups
+    // concatenated into a new list held both at once, the render's peak.
+    let mut out: Vec<Placed<'r>> = Vec::with_capacity(
+        passthrough.len() + cms.len() + last.len() + jobs.len() + evaluations.len(),
+    );
+    out.extend(
+        passthrough
+            .iter()
+            .map(|d| input_document(d, &used, placement, opts)),
+    );
     drop(used);
     drop(uses);
-    // Generated documents by phase group, each group made in its output order already.
-    let mut groups: [Vec<Placed<'r>>; 6] = Default::default();
     let mut config_maps = Vec::with_capacity(cms.len());
     for (_, shared) in cms {
         // In hooks mode every ConfigMap is a PreSync hook, so it exists before any Job.
@@ -1692,54 +1707,61 @@ fn assemble<'r>(
         };
         let body = Body::ConfigMap(config_maps.len());
         config_maps.push(shared);
-        groups[group as usize].push(generated(group, 0, body));
+        out.push(generated(group, 0, body));
     }
-    if opts.records {
-        let evals = (&evaluations[..], eval_runs);
-        for ((namespace, name), mut object) in task_records(&jobs, runs, evals) {
-            object["metadata"]["annotations"] =
-                json!({ANN_WAVE: placement.record_wave().to_string()});
-            let record = Record {
-                namespace,
-                name,
-                object,
-            };
-            groups[5].push(generated(5, 0, Body::Record(Box::new(record))));
-        }
-    } else if opts.mode == Mode::Waves {
-        let evals = (&evaluations[..], eval_runs);
-        for gate in sync_gates(&jobs, runs, evals) {
-            groups[5].push(generated(5, 0, Body::SyncGate(Box::new(gate))));
-        }
-    }
+    out.extend(last);
     for (i, (_, r)) in jobs.iter().enumerate() {
-        let group = phase_group(r.phase);
-        groups[group as usize].push(generated(group, 1, Body::Job(i)));
+        out.push(generated(phase_group(r.phase), 1, Body::Job(i)));
     }
     let mut evaluation_jobs = Vec::with_capacity(evaluations.len());
     for (_, e) in evaluations {
-        let group = phase_group(e.phase);
         let body = Body::Evaluation(evaluation_jobs.len());
+        out.push(generated(phase_group(e.phase), 1, body));
         evaluation_jobs.push(e);
-        groups[group as usize].push(generated(group, 1, body));
     }
     let generated = Generated {
         jobs,
         config_maps,
         evaluations: evaluation_jobs,
     };
-    // The input objects come in file order; sorting a group that is sorted only checks it.
-    groups[2] = inputs;
-    let mut out = Vec::with_capacity(groups.iter().map(Vec::len).sum());
-    for mut group in groups {
-        group.sort_unstable_by(|a, b| generated.order(a, b));
-        out.append(&mut group);
-    }
+    out.sort_unstable_by(|a, b| generated.order(a, b));
     (out, generated)
 }
 
 fn generated(group: u8, rank: u8, body: Body<'_>) -> Placed<'_> {
     Placed { group, rank, body }
+}
+
+/// What follows the post-deployment Jobs: the records, or in waves mode the sync gates.
+fn last_wave<'r>(
+    jobs: &Jobs<'_>,
+    runs: &[TaskRun<'_>],
+    evals: (&[(usize, EvaluationJob)], &[TaskRun<'_>]),
+    placement: &Placement,
+    opts: &Options,
+) -> Vec<Placed<'r>> {
+    if opts.records {
+        let wave = placement.record_wave().to_string();
+        let records = task_records(jobs, runs, evals).into_iter();
+        records
+            .map(|((namespace, name), mut object)| {
+                object["metadata"]["annotations"] = json!({ ANN_WAVE: wave });
+                let record = Record {
+                    namespace,
+                    name,
+                    object,
+                };
+                generated(5, 0, Body::Record(Box::new(record)))
+            })
+            .collect()
+    } else if opts.mode == Mode::Waves {
+        let gates = sync_gates(jobs, runs, evals).into_iter();
+        gates
+            .map(|gate| generated(5, 0, Body::SyncGate(Box::new(gate))))
+            .collect()
+    } else {
+        Vec::new()
+    }
 }
 
 /// The input objects the Jobs need, taken out of them: they only decide where those objects
