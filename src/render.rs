@@ -989,8 +989,6 @@ fn in_order(mut run: TaskRun<'_>, sequential: bool, position: usize) -> TaskRun<
 /// The run of an evaluation use: named `<pre|post>-eval-<definition>` like Keptn's
 /// KeptnEvaluations.
 fn as_evaluation(mut run: TaskRun<'_>) -> TaskRun<'_> {
-    let check = if run.phase.is_pre() { "pre" } else { "post" };
-    run.name_base = format!("{check}-eval-{}", run.definition.value);
     run.evaluation = true;
     run
 }
@@ -1177,7 +1175,6 @@ impl AppPlan {
         context: Rc<SharedContext>,
         app_spec: Option<Rc<str>>,
     ) -> TaskRun<'d> {
-        let check = if phase.is_pre() { "pre" } else { "post" };
         TaskRun {
             phase,
             source,
@@ -1187,10 +1184,7 @@ impl AppPlan {
             context,
             app_version: Rc::clone(&self.version),
             app_spec,
-            name_base: format!("{check}-{}", def.value),
-            task_parameters: BTreeMap::new(),
-            task_secret: None,
-            task_limits: None,
+            hand: None,
             position: 0,
             evaluation: false,
         }
@@ -1329,10 +1323,7 @@ fn hand_task_run<'d>(t: &'d HandTask<'d>, opts: &Options) -> TaskRun<'d> {
         context: Rc::new(SharedContext::from(&t.context)),
         app_version: t.context.app_version.as_str().into(),
         app_spec: None,
-        name_base: t.doc.name.to_string(),
-        task_parameters: t.parameters.clone(),
-        task_secret: t.secret.clone(),
-        task_limits: Some((t.retries, t.timeout_seconds)),
+        hand: Some(t),
         position: 0,
         evaluation: false,
     }
