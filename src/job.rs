@@ -164,13 +164,21 @@ impl<'a, 'd> Index<'a, 'd> {
     }
 }
 
-/// A rendered task: its Job and, for inline code, the ConfigMap holding the code. What else
-/// a record needs of it (app, versions, definition, workload) is read from its [`TaskRun`].
+/// A rendered task's Job, as the stream is written: what else a record needs of it (app,
+/// versions, definition, workload) is read from its [`TaskRun`].
 #[derive(Debug)]
-pub struct Rendered<'d> {
+pub struct Rendered {
     pub phase: Phase,
     pub namespace: Option<String>,
     pub job_name: String,
+}
+
+/// What a rendered task's Job needs before it starts; apart from [`Rendered`] because it only
+/// decides what the render generates and moves, and is dropped before the stream is written.
+#[derive(Debug)]
+pub struct Needs<'d> {
+    pub phase: Phase,
+    /// For inline code, the ConfigMap holding the code.
     pub config_map: Option<GeneratedConfigMap<'d>>,
     /// Input objects the Job needs at start: `(kind, lookup namespace, name)` of a code
     /// ConfigMap, a SECURE_DATA or image pull Secret, or a ServiceAccount.
@@ -209,24 +217,28 @@ pub fn render_task<'d>(
     run: &TaskRun<'_>,
     index: &Index<'_, 'd>,
     diags: &mut Vec<Diagnostic>,
-) -> Option<Rendered<'d>> {
+) -> Option<(Rendered, Needs<'d>)> {
     let built = build(run, index, diags)?;
     let job_name = job_name(run, &built);
     if !is_dns_label(&job_name) {
         diags.push(invalid_name(run, &job_name));
         return None;
     }
-    Some(Rendered {
+    let rendered = Rendered {
         phase: run.phase,
         namespace: run.namespace.clone(),
         job_name,
+    };
+    let needs = Needs {
+        phase: run.phase,
         config_map: built.config_map,
         uses: built.uses,
-    })
+    };
+    Some((rendered, needs))
 }
 
 /// The YAML text of a Job [`render_task`] accepted: the same object again, with its name.
-pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered<'_>) -> String {
+pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered) -> String {
     let mut ignored = Vec::new();
     let built = build(run, index, &mut ignored).expect("the run was rendered before");
     // Keptn labels a Job with the name of the KeptnTask it runs: a hand-written one's own

@@ -119,12 +119,14 @@ pub fn render_inspecting<R>(
     };
     // Validated and named now, written later: every error is known before the first byte.
     // Sized to the runs: collected, it doubled past them.
-    let mut rendered: Vec<(usize, job::Rendered<'_>)> = Vec::with_capacity(runs.len());
-    rendered.extend(
-        runs.iter()
-            .enumerate()
-            .filter_map(|(i, r)| job::render_task(r, &index, &mut diags).map(|j| (i, j))),
-    );
+    let mut rendered: Vec<(usize, job::Rendered)> = Vec::with_capacity(runs.len());
+    let mut needs: Vec<(usize, job::Needs<'_>)> = Vec::with_capacity(runs.len());
+    for (i, run) in runs.iter().enumerate() {
+        if let Some((r, n)) = job::render_task(run, &index, &mut diags) {
+            rendered.push((i, r));
+            needs.push((i, n));
+        }
+    }
     let evaluations = render_evaluations(
         &eval_runs,
         &inputs.evaluations,
@@ -141,7 +143,7 @@ pub fn render_inspecting<R>(
         assemble(
             &inputs.passthrough,
             &runs,
-            rendered,
+            (rendered, needs),
             evaluations,
             &placement,
             opts,
@@ -1353,7 +1355,7 @@ fn kind_rank(kind: &str) -> u8 {
 /// TaskRecord CRD declares no more fields; the reconciler tells an evaluation by its Job's
 /// `klt-render.dev/kind: evaluation` label).
 fn task_records(
-    jobs: &Jobs<'_>,
+    jobs: &Jobs,
     runs: &[TaskRun<'_>],
     (evaluations, eval_runs): (&[(usize, EvaluationJob)], &[TaskRun<'_>]),
 ) -> BTreeMap<(Option<String>, String), Value> {
@@ -1442,7 +1444,7 @@ fn task_records(
 /// (content-hashed) names, so it changes whenever one of them is new and is applied even with
 /// `ApplyOutOfSyncOnly`.
 fn sync_gates(
-    jobs: &Jobs<'_>,
+    jobs: &Jobs,
     runs: &[TaskRun<'_>],
     (evaluations, eval_runs): (&[(usize, EvaluationJob)], &[TaskRun<'_>]),
 ) -> Vec<SyncGate> {
@@ -1594,7 +1596,7 @@ fn phase_group(p: Phase) -> u8 {
 /// out of left a hole in the heap that slowed every allocation while writing.
 #[derive(Default)]
 struct Generated<'r> {
-    jobs: Jobs<'r>,
+    jobs: Jobs,
     config_maps: Vec<SharedConfigMap<'r>>,
     evaluations: Vec<EvaluationJob>,
 }
@@ -1657,14 +1659,13 @@ type Evaluations<'e> = (Vec<(usize, EvaluationJob)>, &'e [TaskRun<'e>]);
 fn assemble<'r>(
     passthrough: &[&'r Doc<'r>],
     runs: &[TaskRun<'_>],
-    rendered: Vec<(usize, job::Rendered<'r>)>,
+    (rendered, needs): (Jobs, Vec<(usize, job::Needs<'r>)>),
     (mut evaluations, eval_runs): Evaluations<'_>,
     placement: &Placement,
     opts: &Options,
 ) -> (Vec<Placed<'r>>, Generated<'r>) {
-    let (cms, mut jobs) = shared_config_maps(rendered);
-    // Jobs of equal name are equal, so the first of them stands for all.
-    let mut uses = take_uses(&mut jobs);
+    let jobs = sorted_jobs(rendered);
+    let (cms, mut uses) = config_maps_and_uses(&jobs, needs);
     for (_, e) in &mut evaluations {
         uses.extend(
             std::mem::take(&mut e.uses)
@@ -1673,8 +1674,6 @@ fn assemble<'r>(
         );
     }
     let used = used_inputs(&uses);
-    // One list for every group, sized once and sorted in place (group first): groups
-    // concatenated into a new list held both at once, the render's peak.
     let last = last_wave(&jobs, runs, (&evaluations[..], eval_runs), placement, opts);
     // One list for every group, sized once and sorted in place (group first): groups
     // concatenated into a new list held both at once, the render's peak.
@@ -1725,7 +1724,7 @@ fn generated(group: u8, rank: u8, body: Body<'_>) -> Placed<'_> {
 
 /// What follows the post-deployment Jobs: the records, or in waves mode the sync gates.
 fn last_wave<'r>(
-    jobs: &Jobs<'_>,
+    jobs: &Jobs,
     runs: &[TaskRun<'_>],
     evals: (&[(usize, EvaluationJob)], &[TaskRun<'_>]),
     placement: &Placement,
@@ -1753,19 +1752,6 @@ fn last_wave<'r>(
     } else {
         Vec::new()
     }
-}
-
-/// The input objects the Jobs need, taken out of them: they only decide where those objects
-/// go, and need not be held while the stream is written.
-fn take_uses(jobs: &mut Jobs<'_>) -> Vec<(Phase, (&'static str, String, String))> {
-    jobs.iter_mut()
-        .flat_map(|(_, r)| {
-            let phase = r.phase;
-            std::mem::take(&mut r.uses)
-                .into_iter()
-                .map(move |u| (phase, u))
-        })
-        .collect()
 }
 
 /// Input ConfigMaps and Secrets that task Jobs need, with the earliest phase that needs them:
@@ -1814,37 +1800,54 @@ fn input_document<'r>(
 
 /// The Jobs in namespace and name order, each once: a sorted list, not a map, so that their
 /// names are not copied into keys.
-type Jobs<'r> = Vec<(usize, job::Rendered<'r>)>;
+type Jobs = Vec<(usize, job::Rendered)>;
 
 /// ConfigMaps shared by several tasks (earliest phase; labels all users agree on), and the
 /// Jobs keyed by namespace and name.
 type SharedConfigMaps<'r> = BTreeMap<(Option<String>, String), SharedConfigMap<'r>>;
 
-fn shared_config_maps<'r>(
-    rendered: Vec<(usize, job::Rendered<'r>)>,
-) -> (SharedConfigMaps<'r>, Jobs<'r>) {
-    let mut cms = SharedConfigMaps::new();
-    let mut jobs = rendered;
-    for (run, r) in &mut jobs {
-        if let Some(cm) = r.config_map.take() {
-            match cms.entry((cm.namespace.clone(), cm.name.clone())) {
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert((r.phase, cm, vec![*run]));
-                }
-                std::collections::btree_map::Entry::Occupied(mut o) => {
-                    let entry = o.get_mut();
-                    entry.0 = entry.0.min(r.phase);
-                    entry.2.push(*run);
-                }
-            }
-        }
-    }
-    // Of Jobs of equal name the first run stays, as a map's first insert did: the run index
-    // breaks ties, so an in-place sort does what a stable one did without its n-element
-    // scratch buffer (the render's peak was this sort).
+/// Of Jobs of equal name the first run stays, as a map's first insert did: the run index
+/// breaks ties, so an in-place sort does what a stable one did without its n-element
+/// scratch buffer (the render's peak was this sort).
+fn sorted_jobs(mut jobs: Jobs) -> Jobs {
     jobs.sort_unstable_by(|(i, a), (j, b)| {
         (&a.namespace, &a.job_name, i).cmp(&(&b.namespace, &b.job_name, j))
     });
     jobs.dedup_by(|(_, b), (_, a)| (&a.namespace, &a.job_name) == (&b.namespace, &b.job_name));
-    (cms, jobs)
+    jobs
+}
+
+/// The ConfigMaps the Jobs share, and the input objects the Jobs need with the phase of the
+/// Job. Jobs of equal name are equal, so the first of them stands for all: only its uses
+/// count, as they did when they were kept with it.
+fn config_maps_and_uses<'r>(
+    jobs: &Jobs,
+    needs: Vec<(usize, job::Needs<'r>)>,
+) -> (
+    SharedConfigMaps<'r>,
+    Vec<(Phase, (&'static str, String, String))>,
+) {
+    let mut kept = vec![false; needs.last().map_or(0, |(i, _)| i + 1)];
+    for (i, _) in jobs {
+        kept[*i] = true;
+    }
+    let mut cms = SharedConfigMaps::new();
+    let mut uses = Vec::new();
+    for (run, n) in needs {
+        if kept[run] {
+            uses.extend(n.uses.into_iter().map(|u| (n.phase, u)));
+        }
+        let Some(cm) = n.config_map else { continue };
+        match cms.entry((cm.namespace.clone(), cm.name.clone())) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert((n.phase, cm, vec![run]));
+            }
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                let entry = o.get_mut();
+                entry.0 = entry.0.min(n.phase);
+                entry.2.push(run);
+            }
+        }
+    }
+    (cms, uses)
 }
