@@ -1754,6 +1754,9 @@ fn last_wave<'r>(
     }
 }
 
+/// `(kind, lookup namespace, name)` of input objects Jobs need, with the Job's phase.
+type Uses = Vec<(Phase, (&'static str, String, String))>;
+
 /// Input ConfigMaps and Secrets that task Jobs need, with the earliest phase that needs them:
 /// they must exist before those Jobs start.
 type Used<'a> = BTreeMap<(&'static str, &'a str, &'a str), Phase>;
@@ -1823,10 +1826,7 @@ fn sorted_jobs(mut jobs: Jobs) -> Jobs {
 fn config_maps_and_uses<'r>(
     jobs: &Jobs,
     needs: Vec<(usize, job::Needs<'r>)>,
-) -> (
-    SharedConfigMaps<'r>,
-    Vec<(Phase, (&'static str, String, String))>,
-) {
+) -> (SharedConfigMaps<'r>, Uses) {
     let mut kept = vec![false; needs.last().map_or(0, |(i, _)| i + 1)];
     for (i, _) in jobs {
         kept[*i] = true;
