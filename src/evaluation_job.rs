@@ -43,7 +43,7 @@ pub fn labels(run: &TaskRun<'_>) -> BTreeMap<&'static str, String> {
     l
 }
 
-/// Builds the Job of one evaluation use (`run.name_base` is `<pre|post>-eval-<definition>`).
+/// Builds the Job of one evaluation use (`run.name_base()` is `<pre|post>-eval-<definition>`).
 pub fn render(
     run: &TaskRun<'_>,
     resolved: &Resolved<'_>,
@@ -133,7 +133,7 @@ fn job_name(run: &TaskRun<'_>, object: &Value) -> String {
     }
     format!(
         "{}-{}",
-        job::truncate_name(&run.name_base, 63 - 11),
+        job::truncate_name(&run.name_base(), 63 - 11),
         hash::short(digest_input.as_bytes())
     )
 }
@@ -209,7 +209,7 @@ fn invalid_name(run: &TaskRun<'_>, name: &str) -> Diagnostic {
         Some(run.definition.field.clone()),
         format!(
             "the Job name {name:?} derived from {:?} is not a valid Kubernetes name",
-            run.name_base
+            run.name_base()
         ),
         Some("use lowercase letters, digits, '-' and '.' in evaluation definition names".into()),
     )

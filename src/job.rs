@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use crate::diag::{Diagnostic, Severity};
 use crate::document::Doc;
 use crate::hash;
-use crate::model::{Lang, Phase, Runner, RuntimeSpec, SharedContext, Spanned, TaskDefinition};
+use crate::model::{
+    HandTask, Lang, Phase, Runner, RuntimeSpec, SharedContext, Spanned, TaskDefinition,
+};
 use crate::object::{self, Entries, Obj};
 use crate::options::Options;
 use crate::waves::Placement;
@@ -48,16 +50,32 @@ pub struct TaskRun<'d> {
     /// For app-level tasks, the KeptnApp spec (Go JSON). Keptn creates a new app version,
     /// and so runs the app tasks again, whenever that spec changes (a `revision` bump).
     pub app_spec: Option<Rc<str>>,
-    /// Name prefix before the hash: `pre-<definition>`, `post-<definition>` or a KeptnTask's name.
-    pub name_base: String,
-    pub task_parameters: BTreeMap<String, String>,
-    pub task_secret: Option<String>,
-    /// retries and timeout of a hand-written KeptnTask (operator-made tasks copy the definition's).
-    pub task_limits: Option<(i64, i64)>,
+    /// The hand-written KeptnTask this run is; `None` for the tasks the operator would create.
+    pub hand: Option<&'d HandTask<'d>>,
     /// Place in its phase's task list under sequential task order (0 otherwise): its wave.
     pub position: usize,
     /// An evaluation use (`definition` names a KeptnEvaluationDefinition), not a task.
     pub evaluation: bool,
+}
+
+impl<'d> TaskRun<'d> {
+    /// Name prefix before the hash: a KeptnTask's name, else `pre-<definition>`,
+    /// `post-<definition>` or, for evaluations, `<pre|post>-eval-<definition>` (made when
+    /// asked: a copy in every run added up to half a megabyte per thousand apps).
+    pub fn name_base(&self) -> Cow<'d, str> {
+        if let Some(t) = self.hand {
+            return Cow::Borrowed(&t.doc.name);
+        }
+        let check = if self.phase.is_pre() { "pre" } else { "post" };
+        let eval = if self.evaluation { "-eval" } else { "" };
+        Cow::Owned(format!("{check}{eval}-{}", self.definition.value))
+    }
+
+    /// retries and timeout of a hand-written KeptnTask (operator-made tasks copy the
+    /// definition's).
+    pub fn task_limits(&self) -> Option<(i64, i64)> {
+        self.hand.map(|t| (t.retries, t.timeout_seconds))
+    }
 }
 
 /// Objects by namespace and name. Every Job looks up definitions, ConfigMaps and Secrets
@@ -198,13 +216,21 @@ impl<'a, 'd> Index<'a, 'd> {
     }
 }
 
-/// A rendered task: its Job and, for inline code, the ConfigMap holding the code. What else
-/// a record needs of it (app, versions, definition, workload) is read from its [`TaskRun`].
+/// A rendered task's Job, as the stream is written: what else a record needs of it (app,
+/// versions, definition, workload) is read from its [`TaskRun`].
 #[derive(Debug)]
-pub struct Rendered<'d> {
+pub struct Rendered {
     pub phase: Phase,
     pub namespace: Option<String>,
     pub job_name: String,
+}
+
+/// What a rendered task's Job needs before it starts; apart from [`Rendered`] because it only
+/// decides what the render generates and moves, and is dropped before the stream is written.
+#[derive(Debug)]
+pub struct Needs<'d> {
+    pub phase: Phase,
+    /// For inline code, the ConfigMap holding the code.
     pub config_map: Option<GeneratedConfigMap<'d>>,
     /// Input objects the Job needs at start: `(kind, lookup namespace, name)` of a code
     /// ConfigMap, a SECURE_DATA or image pull Secret, or a ServiceAccount.
@@ -243,7 +269,7 @@ pub fn render_task<'d>(
     run: &TaskRun<'_>,
     index: &Index<'_, 'd>,
     diags: &mut Vec<Diagnostic>,
-) -> Option<Rendered<'d>> {
+) -> Option<(Rendered, Needs<'d>)> {
     let own = own_label_values(run);
     let built = build(run, index, Pass::Name, &own, diags)?;
     let job_name = job_name(run, &built);
@@ -251,25 +277,29 @@ pub fn render_task<'d>(
         diags.push(invalid_name(run, &job_name));
         return None;
     }
-    Some(Rendered {
+    let rendered = Rendered {
         phase: run.phase,
         namespace: run.namespace.clone(),
         job_name,
+    };
+    let needs = Needs {
+        phase: run.phase,
         config_map: built.config_map,
         uses: built.uses,
-    })
+    };
+    Some((rendered, needs))
 }
 
 /// The YAML text of a Job [`render_task`] accepted: the same object again, with its name.
-pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered<'_>) -> String {
+pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered) -> String {
     let mut ignored = Vec::new();
     let own = own_label_values(run);
     let built =
         build(run, index, Pass::Write, &own, &mut ignored).expect("the run was rendered before");
     // Keptn labels a Job with the name of the KeptnTask it runs: a hand-written one's own
     // name; for the tasks the operator would create, the Job stands in for the KeptnTask.
-    let task_name = match run.task_limits {
-        Some(_) => run.name_base.as_str(),
+    let task_name = match run.hand {
+        Some(t) => &*t.doc.name,
         None => rendered.job_name.as_str(),
     };
     let job = named(
@@ -375,8 +405,8 @@ fn pod_spec<'a>(
     pod_spec.push(("restartPolicy".into(), Obj::str("OnFailure")));
     if opts.profile.pod_settings {
         if let Some(sa) = &def.service_account {
-            pod_spec.push(("serviceAccountName".into(), Obj::str(sa.as_str())));
-            uses.push(("ServiceAccount", ns.to_string(), sa.clone()));
+            pod_spec.push(("serviceAccountName".into(), Obj::str(&**sa)));
+            uses.push(("ServiceAccount", ns.to_string(), sa.to_string()));
         }
         for name in def
             .image_pull_secrets
@@ -390,7 +420,7 @@ fn pod_spec<'a>(
             pod_spec.push(("automountServiceAccountToken".into(), Obj::Bool(a)));
         }
         if let Some(s) = &def.image_pull_secrets {
-            pod_spec.push(("imagePullSecrets".into(), Obj::Json(s.clone())));
+            pod_spec.push(("imagePullSecrets".into(), Obj::Json((**s).clone())));
         }
     }
     if let Some(v) = volume {
@@ -419,7 +449,7 @@ fn job_spec<'a>(
         ));
     }
     let (retries, timeout) = run
-        .task_limits
+        .task_limits()
         .unwrap_or((def.retries, def.timeout_seconds));
     let mut job_spec: Entries<'a> = Vec::with_capacity(4);
     job_spec.push(("backoffLimit".into(), Obj::Int(retries)));
@@ -469,7 +499,7 @@ fn job_name(run: &TaskRun<'_>, built: &Built) -> String {
     digest_input.push_str(&built.hash_extra);
     format!(
         "{}-{}",
-        truncate_name(&run.name_base, 63 - 11),
+        truncate_name(&run.name_base(), 63 - 11),
         hash::short(digest_input.as_bytes())
     )
 }
@@ -482,7 +512,7 @@ fn invalid_name(run: &TaskRun<'_>, job_name: &str) -> Diagnostic {
         Some(run.definition.field.clone()),
         format!(
             "the Job name {job_name:?} derived from {:?} is not a valid Kubernetes name",
-            run.name_base
+            run.name_base()
         ),
         Some(
             "use lowercase letters, digits, '-' and '.' in task definition and KeptnTask names"
@@ -893,13 +923,14 @@ fn resolve_code<'d>(
 /// Task-level values: parameters only fill gaps, a secret replaces the definition's. The
 /// task's object when it set the secret.
 fn apply_task_values<'r>(r: &mut Resolved<'_>, run: &'r TaskRun<'_>) -> Option<&'r Doc<'r>> {
-    for (k, v) in &run.task_parameters {
+    let task = run.hand?;
+    for (k, v) in &task.parameters {
         let slot = r.params.entry(Cow::Owned(k.clone())).or_default();
         if slot.is_empty() {
             *slot = Cow::Owned(v.clone());
         }
     }
-    let s = run.task_secret.as_ref()?;
+    let s = task.secret.as_ref()?;
     r.secret = Some(Spanned {
         value: s.clone(),
         pos: run.source.root.pos,

@@ -120,12 +120,14 @@ pub fn render_inspecting<R>(
     };
     // Validated and named now, written later: every error is known before the first byte.
     // Sized to the runs: collected, it doubled past them.
-    let mut rendered: Vec<(usize, job::Rendered<'_>)> = Vec::with_capacity(runs.len());
-    rendered.extend(
-        runs.iter()
-            .enumerate()
-            .filter_map(|(i, r)| job::render_task(r, &index, &mut diags).map(|j| (i, j))),
-    );
+    let mut rendered: Vec<(usize, job::Rendered)> = Vec::with_capacity(runs.len());
+    let mut needs: Vec<(usize, job::Needs<'_>)> = Vec::with_capacity(runs.len());
+    for (i, run) in runs.iter().enumerate() {
+        if let Some((r, n)) = job::render_task(run, &index, &mut diags) {
+            rendered.push((i, r));
+            needs.push((i, n));
+        }
+    }
     let evaluations = render_evaluations(
         &eval_runs,
         &inputs.evaluations,
@@ -142,7 +144,7 @@ pub fn render_inspecting<R>(
         assemble(
             &inputs.passthrough,
             &runs,
-            rendered,
+            (rendered, needs),
             evaluations,
             &placement,
             opts,
@@ -262,7 +264,15 @@ impl<'d> Inputs<'d> {
         opts: &Options,
         diags: &mut Vec<Diagnostic>,
     ) -> Self {
-        let mut inputs = Inputs::default();
+        // Sized once: grown by doubling, the list of workloads was a third empty.
+        let mut inputs = Inputs {
+            workloads: Vec::with_capacity(loaded.workload_keys.len()),
+            passthrough: Vec::with_capacity(match opts.keep_keptn {
+                true => docs.len(),
+                false => docs.len() - loaded.keptn.len(),
+            }),
+            ..Inputs::default()
+        };
         let mut workload_keys = loaded.workload_keys.into_iter().peekable();
         let mut keptn = loaded.keptn.into_iter().peekable();
         for (i, doc) in docs.iter().enumerate() {
@@ -982,8 +992,6 @@ fn in_order(mut run: TaskRun<'_>, sequential: bool, position: usize) -> TaskRun<
 /// The run of an evaluation use: named `<pre|post>-eval-<definition>` like Keptn's
 /// KeptnEvaluations.
 fn as_evaluation(mut run: TaskRun<'_>) -> TaskRun<'_> {
-    let check = if run.phase.is_pre() { "pre" } else { "post" };
-    run.name_base = format!("{check}-eval-{}", run.definition.value);
     run.evaluation = true;
     run
 }
@@ -1170,7 +1178,6 @@ impl AppPlan {
         context: Rc<SharedContext>,
         app_spec: Option<Rc<str>>,
     ) -> TaskRun<'d> {
-        let check = if phase.is_pre() { "pre" } else { "post" };
         TaskRun {
             phase,
             source,
@@ -1180,10 +1187,7 @@ impl AppPlan {
             context,
             app_version: Rc::clone(&self.version),
             app_spec,
-            name_base: format!("{check}-{}", def.value),
-            task_parameters: BTreeMap::new(),
-            task_secret: None,
-            task_limits: None,
+            hand: None,
             position: 0,
             evaluation: false,
         }
@@ -1322,10 +1326,7 @@ fn hand_task_run<'d>(t: &'d HandTask<'d>, opts: &Options) -> TaskRun<'d> {
         context: Rc::new(SharedContext::from(&t.context)),
         app_version: t.context.app_version.as_str().into(),
         app_spec: None,
-        name_base: t.doc.name.to_string(),
-        task_parameters: t.parameters.clone(),
-        task_secret: t.secret.clone(),
-        task_limits: Some((t.retries, t.timeout_seconds)),
+        hand: Some(t),
         position: 0,
         evaluation: false,
     }
@@ -1355,7 +1356,7 @@ fn kind_rank(kind: &str) -> u8 {
 /// TaskRecord CRD declares no more fields; the reconciler tells an evaluation by its Job's
 /// `klt-render.dev/kind: evaluation` label).
 fn task_records(
-    jobs: &Jobs<'_>,
+    jobs: &Jobs,
     runs: &[TaskRun<'_>],
     (evaluations, eval_runs): (&[(usize, EvaluationJob)], &[TaskRun<'_>]),
 ) -> BTreeMap<(Option<String>, String), Value> {
@@ -1444,7 +1445,7 @@ fn task_records(
 /// (content-hashed) names, so it changes whenever one of them is new and is applied even with
 /// `ApplyOutOfSyncOnly`.
 fn sync_gates(
-    jobs: &Jobs<'_>,
+    jobs: &Jobs,
     runs: &[TaskRun<'_>],
     (evaluations, eval_runs): (&[(usize, EvaluationJob)], &[TaskRun<'_>]),
 ) -> Vec<SyncGate> {
@@ -1596,7 +1597,7 @@ fn phase_group(p: Phase) -> u8 {
 /// out of left a hole in the heap that slowed every allocation while writing.
 #[derive(Default)]
 struct Generated<'r> {
-    jobs: Jobs<'r>,
+    jobs: Jobs,
     config_maps: Vec<SharedConfigMap<'r>>,
     evaluations: Vec<EvaluationJob>,
 }
@@ -1659,14 +1660,13 @@ type Evaluations<'e> = (Vec<(usize, EvaluationJob)>, &'e [TaskRun<'e>]);
 fn assemble<'r>(
     passthrough: &[&'r Doc<'r>],
     runs: &[TaskRun<'_>],
-    rendered: Vec<(usize, job::Rendered<'r>)>,
+    (rendered, needs): (Jobs, Vec<(usize, job::Needs<'r>)>),
     (mut evaluations, eval_runs): Evaluations<'_>,
     placement: &Placement,
     opts: &Options,
 ) -> (Vec<Placed<'r>>, Generated<'r>) {
-    let (cms, mut jobs) = shared_config_maps(rendered);
-    // Jobs of equal name are equal, so the first of them stands for all.
-    let mut uses = take_uses(&mut jobs);
+    let jobs = sorted_jobs(rendered);
+    let (cms, mut uses) = config_maps_and_uses(&jobs, needs);
     for (_, e) in &mut evaluations {
         uses.extend(
             std::mem::take(&mut e.uses)
@@ -1675,14 +1675,19 @@ fn assemble<'r>(
         );
     }
     let used = used_inputs(&uses);
-    let inputs: Vec<Placed<'r>> = passthrough
-        .iter()
-        .map(|d| input_document(d, &used, placement, opts))
-        .collect();
+    let last = last_wave(&jobs, runs, (&evaluations[..], eval_runs), placement, opts);
+    // One list for every group, sized once and sorted in place (group first): groups
+    // concatenated into a new list held both at once, the render's peak.
+    let mut out: Vec<Placed<'r>> = Vec::with_capacity(
+        passthrough.len() + cms.len() + last.len() + jobs.len() + evaluations.len(),
+    );
+    out.extend(
+        passthrough
+            .iter()
+            .map(|d| input_document(d, &used, placement, opts)),
+    );
     drop(used);
     drop(uses);
-    // Generated documents by phase group, each group made in its output order already.
-    let mut groups: [Vec<Placed<'r>>; 6] = Default::default();
     let mut config_maps = Vec::with_capacity(cms.len());
     for (_, shared) in cms {
         // In hooks mode every ConfigMap is a PreSync hook, so it exists before any Job.
@@ -1693,49 +1698,24 @@ fn assemble<'r>(
         };
         let body = Body::ConfigMap(config_maps.len());
         config_maps.push(shared);
-        groups[group as usize].push(generated(group, 0, body));
+        out.push(generated(group, 0, body));
     }
-    if opts.records {
-        let evals = (&evaluations[..], eval_runs);
-        for ((namespace, name), mut object) in task_records(&jobs, runs, evals) {
-            object["metadata"]["annotations"] =
-                json!({ANN_WAVE: placement.record_wave().to_string()});
-            let record = Record {
-                namespace,
-                name,
-                object,
-            };
-            groups[5].push(generated(5, 0, Body::Record(Box::new(record))));
-        }
-    } else if opts.mode == Mode::Waves {
-        let evals = (&evaluations[..], eval_runs);
-        for gate in sync_gates(&jobs, runs, evals) {
-            groups[5].push(generated(5, 0, Body::SyncGate(Box::new(gate))));
-        }
-    }
+    out.extend(last);
     for (i, (_, r)) in jobs.iter().enumerate() {
-        let group = phase_group(r.phase);
-        groups[group as usize].push(generated(group, 1, Body::Job(i)));
+        out.push(generated(phase_group(r.phase), 1, Body::Job(i)));
     }
     let mut evaluation_jobs = Vec::with_capacity(evaluations.len());
     for (_, e) in evaluations {
-        let group = phase_group(e.phase);
         let body = Body::Evaluation(evaluation_jobs.len());
+        out.push(generated(phase_group(e.phase), 1, body));
         evaluation_jobs.push(e);
-        groups[group as usize].push(generated(group, 1, body));
     }
     let generated = Generated {
         jobs,
         config_maps,
         evaluations: evaluation_jobs,
     };
-    // The input objects come in file order; sorting a group that is sorted only checks it.
-    groups[2] = inputs;
-    let mut out = Vec::with_capacity(groups.iter().map(Vec::len).sum());
-    for mut group in groups {
-        group.sort_unstable_by(|a, b| generated.order(a, b));
-        out.append(&mut group);
-    }
+    out.sort_unstable_by(|a, b| generated.order(a, b));
     (out, generated)
 }
 
@@ -1743,18 +1723,40 @@ fn generated(group: u8, rank: u8, body: Body<'_>) -> Placed<'_> {
     Placed { group, rank, body }
 }
 
-/// The input objects the Jobs need, taken out of them: they only decide where those objects
-/// go, and need not be held while the stream is written.
-fn take_uses(jobs: &mut Jobs<'_>) -> Vec<(Phase, (&'static str, String, String))> {
-    jobs.iter_mut()
-        .flat_map(|(_, r)| {
-            let phase = r.phase;
-            std::mem::take(&mut r.uses)
-                .into_iter()
-                .map(move |u| (phase, u))
-        })
-        .collect()
+/// What follows the post-deployment Jobs: the records, or in waves mode the sync gates.
+fn last_wave<'r>(
+    jobs: &Jobs,
+    runs: &[TaskRun<'_>],
+    evals: (&[(usize, EvaluationJob)], &[TaskRun<'_>]),
+    placement: &Placement,
+    opts: &Options,
+) -> Vec<Placed<'r>> {
+    if opts.records {
+        let wave = placement.record_wave().to_string();
+        let records = task_records(jobs, runs, evals).into_iter();
+        records
+            .map(|((namespace, name), mut object)| {
+                object["metadata"]["annotations"] = json!({ ANN_WAVE: wave });
+                let record = Record {
+                    namespace,
+                    name,
+                    object,
+                };
+                generated(5, 0, Body::Record(Box::new(record)))
+            })
+            .collect()
+    } else if opts.mode == Mode::Waves {
+        let gates = sync_gates(jobs, runs, evals).into_iter();
+        gates
+            .map(|gate| generated(5, 0, Body::SyncGate(Box::new(gate))))
+            .collect()
+    } else {
+        Vec::new()
+    }
 }
+
+/// `(kind, lookup namespace, name)` of input objects Jobs need, with the Job's phase.
+type Uses = Vec<(Phase, (&'static str, String, String))>;
 
 /// Input ConfigMaps and Secrets that task Jobs need, with the earliest phase that needs them:
 /// they must exist before those Jobs start.
@@ -1802,37 +1804,51 @@ fn input_document<'r>(
 
 /// The Jobs in namespace and name order, each once: a sorted list, not a map, so that their
 /// names are not copied into keys.
-type Jobs<'r> = Vec<(usize, job::Rendered<'r>)>;
+type Jobs = Vec<(usize, job::Rendered)>;
 
 /// ConfigMaps shared by several tasks (earliest phase; labels all users agree on), and the
 /// Jobs keyed by namespace and name.
 type SharedConfigMaps<'r> = BTreeMap<(Option<String>, String), SharedConfigMap<'r>>;
 
-fn shared_config_maps<'r>(
-    rendered: Vec<(usize, job::Rendered<'r>)>,
-) -> (SharedConfigMaps<'r>, Jobs<'r>) {
-    let mut cms = SharedConfigMaps::new();
-    let mut jobs = rendered;
-    for (run, r) in &mut jobs {
-        if let Some(cm) = r.config_map.take() {
-            match cms.entry((cm.namespace.clone(), cm.name.clone())) {
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert((r.phase, cm, vec![*run]));
-                }
-                std::collections::btree_map::Entry::Occupied(mut o) => {
-                    let entry = o.get_mut();
-                    entry.0 = entry.0.min(r.phase);
-                    entry.2.push(*run);
-                }
-            }
-        }
-    }
-    // Of Jobs of equal name the first run stays, as a map's first insert did: the run index
-    // breaks ties, so an in-place sort does what a stable one did without its n-element
-    // scratch buffer (the render's peak was this sort).
+/// Of Jobs of equal name the first run stays, as a map's first insert did: the run index
+/// breaks ties, so an in-place sort does what a stable one did without its n-element
+/// scratch buffer (the render's peak was this sort).
+fn sorted_jobs(mut jobs: Jobs) -> Jobs {
     jobs.sort_unstable_by(|(i, a), (j, b)| {
         (&a.namespace, &a.job_name, i).cmp(&(&b.namespace, &b.job_name, j))
     });
     jobs.dedup_by(|(_, b), (_, a)| (&a.namespace, &a.job_name) == (&b.namespace, &b.job_name));
-    (cms, jobs)
+    jobs
+}
+
+/// The ConfigMaps the Jobs share, and the input objects the Jobs need with the phase of the
+/// Job. Jobs of equal name are equal, so the first of them stands for all: only its uses
+/// count, as they did when they were kept with it.
+fn config_maps_and_uses<'r>(
+    jobs: &Jobs,
+    needs: Vec<(usize, job::Needs<'r>)>,
+) -> (SharedConfigMaps<'r>, Uses) {
+    let mut kept = vec![false; needs.last().map_or(0, |(i, _)| i + 1)];
+    for (i, _) in jobs {
+        kept[*i] = true;
+    }
+    let mut cms = SharedConfigMaps::new();
+    let mut uses = Vec::new();
+    for (run, n) in needs {
+        if kept[run] {
+            uses.extend(n.uses.into_iter().map(|u| (n.phase, u)));
+        }
+        let Some(cm) = n.config_map else { continue };
+        match cms.entry((cm.namespace.clone(), cm.name.clone())) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert((n.phase, cm, vec![run]));
+            }
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                let entry = o.get_mut();
+                entry.0 = entry.0.min(n.phase);
+                entry.2.push(run);
+            }
+        }
+    }
+    (cms, uses)
 }
