@@ -329,12 +329,27 @@ struct Built<'a, 'd> {
     uses: Vec<(&'static str, String, String)>,
 }
 
+/// The definition's labels overlaid with ours, in key order.
+fn job_labels<'a>(def: &'a [(String, String)], own: &'a OwnLabels<'a>) -> Entries<'a> {
+    let mut labels: Entries<'a> = Vec::with_capacity(own.len() + def.len());
+    let ours = own.iter().map(|(k, v)| (*k, v.as_ref()));
+    let theirs = def.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    labels.extend(ours.chain(theirs).map(|(k, v)| (k.into(), Obj::str(v))));
+    // Stable, so that ours come first among equal keys and are the ones kept.
+    labels.sort_by(|a, b| a.0.cmp(&b.0));
+    labels.dedup_by(|later, first| later.0 == first.0);
+    labels
+}
+
+/// The labels klt-render puts on a task's objects, in key order.
+type OwnLabels<'r> = Vec<(&'static str, Cow<'r, str>)>;
+
 /// `own`: the run's [`own_labels`], borrowed by the object (and by its pod template's copy).
 fn build<'a, 'd>(
     run: &'a TaskRun<'_>,
     index: &'a Index<'_, 'd>,
     pass: Pass,
-    own: &'a BTreeMap<&'static str, Cow<'a, str>>,
+    own: &'a OwnLabels<'a>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Built<'a, 'd>> {
     let opts = index.options;
@@ -358,16 +373,7 @@ fn build<'a, 'd>(
             runtime_container(run, &resolved, context_json, (index, pass))
         }
     };
-    let mut labels: BTreeMap<Cow<'a, str>, Cow<'a, str>> = def
-        .labels
-        .iter()
-        .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
-        .collect();
-    labels.extend(
-        own.iter()
-            .map(|(k, v)| (Cow::Borrowed(*k), Cow::Borrowed(v.as_ref()))),
-    );
-    let labels = Obj::string_map(labels);
+    let labels = Obj::Map(job_labels(&def.labels, own));
     let pod_spec = pod_spec(def, ns, opts, container, volume, &mut uses);
     let job_spec = job_spec(run, def, opts, labels.clone(), pod_spec);
     let mut metadata = Vec::with_capacity(4);
@@ -588,13 +594,13 @@ pub fn own_labels(run: &TaskRun<'_>) -> BTreeMap<&'static str, String> {
 
 /// [`own_labels`] borrowed from the run where they are valid as they stand (nearly always):
 /// a Job built twice made a dozen label strings.
-fn own_label_values<'r>(run: &'r TaskRun<'_>) -> BTreeMap<&'static str, Cow<'r, str>> {
-    let mut l = BTreeMap::new();
-    l.insert(LABEL_MANAGED_BY, Cow::Borrowed(MANAGED_BY));
+fn own_label_values<'r>(run: &'r TaskRun<'_>) -> OwnLabels<'r> {
+    let mut l = Vec::with_capacity(8);
+    l.push((LABEL_MANAGED_BY, Cow::Borrowed(MANAGED_BY)));
     let ctx = &run.context;
     let mut put = |k: &'static str, v: Option<Cow<'r, str>>| {
         if let Some(v) = v {
-            l.insert(k, v);
+            l.push((k, v));
         }
     };
     let value = |v: &'r str| label_cow(v);
@@ -618,6 +624,7 @@ fn own_label_values<'r>(run: &'r TaskRun<'_>) -> BTreeMap<&'static str, Cow<'r, 
     } else {
         put(LABEL_VERSION, value(&ctx.app_version));
     }
+    l.sort_unstable_by_key(|(k, _)| *k);
     l
 }
 
