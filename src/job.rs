@@ -13,7 +13,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::document::Doc;
 use crate::hash;
 use crate::model::{
-    HandTask, Lang, Phase, Runner, RuntimeSpec, SharedContext, Spanned, TaskDefinition,
+    Code, HandTask, Lang, Phase, Runner, RuntimeSpec, SharedContext, Spanned, TaskDefinition,
 };
 use crate::object::{self, Entries, Obj};
 use crate::options::Options;
@@ -190,7 +190,7 @@ pub struct Needs<'d> {
 pub struct GeneratedConfigMap<'d> {
     pub name: String,
     pub namespace: Option<String>,
-    pub code: Rc<str>,
+    pub code: Code<'d>,
     pub definition: &'d str,
 }
 
@@ -207,7 +207,7 @@ struct Resolved<'d> {
 }
 
 enum CodeMap<'d> {
-    Inline { definition: &'d str, code: Rc<str> },
+    Inline { definition: &'d str, code: Code<'d> },
     Referenced { name: String, code: &'d str },
 }
 
@@ -760,7 +760,7 @@ fn resolve_code<'d>(
     if let Some(code) = &ospec.inline {
         r.config_map = Some(CodeMap::Inline {
             definition: &owner.doc.name,
-            code: Rc::clone(code),
+            code: code.clone(),
         });
     } else if let Some(cm) = &ospec.config_map {
         let code = index
@@ -913,7 +913,8 @@ fn code_config_map<'d>(
 ) -> (Option<String>, Option<GeneratedConfigMap<'d>>, String) {
     match &r.config_map {
         Some(CodeMap::Inline { definition, code }) => {
-            let data: BTreeMap<String, String> = [("code".to_string(), code.to_string())].into();
+            let data: BTreeMap<String, String> =
+                [("code".to_string(), code.text().into_owned())].into();
             let name = format!(
                 "keptnfn-{}-{}",
                 truncate_name(definition, 253 - 19),
@@ -922,7 +923,7 @@ fn code_config_map<'d>(
             let generated = GeneratedConfigMap {
                 name: name.clone(),
                 namespace: run.namespace.clone(),
-                code: Rc::clone(code),
+                code: code.clone(),
                 definition,
             };
             (Some(name), Some(generated), String::new())
@@ -1052,7 +1053,7 @@ pub fn config_map_object<'a>(
         ("immutable".into(), Obj::Bool(true)),
         (
             "data".into(),
-            Obj::Map(vec![("code".into(), Obj::str(&*cm.code))]),
+            Obj::Map(vec![("code".into(), Obj::Str(cm.code.text()))]),
         ),
     ])
 }
