@@ -254,14 +254,22 @@ pub struct SharedContext {
     pub workload_version: Rc<str>,
     pub task_type: Rc<str>,
     pub object_type: Rc<str>,
+    /// The app's metadata, shared by every run of the app.
     pub metadata: Rc<Pairs>,
+    /// A workload's own metadata, which wins over the app's for equal keys: merged as the
+    /// JSON is written, since a merged copy per workload added up to 11 blocks per app.
+    pub overlay: Option<Rc<Pairs>>,
 }
 
 impl SharedContext {
     /// The same JSON as [`TaskContext::to_json`].
     pub fn to_json(&self, with_metadata: bool) -> String {
         let none = Pairs::new();
-        let metadata = if with_metadata { &self.metadata } else { &none };
+        let (base, overlay) = match (with_metadata, &self.overlay) {
+            (false, _) => (&none, &none),
+            (true, None) => (&*self.metadata, &none),
+            (true, Some(o)) => (&*self.metadata, &**o),
+        };
         context_json(
             [
                 &self.workload_name,
@@ -271,9 +279,29 @@ impl SharedContext {
                 &self.task_type,
                 &self.object_type,
             ],
-            metadata.iter().map(|(k, v)| (k, v)),
+            merge_pairs(overlay, base),
         )
     }
+}
+
+/// Two lists of pairs sorted by key, as one: of equal keys, `first`'s.
+fn merge_pairs<'m>(
+    first: &'m Pairs,
+    second: &'m Pairs,
+) -> impl Iterator<Item = (&'m String, &'m String)> {
+    let (mut a, mut b) = (first.iter().peekable(), second.iter().peekable());
+    std::iter::from_fn(move || {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if y.0 < x.0 => b.next(),
+            (Some(x), Some(y)) if y.0 == x.0 => {
+                b.next();
+                a.next()
+            }
+            (Some(_), _) => a.next(),
+            (None, _) => b.next(),
+        };
+        next.map(|(k, v)| (k, v))
+    })
 }
 
 impl From<&TaskContext> for SharedContext {
@@ -291,6 +319,7 @@ impl From<&TaskContext> for SharedContext {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
             ),
+            overlay: None,
         }
     }
 }
