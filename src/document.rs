@@ -21,6 +21,9 @@ pub struct Doc<'a> {
     pub root: Node<'a>,
     /// The document text for verbatim output; `None` for items of a `kind: List`.
     pub raw: Option<&'a str>,
+    /// The 1-based line of the file where `raw` starts (0 without `raw`), so that a model can
+    /// find a node's text in `raw` by its position.
+    pub raw_line: u32,
     /// Borrowed from the input where the tree is (plain or simply quoted scalars): copies of
     /// them for every object added up to megabytes.
     pub api_version: Cow<'a, str>,
@@ -43,6 +46,7 @@ pub static DETACHED: Doc<'static> = Doc {
         pos: Pos { line: 0, col: 0 },
     },
     raw: None,
+    raw_line: 0,
     api_version: Cow::Borrowed(""),
     kind: Cow::Borrowed(""),
     name: Cow::Borrowed(""),
@@ -236,7 +240,8 @@ pub fn load_each<'a>(
                 Ok(None) => {}
                 Ok(Some(root)) => {
                     let first = docs.len();
-                    add_object(&file.path, root, Some(chunk.body), &mut docs, diags);
+                    let raw = (chunk.body, body_line(&chunk));
+                    add_object(&file.path, root, Some(raw), &mut docs, diags);
                     for (i, doc) in docs.iter_mut().enumerate().skip(first) {
                         each(i, doc, diags);
                     }
@@ -254,6 +259,13 @@ pub fn load_each<'a>(
     // Every document is kept until the render ends: no growth slack.
     docs.shrink_to_fit();
     docs
+}
+
+/// The line where a chunk's body starts: after its bare `---` line, if it has one.
+fn body_line(chunk: &yaml::Chunk<'_>) -> u32 {
+    let skipped = (chunk.body.as_ptr() as usize).saturating_sub(chunk.text.as_ptr() as usize);
+    let head = chunk.text.get(..skipped).unwrap_or_default();
+    chunk.first_line + head.bytes().filter(|b| *b == b'\n').count() as u32
 }
 
 fn file_chunks(file: &SourceFile) -> Box<dyn Iterator<Item = yaml::Chunk<'_>> + '_> {
@@ -314,7 +326,7 @@ const KEPTN_GROUP_PREFIX: &str = "lifecycle.keptn.sh/";
 fn add_object<'a>(
     file: &'a str,
     root: Node<'a>,
-    raw: Option<&'a str>,
+    raw: Option<(&'a str, u32)>,
     docs: &mut Vec<Doc<'a>>,
     diags: &mut Vec<Diagnostic>,
 ) {
@@ -403,7 +415,8 @@ fn add_object<'a>(
         kind,
         name,
         namespace,
-        raw,
+        raw: raw.map(|(text, _)| text),
+        raw_line: raw.map_or(0, |(_, line)| line),
         root,
         named,
     });

@@ -14,7 +14,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::document::Doc;
 use crate::hash;
 use crate::model::{
-    HandTask, Lang, Phase, Runner, RuntimeSpec, SharedContext, Spanned, TaskDefinition,
+    Code, HandTask, Lang, Phase, Runner, RuntimeSpec, SharedContext, Spanned, TaskDefinition,
 };
 use crate::object::{self, Entries, Obj};
 use crate::options::Options;
@@ -160,9 +160,9 @@ pub struct Index<'a, 'd> {
     /// [`Index::definition_names`] per lookup namespace, listed once: many unknown names in
     /// one namespace would otherwise list all its definitions again for each of them.
     pub names: RefCell<BTreeMap<String, Rc<[&'a str]>>>,
-    /// The ConfigMap suffix of each inline code, by the address of the code the definitions
-    /// hold: a Job is built twice (named, then written) and Jobs share code, and hashing the
-    /// code was a tenth of building a Job. One short entry per distinct code.
+    /// The ConfigMap suffix of each inline code, by the address of the runtime spec holding it
+    /// (see [`Index::code_suffix`]): a Job is built twice (named, then written) and Jobs share
+    /// code, and hashing the code was a tenth of building a Job. One short entry per code.
     pub code_suffixes: RefCell<HashMap<usize, String>>,
 }
 
@@ -178,16 +178,15 @@ impl<'a, 'd> Index<'a, 'd> {
             .map(Box::as_ref)
     }
 
-    /// [`hash::code_configmap_suffix`] of `code`, hashed once per code.
-    pub fn code_suffix(&self, code: &Rc<str>) -> String {
-        // The definitions hold every code for as long as the index lives: no two codes
-        // share an address meanwhile.
-        let key = code.as_ptr() as usize;
-        if let Some(suffix) = self.code_suffixes.borrow().get(&key) {
+    /// [`hash::code_configmap_suffix`] of `code`, hashed once per code. `spec` is the address
+    /// of the runtime spec holding it: the index borrows the (boxed) definitions, so while it
+    /// lives no two specs share an address and none changes its code.
+    pub fn code_suffix(&self, spec: usize, code: &Code<'_>) -> String {
+        if let Some(suffix) = self.code_suffixes.borrow().get(&spec) {
             return suffix.clone();
         }
-        let suffix = hash::code_configmap_suffix(code);
-        self.code_suffixes.borrow_mut().insert(key, suffix.clone());
+        let suffix = hash::code_configmap_suffix(&code.text());
+        self.code_suffixes.borrow_mut().insert(spec, suffix.clone());
         suffix
     }
 
@@ -242,7 +241,7 @@ pub struct Needs<'d> {
 pub struct GeneratedConfigMap<'d> {
     pub name: String,
     pub namespace: Option<String>,
-    pub code: Rc<str>,
+    pub code: Code<'d>,
     pub definition: &'d str,
 }
 
@@ -259,8 +258,17 @@ struct Resolved<'d> {
 }
 
 enum CodeMap<'d> {
-    Inline { definition: &'d str, code: Rc<str> },
-    Referenced { name: String, code: &'d str },
+    /// `spec`: the address of the runtime spec that holds the code, naming it for
+    /// [`Index::code_suffix`].
+    Inline {
+        definition: &'d str,
+        code: Code<'d>,
+        spec: usize,
+    },
+    Referenced {
+        name: String,
+        code: &'d str,
+    },
 }
 
 /// Validates one task run and names its Job; the Job's text is made later by [`job_text`],
@@ -893,7 +901,8 @@ fn resolve_code<'d>(
     if let Some(code) = &ospec.inline {
         r.config_map = Some(CodeMap::Inline {
             definition: &owner.doc.name,
-            code: Rc::clone(code),
+            code: code.clone(),
+            spec: std::ptr::from_ref(ospec) as usize,
         });
     } else if let Some(cm) = &ospec.config_map {
         let code = index
@@ -1048,16 +1057,20 @@ fn code_config_map<'d>(
     pass: Pass,
 ) -> (Option<String>, Option<GeneratedConfigMap<'d>>, String) {
     match &r.config_map {
-        Some(CodeMap::Inline { definition, code }) => {
+        Some(CodeMap::Inline {
+            definition,
+            code,
+            spec,
+        }) => {
             let name = format!(
                 "keptnfn-{}-{}",
                 truncate_name(definition, 253 - 19),
-                index.code_suffix(code)
+                index.code_suffix(*spec, code)
             );
             let generated = GeneratedConfigMap {
                 name: name.clone(),
                 namespace: run.namespace.clone(),
-                code: Rc::clone(code),
+                code: code.clone(),
                 definition,
             };
             (Some(name), Some(generated), String::new())
@@ -1190,7 +1203,7 @@ pub fn config_map_object<'a>(
         ("immutable".into(), Obj::Bool(true)),
         (
             "data".into(),
-            Obj::Map(vec![("code".into(), Obj::str(&*cm.code))]),
+            Obj::Map(vec![("code".into(), Obj::Str(cm.code.text()))]),
         ),
     ])
 }

@@ -14,7 +14,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::document::{
     DETACHED, Doc, Pairs, borrowed_map, scalar_string, string_map, string_pairs,
 };
-use crate::yaml::{Node, NodeKind, Pos};
+use crate::yaml::{BlockText, Node, NodeKind, Pos};
 
 pub const GROUP: &str = "lifecycle.keptn.sh";
 /// klt-render's own annotation: `sequential` runs the tasks of each phase one after another.
@@ -63,9 +63,9 @@ pub enum Lang {
 /// The object under `deno`, `python` or legacy `function`.
 #[derive(Clone, Debug, Default)]
 pub struct RuntimeSpec<'d> {
-    /// Moved out of the definition's tree, which the render drops once its model is read:
+    /// Where the definition's tree held it, which the render drops once its model is read:
     /// inline code is the largest text a definition holds, and shared by every Job using it.
-    pub inline: Option<Rc<str>>,
+    pub inline: Option<Code<'d>>,
     /// Boxed, as is `secret`: a definition sets one code source, and an unboxed `Spanned`
     /// each made a runtime spec 300 bytes.
     pub http_url: Option<Box<Spanned<String>>>,
@@ -90,6 +90,39 @@ impl RuntimeSpec<'_> {
             && self.parameters.is_empty()
             && self.secret.is_none()
             && self.cmd_parameters.is_empty()
+    }
+}
+
+/// Inline task code: the source's own text where it can be (a plain or quoted scalar, or a
+/// literal block read back from its lines), a decoded copy otherwise.
+#[derive(Clone, Debug)]
+pub enum Code<'d> {
+    Source(&'d str),
+    Block(BlockText<'d>),
+    Decoded(Rc<str>),
+}
+
+impl Code<'_> {
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            Code::Source(s) => Cow::Borrowed(s),
+            Code::Block(b) => Cow::Owned(b.decode()),
+            Code::Decoded(s) => Cow::Borrowed(s),
+        }
+    }
+
+    fn read<'d>(node: &Node<'d>, src: Option<(&'d str, u32)>) -> Option<Code<'d>> {
+        let NodeKind::Str(value) = &node.kind else {
+            return None;
+        };
+        if value.is_empty() {
+            return None;
+        }
+        if let Cow::Borrowed(s) = value {
+            return Some(Code::Source(s));
+        }
+        let block = src.and_then(|(text, line)| BlockText::find(text, line, node.pos, value));
+        Some(block.map_or_else(|| Code::Decoded(Rc::from(&**value)), Code::Block))
     }
 }
 
@@ -221,14 +254,22 @@ pub struct SharedContext {
     pub workload_version: Rc<str>,
     pub task_type: Rc<str>,
     pub object_type: Rc<str>,
+    /// The app's metadata, shared by every run of the app.
     pub metadata: Rc<Pairs>,
+    /// A workload's own metadata, which wins over the app's for equal keys: merged as the
+    /// JSON is written, since a merged copy per workload added up to 11 blocks per app.
+    pub overlay: Option<Rc<Pairs>>,
 }
 
 impl SharedContext {
     /// The same JSON as [`TaskContext::to_json`].
     pub fn to_json(&self, with_metadata: bool) -> String {
         let none = Pairs::new();
-        let metadata = if with_metadata { &self.metadata } else { &none };
+        let (base, overlay) = match (with_metadata, &self.overlay) {
+            (false, _) => (&none, &none),
+            (true, None) => (&*self.metadata, &none),
+            (true, Some(o)) => (&*self.metadata, &**o),
+        };
         context_json(
             [
                 &self.workload_name,
@@ -238,9 +279,29 @@ impl SharedContext {
                 &self.task_type,
                 &self.object_type,
             ],
-            metadata.iter().map(|(k, v)| (k, v)),
+            merge_pairs(overlay, base),
         )
     }
+}
+
+/// Two lists of pairs sorted by key, as one: of equal keys, `first`'s.
+fn merge_pairs<'m>(
+    first: &'m Pairs,
+    second: &'m Pairs,
+) -> impl Iterator<Item = (&'m String, &'m String)> {
+    let (mut a, mut b) = (first.iter().peekable(), second.iter().peekable());
+    std::iter::from_fn(move || {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if y.0 < x.0 => b.next(),
+            (Some(x), Some(y)) if y.0 == x.0 => {
+                b.next();
+                a.next()
+            }
+            (Some(_), _) => a.next(),
+            (None, _) => b.next(),
+        };
+        next.map(|(k, v)| (k, v))
+    })
 }
 
 impl From<&TaskContext> for SharedContext {
@@ -258,6 +319,7 @@ impl From<&TaskContext> for SharedContext {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
             ),
+            overlay: None,
         }
     }
 }
@@ -320,14 +382,16 @@ fn boxed<T>(v: Option<T>) -> Option<Box<T>> {
     v.map(Box::new)
 }
 
-fn read_runtime<'d>(node: &Node<'d>, field: &'static str) -> RuntimeSpec<'d> {
+fn read_runtime<'d>(
+    node: &Node<'d>,
+    field: &'static str,
+    src: Option<(&'d str, u32)>,
+) -> RuntimeSpec<'d> {
     let f = |rest: &str| format!("spec.{field}.{rest}");
     RuntimeSpec {
         inline: node
             .path(&["inline", "code"])
-            .and_then(Node::as_str)
-            .filter(|s| !s.is_empty())
-            .map(Rc::from),
+            .and_then(|n| Code::read(n, src)),
         http_url: boxed(spanned_str(
             node.path(&["httpRef", "url"]),
             f("httpRef.url"),
@@ -441,15 +505,16 @@ pub fn read_task_definition<'d>(
 /// object loads: the model borrows nothing of the tree, and names [`DETACHED`] until the
 /// caller sets [`TaskDefinition::doc`] to the loaded object (`doc` names it in diagnostics).
 pub fn read_task_definition_detached<'d>(
-    doc: &Doc<'_>,
+    doc: &Doc<'d>,
     root: &Node<'d>,
     diags: &mut Vec<Diagnostic>,
 ) -> TaskDefinition<'d> {
+    let src = doc.raw.map(|raw| (raw, doc.raw_line));
     let spec = root.get("spec");
     let present = |key: &str| spec.and_then(|s| s.get(key)).filter(|n| !n.is_null());
-    let function = present("function").map(|n| Box::new(read_runtime(n, "function")));
-    let deno = present("deno").map(|n| Box::new(read_runtime(n, "deno")));
-    let python = present("python").map(|n| Box::new(read_runtime(n, "python")));
+    let function = present("function").map(|n| Box::new(read_runtime(n, "function", src)));
+    let deno = present("deno").map(|n| Box::new(read_runtime(n, "deno", src)));
+    let python = present("python").map(|n| Box::new(read_runtime(n, "python", src)));
     let container = present("container");
 
     let mut runners: Vec<&str> = Vec::new();

@@ -1208,6 +1208,7 @@ impl AppPlan {
             task_type: self.words.task_type(phase),
             object_type: Rc::clone(&self.object_type),
             metadata: Rc::clone(&self.metadata),
+            overlay: None,
         });
         self.run(phase, source, def, context, self.spec.clone())
     }
@@ -1215,19 +1216,7 @@ impl AppPlan {
     /// A workload's pre and post runs: their context names the workload and carries the
     /// app's metadata overlaid with the workload's.
     fn workload_runs<'d>(&self, w: &'d Workload<'d>, seq: bool, runs: &mut Vec<TaskRun<'d>>) {
-        let metadata = if w.metadata.is_empty() {
-            Rc::clone(&self.metadata)
-        } else {
-            // The workload's keys first: the first of equal keys stays, so the workload wins.
-            let mut merged: document::Pairs = w
-                .metadata
-                .iter()
-                .chain(self.metadata.iter())
-                .cloned()
-                .collect();
-            document::sort_pairs(&mut merged);
-            Rc::new(merged)
-        };
+        let overlay = (!w.metadata.is_empty()).then(|| Rc::clone(&w.metadata));
         let (name, version): (Rc<str>, Rc<str>) =
             (w.keptn_name().into(), w.version.as_str().into());
         let context = |phase: Phase| {
@@ -1238,7 +1227,8 @@ impl AppPlan {
                 workload_version: Rc::clone(&version),
                 task_type: self.words.task_type(phase),
                 object_type: Rc::clone(&self.words.workload),
-                metadata: Rc::clone(&metadata),
+                metadata: Rc::clone(&self.metadata),
+                overlay: overlay.clone(),
             })
         };
         // One context per phase, shared by the phase's tasks and evaluations.

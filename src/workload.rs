@@ -8,6 +8,8 @@
 //! keys fill what the object leaves empty, and the version is always the object's (or computed
 //! with the object's `keptn.sh/container`).
 
+use std::rc::Rc;
+
 use crate::document::{Doc, Pairs, scalar_string};
 use crate::model::Spanned;
 use crate::yaml::{Entry, Node, Pos};
@@ -79,7 +81,8 @@ pub struct Keys {
     pub version: String,
     pub pre_tasks: Vec<Spanned<String>>,
     pub post_tasks: Vec<Spanned<String>>,
-    pub metadata: Pairs,
+    /// Shared with the context of every run of the workload.
+    pub metadata: Rc<Pairs>,
     /// `keptn.sh/pre-deployment-evaluations` and `post-…`, split as task lists are.
     pub pre_evaluations: Vec<Spanned<String>>,
     pub post_evaluations: Vec<Spanned<String>>,
@@ -235,7 +238,7 @@ pub fn derive_keys(doc: &Doc<'_>) -> Option<Keys> {
         version,
         pre_tasks: split_list(one(PRE_TASKS)),
         post_tasks: split_list(one(POST_TASKS)),
-        metadata: parse_metadata(one(METADATA)),
+        metadata: Rc::new(parse_metadata(one(METADATA))),
         pre_evaluations: split_list(one(PRE_EVALUATIONS)),
         post_evaluations: split_list(one(POST_EVALUATIONS)),
         task_order: one(TASK_ORDER),

@@ -177,6 +177,89 @@ impl<'a> Node<'a> {
 }
 
 /// Splits a stream into documents. JSON files are one document and are not split.
+/// A literal block scalar (`|` or `|-`) as it stands in the source: its lines and their
+/// indentation, decoded when asked. Task code is the largest text an input holds, and a
+/// decoded copy of each kept for the whole render weighed a megabyte per thousand apps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockText<'a> {
+    /// From the first content line to the end of the last line that is not blank.
+    lines: &'a str,
+    indent: u32,
+    strip: bool,
+}
+
+impl<'a> BlockText<'a> {
+    /// The block scalar whose first content line is at `pos` (where the parser places it) in
+    /// `text`, a document whose first line is `first_line`, if it decodes to `value` exactly.
+    /// What this reading does not cover (folding, explicit indentation, keep chomping, CR
+    /// line ends) is refused, never misread: the parser's value stays the truth.
+    pub fn find(text: &'a str, first_line: u32, pos: Pos, value: &str) -> Option<Self> {
+        let index = pos.line.checked_sub(first_line)? as usize;
+        // The header is the last line above that is not blank: blank lines between it and
+        // the first content line are content too.
+        let above = text.split_inclusive('\n').take(index);
+        let header = above.filter(|l| !l.trim().is_empty()).last()?;
+        let start = header.as_ptr() as usize - text.as_ptr() as usize + header.len();
+        let strip = Self::header_chomp(header)?;
+        let (lines, indent) = Self::content(text.get(start..)?)?;
+        let block = BlockText {
+            lines,
+            indent,
+            strip,
+        };
+        (block.decode() == value).then_some(block)
+    }
+
+    /// Whether a header line ends in `|-` (strip) or `|` (clip), before any comment; `None`
+    /// for other headers (folded, explicit indentation, keep).
+    fn header_chomp(header: &str) -> Option<bool> {
+        let line = header.split(" #").next()?.trim_end();
+        if line.ends_with(" |-") || line.ends_with(":|-") || line.ends_with("-|-") {
+            Some(true)
+        } else if line.ends_with(" |") || line.ends_with(":|") || line.ends_with("-|") {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// The content lines after a header, and their indentation (the first one's).
+    fn content(body: &'a str) -> Option<(&'a str, u32)> {
+        let (mut offset, mut end, mut indent) = (0, 0, None);
+        for line in body.split_inclusive('\n') {
+            let content = line.strip_suffix('\n').unwrap_or(line);
+            if content.contains('\r') {
+                return None;
+            }
+            let spaces = content.len() - content.trim_start_matches(' ').len();
+            if spaces < content.len() {
+                if spaces < *indent.get_or_insert(spaces) {
+                    break;
+                }
+                end = offset + line.len();
+            }
+            offset += line.len();
+        }
+        Some((&body[..end], indent?.try_into().ok()?))
+    }
+
+    /// The scalar's value, as the parser read it.
+    pub fn decode(&self) -> String {
+        let mut out = String::with_capacity(self.lines.len());
+        for line in self.lines.split_inclusive('\n') {
+            let blank = if line.ends_with('\n') { "\n" } else { "" };
+            out.push_str(line.get(self.indent as usize..).unwrap_or(blank));
+        }
+        // The parser ends the last line at the end of the text as if it had a line break.
+        match (self.strip, out.ends_with('\n')) {
+            (true, true) => _ = out.pop(),
+            (false, false) if !out.is_empty() => out.push('\n'),
+            _ => {}
+        }
+        out
+    }
+}
+
 pub fn split_stream(text: &str) -> Vec<Chunk<'_>> {
     chunks(text).collect()
 }
@@ -1194,6 +1277,34 @@ mod tests {
     fn parse(src: &str) -> Node<'_> {
         let chunks = split_stream(src);
         parse_document(&chunks[0]).unwrap().unwrap()
+    }
+
+    /// Every literal block is either read back from its lines, exactly as the parser read
+    /// it, or refused; the cases refused are the ones [`BlockText::find`] does not cover.
+    #[test]
+    fn block_text_reads_back_literal_blocks() {
+        let cases: &[(&str, bool)] = &[
+            ("spec:\n  code: |\n    a\n\n      b\n    c\nnext: 1\n", true),
+            ("spec:\n  code: |-\n    a\n    b\n\n\nnext: 1\n", true),
+            ("code: | # comment\n  x: 1\n  # not a comment\n", true),
+            ("code: |\n   a\n   b", true),
+            ("code: |\n\n  a\n   \n  b\n", true),
+            ("code: |+\n  a\n\n", false),
+            ("code: |2\n    a\n", false),
+            ("code: >\n  a\n  b\n", false),
+            ("code: |\r\n  a\r\n", false),
+            ("code: \"a\\nb\"\n", false),
+        ];
+        for (src, read_back) in cases {
+            let root = parse(src);
+            let node = root.get("code").or(root.path(&["spec", "code"])).unwrap();
+            let value = node.as_str().unwrap();
+            let block = BlockText::find(src, 1, node.pos, value);
+            assert_eq!(block.is_some(), *read_back, "{src:?}");
+            if let Some(b) = block {
+                assert_eq!(b.decode(), value, "{src:?}");
+            }
+        }
     }
 
     #[test]
