@@ -440,7 +440,7 @@ impl Rendering<'_> {
                     namespace: id.namespace.map(str::to_string),
                     name: id.name.to_string(),
                     text: self.text(p).into_owned(),
-                    generated: !matches!(p.body, Body::Input(..)),
+                    generated: !matches!(p.body, Body::Input(..) | Body::Moved(..)),
                 }
             })
             .collect();
@@ -471,6 +471,11 @@ impl Rendering<'_> {
     fn text<'s>(&'s self, item: &'s Placed<'_>) -> Cow<'s, str> {
         match &item.body {
             Body::Input(_, text) => Cow::Borrowed(text),
+            Body::Moved(d, phase) => {
+                let placement = self.index.placement;
+                let obj = placement.ready_before(d, *phase).expect("it was moved");
+                Cow::Owned(yaml::emit(&obj))
+            }
             Body::Record(r) => Cow::Owned(yaml::emit(&r.object)),
             Body::SyncGate(g) => {
                 let names = g.post.iter().map(|p| match *p {
@@ -1545,6 +1550,9 @@ struct Placed<'r> {
 enum Body<'r> {
     /// An input object with its text: its own, or re-emitted when it had to change.
     Input(&'r Doc<'r>, Cow<'r, str>),
+    /// An input object a task needs at this phase, moved to exist before it starts
+    /// ([`Placement::ready_before`]).
+    Moved(&'r Doc<'r>, Phase),
     Record(Box<Record>),
     /// An app version's sync gate, made into an object only as it is written.
     SyncGate(Box<SyncGate>),
@@ -1601,7 +1609,7 @@ impl Generated<'_> {
             name,
         };
         match body {
-            Body::Input(d, _) => Identity {
+            Body::Input(d, _) | Body::Moved(d, _) => Identity {
                 kind: &d.kind,
                 api_group: d.group(),
                 namespace: d.namespace.as_deref(),
@@ -1772,18 +1780,26 @@ fn input_document<'r>(
     let needed_by = (d.group() == "")
         .then(|| used.get(&(&*d.kind, ns.as_str(), &*d.name)))
         .flatten();
-    let moved = needed_by.and_then(|phase| placement.ready_before(d, *phase));
-    let text = match (moved, d.raw) {
-        (Some(obj), _) => Cow::Owned(yaml::emit(&obj)),
+    // A moved object is emitted again only as it is written: its text held until then
+    // weighed as much as the object itself.
+    let moved = needed_by.filter(|phase| placement.ready_before(d, **phase).is_some());
+    if let Some(phase) = moved {
+        return Placed {
+            group: 2,
+            rank: kind_rank(&d.kind),
+            body: Body::Moved(d, *phase),
+        };
+    }
+    let text = match d.raw {
         // Verbatim: even trailing blank lines can be data (a `|+` block scalar).
-        (None, Some(raw)) if !raw.trim().is_empty() => {
+        Some(raw) if !raw.trim().is_empty() => {
             if raw.ends_with('\n') {
                 Cow::Borrowed(raw)
             } else {
                 Cow::Owned(format!("{raw}\n"))
             }
         }
-        (None, _) => Cow::Owned(yaml::emit(&d.root.to_json())),
+        _ => Cow::Owned(yaml::emit(&d.root.to_json())),
     };
     Placed {
         group: 2,
