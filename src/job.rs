@@ -8,8 +8,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
-use serde_json::{Value, json};
-
 use crate::diag::{Diagnostic, Severity};
 use crate::document::Doc;
 use crate::hash;
@@ -371,8 +369,8 @@ fn build<'a, 'd>(
     let mut uses = Vec::new();
     let (container, volume, config_map, hash_extra) = match runner {
         Runner::Container(node) => {
-            let (c, v) = container_runner(node, &context_json, def, opts, diags)?;
-            (Obj::Json(c), v.map(Obj::Json), None, String::new())
+            let (c, v) = container_runner(node, context_json, def, opts, diags)?;
+            (c, v, None, String::new())
         }
         Runner::Runtime(lang) => {
             let spec = def.runtime(*lang)?;
@@ -1122,28 +1120,22 @@ fn runtime_env<'a>(
     Obj::Seq(env)
 }
 
-fn container_runner(
-    node: &Node,
-    context_json: &str,
+/// The container a container runner defines, with KEPTN_CONTEXT set, and the emptyDir
+/// volume its first mount names. `None` (KLT030) when a later mount names another volume.
+fn container_runner<'a>(
+    node: &'a Node<'_>,
+    context_json: String,
     def: &TaskDefinition<'_>,
     opts: &Options,
     diags: &mut Vec<Diagnostic>,
-) -> Option<(Value, Option<Value>)> {
-    let mut container = node.to_json();
-    let obj = container.as_object_mut()?;
+) -> Option<(Obj<'a>, Option<Obj<'a>>)> {
+    let mut container = Obj::from_node(node);
+    let Obj::Map(fields) = &mut container else {
+        return None;
+    };
     // Keptn >= 0.10 sets KEPTN_CONTEXT on container runners (replacing a user entry).
     if opts.profile.container_context {
-        let env = obj.entry("env").or_insert_with(|| json!([]));
-        if let Some(list) = env.as_array_mut() {
-            match list.iter_mut().find(|e| e["name"] == "KEPTN_CONTEXT") {
-                Some(e) => {
-                    let e = e.as_object_mut()?;
-                    e.remove("valueFrom");
-                    e.insert("value".into(), json!(context_json));
-                }
-                None => list.push(json!({"name": "KEPTN_CONTEXT", "value": context_json})),
-            }
-        }
+        set_context_env(fields, context_json)?;
     }
     let mounts = node
         .get("volumeMounts")
@@ -1153,10 +1145,53 @@ fn container_runner(
         let name = first.get("name").and_then(Node::as_str).unwrap_or("");
         let size = node
             .path(&["resources", "limits", "memory"])
-            .map(Node::to_json)
-            .unwrap_or_else(|| json!("1Gi"));
-        json!({"name": name, "emptyDir": {"medium": "Memory", "sizeLimit": size}})
+            .map_or(Obj::str("1Gi"), Obj::from_node);
+        let empty_dir = vec![
+            ("medium".into(), Obj::str("Memory")),
+            ("sizeLimit".into(), size),
+        ];
+        Obj::Map(vec![
+            ("name".into(), Obj::str(name)),
+            ("emptyDir".into(), Obj::Map(empty_dir)),
+        ])
     });
+    check_mounts(mounts, def, diags)?;
+    Some((container, volume))
+}
+
+/// Sets KEPTN_CONTEXT in the container's env as the operator does to its JSON map: an entry
+/// of that name loses `valueFrom` (a swap removal, as serde_json's ordered map removes) and
+/// gets the value; else one is added, and an env list too when there is none.
+fn set_context_env(fields: &mut Entries<'_>, context_json: String) -> Option<()> {
+    if !fields.iter().any(|(k, _)| k == "env") {
+        fields.push(("env".into(), Obj::Seq(Vec::new())));
+    }
+    let Some(Obj::Seq(list)) = fields.iter_mut().find(|(k, _)| k == "env").map(|(_, v)| v) else {
+        return Some(());
+    };
+    let named = |e: &Obj<'_>| matches!(e.get("name"), Some(Obj::Str(n)) if n == "KEPTN_CONTEXT");
+    match list.iter_mut().find(|e| named(e)) {
+        Some(Obj::Map(e)) => {
+            if let Some(i) = e.iter().position(|(k, _)| k == "valueFrom") {
+                e.swap_remove(i);
+            }
+            object::insert(e, "value", Obj::str(context_json));
+        }
+        Some(_) => return None,
+        None => list.push(Obj::Map(vec![
+            ("name".into(), Obj::str("KEPTN_CONTEXT")),
+            ("value".into(), Obj::str(context_json)),
+        ])),
+    }
+    Some(())
+}
+
+/// Keptn gives a container runner one volume, named after its first mount (KLT030).
+fn check_mounts(
+    mounts: &[Node],
+    def: &TaskDefinition<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<()> {
     let first = mounts
         .first()
         .and_then(|m| m.get("name"))
@@ -1179,7 +1214,7 @@ fn container_runner(
             return None;
         }
     }
-    Some((container, volume))
+    Some(())
 }
 
 /// The ConfigMap object for inline code, with its ordering annotations.
@@ -1211,6 +1246,52 @@ pub fn config_map_object<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The operator's edit of a container's env as first written here, on its JSON map.
+    fn context_env_by_value(node: &Node, context_json: &str) -> Option<serde_json::Value> {
+        use serde_json::json;
+        let mut container = node.to_json();
+        let obj = container.as_object_mut()?;
+        let env = obj.entry("env").or_insert_with(|| json!([]));
+        if let Some(list) = env.as_array_mut() {
+            match list.iter_mut().find(|e| e["name"] == "KEPTN_CONTEXT") {
+                Some(e) => {
+                    let e = e.as_object_mut()?;
+                    e.remove("valueFrom");
+                    e.insert("value".into(), json!(context_json));
+                }
+                None => list.push(json!({"name": "KEPTN_CONTEXT", "value": context_json})),
+            }
+        }
+        Some(container)
+    }
+
+    #[test]
+    fn context_env_is_set_as_on_the_json_map() {
+        let containers = [
+            "name: c\nimage: i\n",
+            "name: c\nenv: []\nimage: i\n",
+            "env:\n- {name: A, value: '1'}\n- {name: KEPTN_CONTEXT, valueFrom: {x: 1}, a: 1, b: 2}\n",
+            "env:\n- {valueFrom: {x: 1}, name: KEPTN_CONTEXT, value: old, z: 1}\n- {name: B}\n",
+            "env:\n- {name: KEPTN_CONTEXT}\n- {name: KEPTN_CONTEXT, value: second}\n",
+            "env: {name: KEPTN_CONTEXT}\n",
+            "env: text\nresources: {limits: {memory: 1.5}}\n",
+            "env:\n- just a string\n- [KEPTN_CONTEXT]\n- {name: 1.0}\n",
+        ];
+        let ctx = r#"{"appName":"a<b>"}"#;
+        for text in containers {
+            let chunk = &crate::yaml::split_stream(text)[0];
+            let node = crate::yaml::parse_document(chunk).unwrap().unwrap();
+            let mut ours = Obj::from_node(&node);
+            let Obj::Map(fields) = &mut ours else {
+                unreachable!()
+            };
+            set_context_env(fields, ctx.to_string()).unwrap();
+            let theirs = Obj::Json(context_env_by_value(&node, ctx).unwrap());
+            assert_eq!(ours.to_yaml(), theirs.to_yaml(), "{text}");
+            assert_eq!(ours.to_go_json(), theirs.to_go_json(), "{text}");
+        }
+    }
 
     #[test]
     fn record_names() {

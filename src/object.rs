@@ -5,15 +5,16 @@
 //! Every Job was once built as a `serde_json::Value` twice (to hash it, then to write it):
 //! an ordered hash map and an owned key per field made that a third of a render's time. The
 //! writers here follow [`crate::yaml::emit`] and [`crate::gojson::value`] node for node, so
-//! the bytes are the same as the `Value` path's; user-written parts (a container runner, the
-//! image pull Secrets) stay `Value`s and go through those writers unchanged.
+//! the bytes are the same as the `Value` path's. A container runner is borrowed from the
+//! input's tree ([`Obj::from_node`]); the image pull Secrets and the rare float stay `Value`s
+//! and go through those writers unchanged.
 
 use std::borrow::Cow;
 
 use serde_json::Value;
 
 use crate::gojson;
-use crate::yaml;
+use crate::yaml::{self, Node, NodeKind};
 
 /// One node of a generated object.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,6 +50,28 @@ impl<'a> Obj<'a> {
         )
     }
 
+    /// The object [`Node::to_json`] makes of `node`, its strings borrowed: a container
+    /// runner made into a `Value` for each of its Jobs (twice) was a tenth of their cost.
+    pub fn from_node(node: &'a Node<'_>) -> Self {
+        match &node.kind {
+            NodeKind::Null => Obj::Null,
+            NodeKind::Bool(b) => Obj::Bool(*b),
+            NodeKind::Int(i) => Obj::Int(*i),
+            // `to_json` writes some floats as integers: take its number as it is.
+            NodeKind::Float(_) => Obj::Json(node.to_json()),
+            NodeKind::Str(s) => Obj::Str(Cow::Borrowed(s)),
+            NodeKind::Seq(items) => Obj::Seq(items.iter().map(Obj::from_node).collect()),
+            NodeKind::Map(entries) => Obj::Map(map_from_entries(entries)),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Obj<'a>> {
+        match self {
+            Obj::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Obj<'a>> {
         match self {
             Obj::Map(entries) => entries.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v),
@@ -77,6 +100,27 @@ impl<'a> Obj<'a> {
         write_go_json(&mut out, self);
         out
     }
+}
+
+/// Parsed maps hold each key once, but the JSON map's rule (a later key replaces the value
+/// in the first one's place) is kept anyway: by `insert` for small maps, and for large ones
+/// when a key repeats (a scan per key would make them quadratic).
+fn map_from_entries<'a>(entries: &'a [yaml::Entry<'_>]) -> Entries<'a> {
+    let unique = || {
+        let mut seen = std::collections::HashSet::with_capacity(entries.len());
+        entries.iter().all(|e| seen.insert(&*e.key))
+    };
+    let by_insert = entries.len() <= 16 || !unique();
+    let mut map = Vec::with_capacity(entries.len());
+    for e in entries {
+        let value = Obj::from_node(&e.value);
+        if by_insert {
+            insert(&mut map, &*e.key, value);
+        } else {
+            map.push((Cow::Borrowed(&*e.key), value));
+        }
+    }
+    map
 }
 
 /// Sets `key`, keeping its place when it is already there (as an ordered JSON map does).
@@ -295,6 +339,49 @@ mod tests {
             _ => unreachable!(),
         } {
             assert_eq!(item.to_yaml(), yaml::emit(&to_value(item)), "{item:?}");
+        }
+    }
+
+    #[test]
+    fn objects_from_nodes_write_as_their_json() {
+        let big: String = (0..20).map(|i| format!("k{i}: {i}\n")).collect();
+        let docs = [
+            "name: c\nimage: x:1\nargs: [a, 1, 2.5, 3.0, true, null, ~]\nenv: []\nm: {}\n",
+            "a: {b: [[1, 'on'], {c: d}], e: 1e300, f: .nan, g: -0.0, h: 12345678901234567}\n",
+            "code: |\n  line 1\n    line 2\nq: \"<&>\\u2028\"\nlist:\n- x\n- multi\n  line\n",
+            "base: &b {k: 1, j: 2}\nm:\n  <<: *b\n  k: 3\n",
+            &big,
+            "- 1\n- two\n",
+            "just a string",
+        ];
+        for text in docs {
+            let chunk = &crate::yaml::split_stream(text)[0];
+            let node = crate::yaml::parse_document(chunk).unwrap().unwrap();
+            let ours = Obj::from_node(&node);
+            let json = Obj::Json(node.to_json());
+            assert_eq!(ours.to_yaml(), json.to_yaml(), "{text}");
+            assert_eq!(ours.to_go_json(), json.to_go_json(), "{text}");
+        }
+        // Repeated keys, which the parser refuses, made by hand: small and large maps.
+        for n in [3, 40] {
+            let entry = |k: &str, v: i64| crate::yaml::Entry {
+                key: k.to_string().into(),
+                key_pos: Default::default(),
+                value: Node {
+                    kind: NodeKind::Int(v),
+                    pos: Default::default(),
+                },
+            };
+            let mut entries: Vec<_> = (0..n).map(|i| entry(&format!("k{i}"), i)).collect();
+            entries.push(entry("k1", 99));
+            entries.push(entry("k0", 98));
+            let node = Node {
+                kind: NodeKind::Map(entries),
+                pos: Default::default(),
+            };
+            let json = Obj::Json(node.to_json());
+            assert_eq!(Obj::from_node(&node).to_go_json(), json.to_go_json());
+            assert_eq!(Obj::from_node(&node).to_yaml(), json.to_yaml());
         }
     }
 
