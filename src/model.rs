@@ -153,8 +153,9 @@ pub struct TaskDefinition<'d> {
     /// Boxed: rarely set, and a JSON value is 72 bytes in every definition.
     pub image_pull_secrets: Option<Box<serde_json::Value>>,
     /// `metadata.labels` and `metadata.annotations`, which every Job of the definition carries.
-    pub labels: Pairs,
-    pub annotations: Pairs,
+    /// Boxed slices: mostly empty, and every definition is held for the whole render.
+    pub labels: Box<[(String, String)]>,
+    pub annotations: Box<[(String, String)]>,
 }
 
 impl<'d> TaskDefinition<'d> {
@@ -597,8 +598,8 @@ pub fn read_task_definition_detached<'d>(
             .and_then(|s| s.get("imagePullSecrets"))
             .filter(|n| !n.is_null())
             .map(|n| Box::new(n.to_json())),
-        labels: string_pairs(root.path(&["metadata", "labels"])),
-        annotations: string_pairs(root.path(&["metadata", "annotations"])),
+        labels: string_pairs(root.path(&["metadata", "labels"])).into_boxed_slice(),
+        annotations: string_pairs(root.path(&["metadata", "annotations"])).into_boxed_slice(),
     }
 }
 
