@@ -170,10 +170,12 @@ struct Loaded<'a> {
 enum KeptnRead<'a> {
     /// Its schema check failed: nothing more is read of it.
     Invalid,
+    /// Boxed, as are the others: the list of what was read held one entry per Keptn object
+    /// with room for the largest model, and at 10,000 apps it was the render's peak.
     Definition(Box<TaskDefinition<'a>>),
-    App(model::App<'a>),
-    Context(AppContext<'a>),
-    Task(Option<HandTask<'a>>),
+    App(Box<model::App<'a>>),
+    Context(Box<AppContext<'a>>),
+    Task(Option<Box<HandTask<'a>>>),
     /// A Keptn kind without a model here; its tree stays whole.
     Other,
 }
@@ -230,13 +232,15 @@ fn read_keptn_tree<'a>(
         )),
         "KeptnApp" => {
             warn_unrendered(doc, root, diags);
-            KeptnRead::App(model::read_app_detached(doc, root))
+            KeptnRead::App(Box::new(model::read_app_detached(doc, root)))
         }
         "KeptnAppContext" => {
             warn_unrendered(doc, root, diags);
-            KeptnRead::Context(model::read_app_context_detached(root))
+            KeptnRead::Context(Box::new(model::read_app_context_detached(root)))
         }
-        "KeptnTask" => KeptnRead::Task(model::read_hand_task_detached(doc, root, diags)),
+        "KeptnTask" => {
+            KeptnRead::Task(model::read_hand_task_detached(doc, root, diags).map(Box::new))
+        }
         _ => KeptnRead::Other,
     }
 }
@@ -263,16 +267,21 @@ impl<'d> Inputs<'d> {
         opts: &Options,
         diags: &mut Vec<Diagnostic>,
     ) -> Self {
-        // Sized once: grown by doubling, the list of workloads was a third empty.
+        // Every workload's keys were read as it loaded (workload kinds are never Keptn
+        // objects, ConfigMaps or Secrets); collected in place, in the keys' own buffer.
+        let workloads = loaded.workload_keys.into_iter();
+        let workloads = workloads.map(|(i, keys)| Workload {
+            doc: &docs[i],
+            keys,
+        });
         let mut inputs = Inputs {
-            workloads: Vec::with_capacity(loaded.workload_keys.len()),
+            workloads: workloads.collect(),
             passthrough: Vec::with_capacity(match opts.keep_keptn {
                 true => docs.len(),
                 false => docs.len() - loaded.keptn.len(),
             }),
             ..Inputs::default()
         };
-        let mut workload_keys = loaded.workload_keys.into_iter().peekable();
         let mut keptn = loaded.keptn.into_iter().peekable();
         for (i, doc) in docs.iter().enumerate() {
             let key = (
@@ -292,11 +301,7 @@ impl<'d> Inputs<'d> {
                 ("", "ConfigMap" | "Secret") if !doc.named => {}
                 ("", "ConfigMap") => inputs.config_maps.insert(key.0, key.1, doc),
                 ("", "Secret") => inputs.secrets.insert(key.0, key.1, doc),
-                _ => {
-                    if let Some((_, keys)) = workload_keys.next_if(|(k, _)| *k == i) {
-                        inputs.workloads.push(Workload { doc, keys });
-                    }
-                }
+                _ => {}
             }
         }
         inputs
@@ -319,12 +324,12 @@ impl<'d> Inputs<'d> {
                 self.definitions.insert(key.0, key.1, def);
             }
             KeptnRead::App(app) => {
-                self.apps.insert(key, model::App { doc, ..app });
+                self.apps.insert(key, model::App { doc, ..*app });
             }
             KeptnRead::Context(ctx) => {
-                self.contexts.insert(key, AppContext { doc, ..ctx });
+                self.contexts.insert(key, AppContext { doc, ..*ctx });
             }
-            KeptnRead::Task(task) => self.hand_tasks.extend(task.map(|t| HandTask { doc, ..t })),
+            KeptnRead::Task(task) => self.hand_tasks.extend(task.map(|t| HandTask { doc, ..*t })),
             KeptnRead::Other => self.read_other(doc, key, opts, diags),
         }
         if opts.keep_keptn {
