@@ -13,7 +13,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::document::Doc;
 use crate::hash;
 use crate::model::{
-    Code, HandTask, Lang, Phase, Runner, RuntimeSpec, SharedContext, Spanned, TaskDefinition,
+    Code, HandTask, Lang, Named, Phase, Runner, RuntimeSpec, SharedContext, Spanned, TaskDefinition,
 };
 use crate::object::{self, Entries, Obj};
 use crate::options::Options;
@@ -38,7 +38,7 @@ pub struct TaskRun<'d> {
     /// The object whose task list (or KeptnTask) asked for this run.
     pub source: &'d Doc<'d>,
     /// Borrowed from the task list that names it.
-    pub definition: &'d Spanned<String>,
+    pub definition: Named,
     /// Namespace written on generated objects (`None`: the destination namespace).
     pub namespace: Option<String>,
     /// Namespace used for lookups.
@@ -178,8 +178,9 @@ pub struct Rendered {
 #[derive(Debug)]
 pub struct Needs<'d> {
     pub phase: Phase,
-    /// For inline code, the ConfigMap holding the code.
-    pub config_map: Option<GeneratedConfigMap<'d>>,
+    /// For inline code, the ConfigMap holding the code (boxed: most Jobs have none, and
+    /// every Job's needs are held at once).
+    pub config_map: Option<Box<GeneratedConfigMap<'d>>>,
     /// Input objects the Job needs at start: `(kind, lookup namespace, name)` of a code
     /// ConfigMap, a SECURE_DATA or image pull Secret, or a ServiceAccount.
     pub uses: Vec<(&'static str, String, String)>,
@@ -231,7 +232,7 @@ pub fn render_task<'d>(
     };
     let needs = Needs {
         phase: run.phase,
-        config_map: built.config_map,
+        config_map: built.config_map.map(Box::new),
         uses: built.uses,
     };
     Some((rendered, needs))
