@@ -80,11 +80,13 @@ impl<'d> TaskRun<'d> {
 /// Objects by namespace and name. Every Job looks up definitions, ConfigMaps and Secrets
 /// (twice: validated, then written); hashed per part, a lookup builds no key and compares no
 /// long shared name prefixes.
-pub struct ByName<V> {
-    map: HashMap<String, HashMap<String, V>>,
+pub struct ByName<'k, V> {
+    /// Names borrowed from the input where they can be: a copy of each object's name as a
+    /// key was one block per object.
+    map: HashMap<String, HashMap<Cow<'k, str>, V>>,
 }
 
-impl<V> Default for ByName<V> {
+impl<V> Default for ByName<'_, V> {
     fn default() -> Self {
         ByName {
             map: HashMap::new(),
@@ -92,10 +94,11 @@ impl<V> Default for ByName<V> {
     }
 }
 
-impl<V> ByName<V> {
+impl<'k, V> ByName<'k, V> {
     /// A later object of the same namespace and name replaces the earlier one.
-    pub fn insert(&mut self, namespace: String, name: String, value: V) {
-        self.map.entry(namespace).or_default().insert(name, value);
+    pub fn insert(&mut self, namespace: String, name: impl Into<Cow<'k, str>>, value: V) {
+        let names = self.map.entry(namespace).or_default();
+        names.insert(name.into(), value);
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Option<&V> {
@@ -108,7 +111,7 @@ impl<V> ByName<V> {
             .map
             .get(namespace)
             .into_iter()
-            .flat_map(|m| m.keys().map(String::as_str))
+            .flat_map(|m| m.keys().map(|k| &**k))
             .collect();
         names.sort_unstable();
         names
@@ -117,9 +120,9 @@ impl<V> ByName<V> {
 
 /// What the rest of the input offers for lookups.
 pub struct Index<'a, 'd> {
-    pub definitions: &'a ByName<Box<TaskDefinition<'d>>>,
-    pub config_maps: &'a ByName<&'d Doc<'d>>,
-    pub secrets: &'a ByName<&'d Doc<'d>>,
+    pub definitions: &'a ByName<'d, Box<TaskDefinition<'d>>>,
+    pub config_maps: &'a ByName<'d, &'d Doc<'d>>,
+    pub secrets: &'a ByName<'d, &'d Doc<'d>>,
     pub options: &'a Options,
     pub placement: &'a Placement,
     /// [`Index::definition_names`] per lookup namespace, listed once: many unknown names in

@@ -253,9 +253,9 @@ fn read_keptn_tree<'a>(
 /// workloads that ask for tasks, and the objects that pass through.
 #[derive(Default)]
 struct Inputs<'d> {
-    definitions: job::ByName<Box<TaskDefinition<'d>>>,
-    config_maps: job::ByName<&'d Doc<'d>>,
-    secrets: job::ByName<&'d Doc<'d>>,
+    definitions: job::ByName<'d, Box<TaskDefinition<'d>>>,
+    config_maps: job::ByName<'d, &'d Doc<'d>>,
+    secrets: job::ByName<'d, &'d Doc<'d>>,
     apps: BTreeMap<(String, String), model::App<'d>>,
     contexts: BTreeMap<(String, String), AppContext<'d>>,
     hand_tasks: Vec<HandTask<'d>>,
@@ -290,7 +290,7 @@ impl<'d> Inputs<'d> {
         for (i, doc) in docs.iter().enumerate() {
             let key = (
                 doc.effective_namespace(opts.namespace.as_deref()),
-                doc.name.to_string(),
+                doc.name.clone(),
             );
             if doc.group() == model::GROUP || evaluation::is_metrics_kind(doc) {
                 if let Some((_, read)) = keptn.next_if(|(k, _)| *k == i) {
@@ -317,7 +317,7 @@ impl<'d> Inputs<'d> {
         &mut self,
         doc: &'d Doc<'d>,
         read: KeptnRead<'d>,
-        key: (String, String),
+        key: (String, Cow<'d, str>),
         opts: &Options,
         diags: &mut Vec<Diagnostic>,
     ) {
@@ -328,9 +328,11 @@ impl<'d> Inputs<'d> {
                 self.definitions.insert(key.0, key.1, def);
             }
             KeptnRead::App(app) => {
+                let key = (key.0, key.1.into_owned());
                 self.apps.insert(key, model::App { doc, ..*app });
             }
             KeptnRead::Context(ctx) => {
+                let key = (key.0, key.1.into_owned());
                 self.contexts.insert(key, AppContext { doc, ..*ctx });
             }
             KeptnRead::Task(task) => self.hand_tasks.extend(task.map(|t| HandTask { doc, ..*t })),
@@ -346,7 +348,7 @@ impl<'d> Inputs<'d> {
     fn read_other(
         &mut self,
         doc: &'d Doc<'d>,
-        key: (String, String),
+        key: (String, Cow<'d, str>),
         opts: &Options,
         diags: &mut Vec<Diagnostic>,
     ) {
