@@ -815,6 +815,47 @@ pub fn read_hand_task_detached<'d>(
 mod tests {
     use super::*;
 
+    fn pairs(list: &[(&str, &str)]) -> Pairs {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A workload's metadata over the app's: the merge the context JSON is written from
+    /// equals merging into one list, sorting, and keeping the workload's of equal keys.
+    #[test]
+    fn workload_metadata_wins_over_the_app_metadata() {
+        let workload = pairs(&[("commit", "abc"), ("stage", "canary")]);
+        let app = pairs(&[("cost", "cc-1"), ("stage", "dev"), ("team", "payments")]);
+        let merged: Vec<(&String, &String)> = merge_pairs(&workload, &app).collect();
+        let got: Vec<(&str, &str)> = merged
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("commit", "abc"),
+                ("cost", "cc-1"),
+                ("stage", "canary"),
+                ("team", "payments")
+            ]
+        );
+        let context = SharedContext {
+            metadata: Rc::new(app),
+            overlay: Some(Rc::new(workload)),
+            ..SharedContext::default()
+        };
+        let json = context.to_json(true);
+        assert!(
+            json.ends_with(
+                r#""metadata":{"commit":"abc","cost":"cc-1","stage":"canary","team":"payments"}}"#
+            ),
+            "{json}"
+        );
+        assert!(!context.to_json(false).contains("canary"));
+    }
+
     #[test]
     fn go_durations() {
         assert_eq!(go_duration_seconds("5m"), Some(300));
