@@ -80,16 +80,16 @@ pub struct Provider<'d> {
 /// The evaluation kinds of the input, by namespace and name.
 #[derive(Default)]
 pub struct Catalog<'d> {
-    pub definitions: ByName<EvaluationDefinition<'d>>,
-    pub metrics: ByName<Metric<'d>>,
-    pub providers: ByName<Provider<'d>>,
+    pub definitions: ByName<'d, EvaluationDefinition<'d>>,
+    pub metrics: ByName<'d, Metric<'d>>,
+    pub providers: ByName<'d, Provider<'d>>,
 }
 
 impl<'d> Catalog<'d> {
     /// Reads a KeptnEvaluationDefinition, KeptnMetric or KeptnMetricsProvider; other kinds
     /// are not this catalog's (`false`).
     pub fn read(&mut self, doc: &'d Doc<'d>, ns: String, diags: &mut Vec<Diagnostic>) -> bool {
-        let name = doc.name.to_string();
+        let name = doc.name.clone();
         match &*doc.kind {
             "KeptnEvaluationDefinition" => {
                 self.definitions

@@ -12,7 +12,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::document::Doc;
 use crate::hash;
 use crate::model::{
-    Code, HandTask, Lang, Phase, Runner, RuntimeSpec, SharedContext, Spanned, TaskDefinition,
+    Code, HandTask, Lang, Named, Phase, Runner, RuntimeSpec, SharedContext, Spanned, TaskDefinition,
 };
 use crate::object::{self, Entries, Obj};
 use crate::options::Options;
@@ -37,7 +37,7 @@ pub struct TaskRun<'d> {
     /// The object whose task list (or KeptnTask) asked for this run.
     pub source: &'d Doc<'d>,
     /// Borrowed from the task list that names it.
-    pub definition: &'d Spanned<String>,
+    pub definition: Named,
     /// Namespace written on generated objects (`None`: the destination namespace).
     pub namespace: Option<String>,
     /// Namespace used for lookups.
@@ -79,13 +79,15 @@ impl<'d> TaskRun<'d> {
 /// Objects by namespace and name. Every Job looks up definitions, ConfigMaps and Secrets
 /// (twice: validated, then written); hashed per part, a lookup builds no key and compares no
 /// long shared name prefixes.
-pub struct ByName<V> {
-    map: NameMap<NameMap<V>>,
+pub struct ByName<'k, V> {
+    /// Names borrowed from the input where they can be: a copy of each object's name as a
+    /// key was one block per object.
+    map: NameMap<String, NameMap<Cow<'k, str>, V>>,
 }
 
 /// Keyed by names from the input, which the render trusts as it trusts its files: a fast
 /// multiplicative hash rather than SipHash's flooding defence, as every Job looks up several.
-type NameMap<V> = HashMap<String, V, BuildHasherDefault<NameHasher>>;
+type NameMap<K, V> = HashMap<K, V, BuildHasherDefault<NameHasher>>;
 
 /// FxHash (as rustc's): eight bytes at a time, a rotate, an xor and a multiply.
 #[derive(Default)]
@@ -117,7 +119,7 @@ impl NameHasher {
     }
 }
 
-impl<V> Default for ByName<V> {
+impl<V> Default for ByName<'_, V> {
     fn default() -> Self {
         ByName {
             map: NameMap::default(),
@@ -125,10 +127,11 @@ impl<V> Default for ByName<V> {
     }
 }
 
-impl<V> ByName<V> {
+impl<'k, V> ByName<'k, V> {
     /// A later object of the same namespace and name replaces the earlier one.
-    pub fn insert(&mut self, namespace: String, name: String, value: V) {
-        self.map.entry(namespace).or_default().insert(name, value);
+    pub fn insert(&mut self, namespace: String, name: impl Into<Cow<'k, str>>, value: V) {
+        let names = self.map.entry(namespace).or_default();
+        names.insert(name.into(), value);
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Option<&V> {
@@ -141,7 +144,7 @@ impl<V> ByName<V> {
             .map
             .get(namespace)
             .into_iter()
-            .flat_map(|m| m.keys().map(String::as_str))
+            .flat_map(|m| m.keys().map(|k| &**k))
             .collect();
         names.sort_unstable();
         names
@@ -150,9 +153,9 @@ impl<V> ByName<V> {
 
 /// What the rest of the input offers for lookups.
 pub struct Index<'a, 'd> {
-    pub definitions: &'a ByName<Box<TaskDefinition<'d>>>,
-    pub config_maps: &'a ByName<&'d Doc<'d>>,
-    pub secrets: &'a ByName<&'d Doc<'d>>,
+    pub definitions: &'a ByName<'d, Box<TaskDefinition<'d>>>,
+    pub config_maps: &'a ByName<'d, &'d Doc<'d>>,
+    pub secrets: &'a ByName<'d, &'d Doc<'d>>,
     pub options: &'a Options,
     pub placement: &'a Placement,
     /// [`Index::definition_names`] per lookup namespace, listed once: many unknown names in
@@ -227,8 +230,9 @@ pub struct Rendered {
 #[derive(Debug)]
 pub struct Needs<'d> {
     pub phase: Phase,
-    /// For inline code, the ConfigMap holding the code.
-    pub config_map: Option<GeneratedConfigMap<'d>>,
+    /// For inline code, the ConfigMap holding the code (boxed: most Jobs have none, and
+    /// every Job's needs are held at once).
+    pub config_map: Option<Box<GeneratedConfigMap<'d>>>,
     /// Input objects the Job needs at start: `(kind, lookup namespace, name)` of a code
     /// ConfigMap, a SECURE_DATA or image pull Secret, or a ServiceAccount.
     pub uses: Vec<(&'static str, String, String)>,
@@ -290,7 +294,7 @@ pub fn render_task<'d>(
     };
     let needs = Needs {
         phase: run.phase,
-        config_map: built.config_map,
+        config_map: built.config_map.map(Box::new),
         uses: built.uses,
     };
     Some((rendered, needs))

@@ -4,6 +4,7 @@
 //! Most look at one object; the secret lints (KLT044, KLT045) need every definition and
 //! KeptnTask, so the linter keeps a small summary of each and decides at the end.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::diag::{Diagnostic, Severity};
@@ -44,7 +45,7 @@ struct Linter<'f> {
     /// split again for every one of them. Objects arrive file by file, so one file is enough.
     lines: Option<(&'f str, Vec<&'f str>)>,
     diags: Vec<Diagnostic>,
-    secrets: SecretUse,
+    secrets: SecretUse<'f>,
 }
 
 impl<'f> Linter<'f> {
@@ -61,6 +62,16 @@ impl<'f> Linter<'f> {
         }
     }
 
+    /// The file (borrowed from the input when it is one of its files) and the object, for
+    /// findings made once the object is gone.
+    fn origin(&self, doc: &Doc<'_>) -> (Cow<'f, str>, String) {
+        let file = match self.texts.get_key_value(doc.file) {
+            Some((&path, _)) => Cow::Borrowed(path),
+            None => Cow::Owned(doc.file.to_string()),
+        };
+        (file, doc.display())
+    }
+
     fn finish(mut self) -> Vec<Diagnostic> {
         self.secrets.lint(&mut self.diags);
         self.diags
@@ -68,16 +79,18 @@ impl<'f> Linter<'f> {
 
     fn doc(&mut self, doc: &Doc<'_>) {
         if doc.group() == GROUP && doc.kind == "KeptnTaskDefinition" {
+            let origin = self.origin(doc);
             let file_lines = file_lines(&self.texts, &mut self.lines, doc);
             definition_lints(doc, file_lines, self.opts, &mut self.diags);
-            self.secrets.definition(doc, file_lines, self.opts);
+            self.secrets.definition(doc, origin, file_lines, self.opts);
         }
         if doc.group().is_empty()
             && doc.kind == "ConfigMap"
             && doc.root.path(&["data", "code"]).is_some()
         {
+            let origin = self.origin(doc);
             let file_lines = file_lines(&self.texts, &mut self.lines, doc);
-            self.secrets.config_map(doc, file_lines, self.opts);
+            self.secrets.config_map(doc, origin, file_lines, self.opts);
         }
         if doc.group() == GROUP && doc.kind == "KeptnTask" {
             self.secrets.task(doc, self.opts);
@@ -351,24 +364,49 @@ fn file_lines<'l, 'f>(
 /// What the secret lints need to know of the input: each definition's secret and code, and
 /// the definitions KeptnTasks pass a secret to. Keys are (namespace, definition name).
 #[derive(Default)]
-struct SecretUse {
-    definitions: BTreeMap<(String, String), SecretSummary>,
+struct SecretUse<'f> {
+    definitions: BTreeMap<(String, String), SecretSummary<'f>>,
     task_secrets: std::collections::BTreeSet<(String, String)>,
     /// ConfigMaps with a `code` key, which a definition may run by configMapRef.
-    config_maps: BTreeMap<(String, String), ConfigMapCode>,
+    config_maps: BTreeMap<(String, String), ConfigMapCode<'f>>,
+}
+
+/// Where a finding made after its object is gone points, without the copies a whole
+/// diagnostic kept for every definition (the largest state `check` held).
+struct Origin<'f> {
+    file: Cow<'f, str>,
+    pos: Pos,
+    object: String,
+    field: Option<&'static str>,
+}
+
+impl Origin<'_> {
+    /// A KLT044 warning here, its message still to be written.
+    fn diag(&self) -> Diagnostic {
+        Diagnostic {
+            code: "KLT044",
+            severity: Severity::Warning,
+            message: String::new(),
+            file: self.file.to_string(),
+            pos: self.pos,
+            object: Some(self.object.clone()),
+            field: self.field.map(str::to_string),
+            help: None,
+        }
+    }
 }
 
 /// What the code of a ConfigMap does with SECURE_DATA, read as deno and as python code (the
 /// definition that mounts it says which).
-struct ConfigMapCode {
-    template: Diagnostic,
+struct ConfigMapCode<'f> {
+    template: Origin<'f>,
     deno: CodeFacts,
     python: CodeFacts,
 }
 
-struct SecretSummary {
+struct SecretSummary<'f> {
     /// For diagnostics made after the object is gone.
-    template: Diagnostic,
+    template: Origin<'f>,
     runtime: &'static str,
     secret: Option<(Pos, String)>,
     function_ref: Option<String>,
@@ -386,8 +424,14 @@ struct CodeFacts {
     may_read: bool,
 }
 
-impl SecretUse {
-    fn definition(&mut self, doc: &Doc<'_>, text: Option<&[&str]>, opts: &Options) {
+impl<'f> SecretUse<'f> {
+    fn definition(
+        &mut self,
+        doc: &Doc<'_>,
+        origin: (Cow<'f, str>, String),
+        text: Option<&[&str]>,
+        opts: &Options,
+    ) {
         for (key, python) in [("deno", false), ("function", false), ("python", true)] {
             let Some(runtime) = doc.root.path(&["spec", key]) else {
                 continue;
@@ -408,14 +452,12 @@ impl SecretUse {
             let code = runtime
                 .path(&["inline", "code"])
                 .and_then(|c| c.as_str().map(|src| code_facts(src, python, c.pos, text)));
-            let template = doc.diag(
-                "KLT044",
-                Severity::Warning,
-                doc.root.pos,
-                None,
-                String::new(),
-                None,
-            );
+            let template = Origin {
+                file: origin.0,
+                pos: doc.root.pos,
+                object: origin.1,
+                field: None,
+            };
             let ns = doc.effective_namespace(opts.namespace.as_deref());
             self.definitions.insert(
                 (ns, doc.name.to_string()),
@@ -433,19 +475,23 @@ impl SecretUse {
         }
     }
 
-    fn config_map(&mut self, doc: &Doc<'_>, text: Option<&[&str]>, opts: &Options) {
+    fn config_map(
+        &mut self,
+        doc: &Doc<'_>,
+        origin: (Cow<'f, str>, String),
+        text: Option<&[&str]>,
+        opts: &Options,
+    ) {
         let Some(code) = doc.root.path(&["data", "code"]) else {
             return;
         };
         let Some(src) = code.as_str() else { return };
-        let template = doc.diag(
-            "KLT044",
-            Severity::Warning,
-            code.pos,
-            Some("data.code".into()),
-            String::new(),
-            None,
-        );
+        let template = Origin {
+            file: origin.0,
+            pos: code.pos,
+            object: origin.1,
+            field: Some("data.code"),
+        };
         let ns = doc.effective_namespace(opts.namespace.as_deref());
         self.config_maps.insert(
             (ns, doc.name.to_string()),
@@ -462,8 +508,8 @@ impl SecretUse {
     fn own_code<'s>(
         &'s self,
         ns: &str,
-        d: &'s SecretSummary,
-    ) -> Option<(&'s CodeFacts, Option<&'s Diagnostic>)> {
+        d: &'s SecretSummary<'f>,
+    ) -> Option<(&'s CodeFacts, Option<&'s Origin<'f>>)> {
         if let Some(c) = &d.code {
             return Some((c, None));
         }
@@ -498,7 +544,7 @@ impl SecretUse {
                 && d.secret.is_none()
                 && !self.secret_reaches(ns, name)
             {
-                let mut diag = in_map.unwrap_or(&d.template).clone();
+                let mut diag = in_map.unwrap_or(&d.template).diag();
                 diag.pos = read;
                 if in_map.is_none() {
                     diag.field = Some(format!("spec.{}.inline.code", d.runtime));
@@ -532,7 +578,7 @@ impl SecretUse {
                 None => (own.map(|(c, _)| c), "the task's code".to_string()),
             };
             if code.is_some_and(|c| !c.may_read) {
-                let mut diag = d.template.clone();
+                let mut diag = d.template.diag();
                 diag.code = "KLT045";
                 diag.pos = *pos;
                 diag.field = Some(format!("spec.{}.secureParameters.secret", d.runtime));

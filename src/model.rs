@@ -54,6 +54,10 @@ pub struct Spanned<T> {
     pub field: String,
 }
 
+/// A name a task or evaluation list gives, shared with the runs it makes: they outlive the
+/// lists, which the render drops once every run is planned.
+pub type Named = Rc<Spanned<String>>;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lang {
     Deno,
@@ -177,21 +181,21 @@ pub struct App<'d> {
     pub version: String,
     pub workloads: Vec<Spanned<(String, String)>>,
     /// Task lists of v1alpha1..v1alpha3, `None` in later versions.
-    pub pre_tasks: Option<Vec<Spanned<String>>>,
-    pub post_tasks: Option<Vec<Spanned<String>>>,
+    pub pre_tasks: Option<Vec<Named>>,
+    pub post_tasks: Option<Vec<Named>>,
     /// Evaluation lists of v1alpha1..v1alpha3 (empty in later versions).
-    pub pre_evaluations: Vec<Spanned<String>>,
-    pub post_evaluations: Vec<Spanned<String>>,
+    pub pre_evaluations: Vec<Named>,
+    pub post_evaluations: Vec<Named>,
     pub managed_by_keptn: bool,
 }
 
 #[derive(Debug)]
 pub struct AppContext<'d> {
     pub doc: &'d Doc<'d>,
-    pub pre_tasks: Vec<Spanned<String>>,
-    pub post_tasks: Vec<Spanned<String>>,
-    pub pre_evaluations: Vec<Spanned<String>>,
-    pub post_evaluations: Vec<Spanned<String>>,
+    pub pre_tasks: Vec<Named>,
+    pub post_tasks: Vec<Named>,
+    pub pre_evaluations: Vec<Named>,
+    pub post_evaluations: Vec<Named>,
     /// Shared with the context of every run of the app.
     pub metadata: Rc<Pairs>,
     /// `metadata.annotations["klt-render.dev/task-order"]` as written.
@@ -204,7 +208,7 @@ pub struct AppContext<'d> {
 #[derive(Debug)]
 pub struct HandTask<'d> {
     pub doc: &'d Doc<'d>,
-    pub definition: Spanned<String>,
+    pub definition: Named,
     pub context: TaskContext,
     pub parameters: BTreeMap<String, String>,
     pub secret: Option<String>,
@@ -352,17 +356,19 @@ fn spanned_str(node: Option<&Node>, field: String) -> Option<Spanned<String>> {
     })
 }
 
-fn str_list(node: Option<&Node>, field: &str) -> Vec<Spanned<String>> {
+fn str_list(node: Option<&Node>, field: &str) -> Vec<Named> {
     let mut list: Vec<_> = node
         .and_then(Node::as_seq)
         .unwrap_or_default()
         .iter()
         .enumerate()
         .filter_map(|(i, n)| {
-            scalar_string(n).map(|value| Spanned {
-                value,
-                pos: n.pos,
-                field: format!("{field}[{i}]"),
+            scalar_string(n).map(|value| {
+                Rc::new(Spanned {
+                    value,
+                    pos: n.pos,
+                    field: format!("{field}[{i}]"),
+                })
             })
         })
         .collect();
@@ -792,7 +798,7 @@ pub fn read_hand_task_detached<'d>(
     };
     Some(HandTask {
         doc: &DETACHED,
-        definition,
+        definition: definition.into(),
         context,
         parameters: string_map(get("parameters").and_then(|p| p.get("map"))),
         secret: get("secureParameters")
@@ -808,6 +814,47 @@ pub fn read_hand_task_detached<'d>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Pairs {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A workload's metadata over the app's: the merge the context JSON is written from
+    /// equals merging into one list, sorting, and keeping the workload's of equal keys.
+    #[test]
+    fn workload_metadata_wins_over_the_app_metadata() {
+        let workload = pairs(&[("commit", "abc"), ("stage", "canary")]);
+        let app = pairs(&[("cost", "cc-1"), ("stage", "dev"), ("team", "payments")]);
+        let merged: Vec<(&String, &String)> = merge_pairs(&workload, &app).collect();
+        let got: Vec<(&str, &str)> = merged
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("commit", "abc"),
+                ("cost", "cc-1"),
+                ("stage", "canary"),
+                ("team", "payments")
+            ]
+        );
+        let context = SharedContext {
+            metadata: Rc::new(app),
+            overlay: Some(Rc::new(workload)),
+            ..SharedContext::default()
+        };
+        let json = context.to_json(true);
+        assert!(
+            json.ends_with(
+                r#""metadata":{"commit":"abc","cost":"cc-1","stage":"canary","team":"payments"}}"#
+            ),
+            "{json}"
+        );
+        assert!(!context.to_json(false).contains("canary"));
+    }
 
     #[test]
     fn go_durations() {

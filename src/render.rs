@@ -18,7 +18,9 @@ use crate::document::{self, Doc, SourceFile};
 use crate::evaluation::{self, Catalog};
 use crate::evaluation_job::{self, EvaluationJob};
 use crate::job::{self, Index, TaskRun};
-use crate::model::{self, AppContext, HandTask, Phase, SharedContext, Spanned, TaskDefinition};
+use crate::model::{
+    self, AppContext, HandTask, Named, Phase, SharedContext, Spanned, TaskDefinition,
+};
 use crate::options::{Mode, Options};
 use crate::workload::{self, Workload};
 use crate::yaml::{self, Entry, Node, NodeKind};
@@ -98,8 +100,10 @@ pub fn render_inspecting<R>(
     let mut diags = Vec::new();
     let (docs, loaded) = load_inputs(files, opts, inspect, &mut diags);
     check_duplicates(&docs, opts.namespace.as_deref(), &mut diags);
-    let inputs = Inputs::read(&docs, loaded, opts, &mut diags);
-    let (runs, eval_runs) = split_evaluations(plan_runs(&inputs, opts, &mut diags));
+    let mut inputs = Inputs::read(&docs, loaded, opts, &mut diags);
+    let app_runs = plan_runs(&mut inputs, opts, &mut diags);
+    let inputs = inputs;
+    let (runs, eval_runs) = split_evaluations(all_runs(app_runs, &inputs, opts));
 
     let placement =
         Placement::new(&inputs.passthrough, opts).with_layout(layout(&runs, &eval_runs));
@@ -171,10 +175,12 @@ struct Loaded<'a> {
 enum KeptnRead<'a> {
     /// Its schema check failed: nothing more is read of it.
     Invalid,
+    /// Boxed, as are the others: the list of what was read held one entry per Keptn object
+    /// with room for the largest model, and at 10,000 apps it was the render's peak.
     Definition(Box<TaskDefinition<'a>>),
-    App(model::App<'a>),
-    Context(AppContext<'a>),
-    Task(Option<HandTask<'a>>),
+    App(Box<model::App<'a>>),
+    Context(Box<AppContext<'a>>),
+    Task(Option<Box<HandTask<'a>>>),
     /// A Keptn kind without a model here; its tree stays whole.
     Other,
 }
@@ -231,13 +237,15 @@ fn read_keptn_tree<'a>(
         )),
         "KeptnApp" => {
             warn_unrendered(doc, root, diags);
-            KeptnRead::App(model::read_app_detached(doc, root))
+            KeptnRead::App(Box::new(model::read_app_detached(doc, root)))
         }
         "KeptnAppContext" => {
             warn_unrendered(doc, root, diags);
-            KeptnRead::Context(model::read_app_context_detached(root))
+            KeptnRead::Context(Box::new(model::read_app_context_detached(root)))
         }
-        "KeptnTask" => KeptnRead::Task(model::read_hand_task_detached(doc, root, diags)),
+        "KeptnTask" => {
+            KeptnRead::Task(model::read_hand_task_detached(doc, root, diags).map(Box::new))
+        }
         _ => KeptnRead::Other,
     }
 }
@@ -246,9 +254,9 @@ fn read_keptn_tree<'a>(
 /// workloads that ask for tasks, and the objects that pass through.
 #[derive(Default)]
 struct Inputs<'d> {
-    definitions: job::ByName<Box<TaskDefinition<'d>>>,
-    config_maps: job::ByName<&'d Doc<'d>>,
-    secrets: job::ByName<&'d Doc<'d>>,
+    definitions: job::ByName<'d, Box<TaskDefinition<'d>>>,
+    config_maps: job::ByName<'d, &'d Doc<'d>>,
+    secrets: job::ByName<'d, &'d Doc<'d>>,
     apps: BTreeMap<(String, String), model::App<'d>>,
     contexts: BTreeMap<(String, String), AppContext<'d>>,
     hand_tasks: Vec<HandTask<'d>>,
@@ -264,21 +272,26 @@ impl<'d> Inputs<'d> {
         opts: &Options,
         diags: &mut Vec<Diagnostic>,
     ) -> Self {
-        // Sized once: grown by doubling, the list of workloads was a third empty.
+        // Every workload's keys were read as it loaded (workload kinds are never Keptn
+        // objects, ConfigMaps or Secrets); collected in place, in the keys' own buffer.
+        let workloads = loaded.workload_keys.into_iter();
+        let workloads = workloads.map(|(i, keys)| Workload {
+            doc: &docs[i],
+            keys,
+        });
         let mut inputs = Inputs {
-            workloads: Vec::with_capacity(loaded.workload_keys.len()),
+            workloads: workloads.collect(),
             passthrough: Vec::with_capacity(match opts.keep_keptn {
                 true => docs.len(),
                 false => docs.len() - loaded.keptn.len(),
             }),
             ..Inputs::default()
         };
-        let mut workload_keys = loaded.workload_keys.into_iter().peekable();
         let mut keptn = loaded.keptn.into_iter().peekable();
         for (i, doc) in docs.iter().enumerate() {
             let key = (
                 doc.effective_namespace(opts.namespace.as_deref()),
-                doc.name.to_string(),
+                doc.name.clone(),
             );
             if doc.group() == model::GROUP || evaluation::is_metrics_kind(doc) {
                 if let Some((_, read)) = keptn.next_if(|(k, _)| *k == i) {
@@ -293,11 +306,7 @@ impl<'d> Inputs<'d> {
                 ("", "ConfigMap" | "Secret") if !doc.named => {}
                 ("", "ConfigMap") => inputs.config_maps.insert(key.0, key.1, doc),
                 ("", "Secret") => inputs.secrets.insert(key.0, key.1, doc),
-                _ => {
-                    if let Some((_, keys)) = workload_keys.next_if(|(k, _)| *k == i) {
-                        inputs.workloads.push(Workload { doc, keys });
-                    }
-                }
+                _ => {}
             }
         }
         inputs
@@ -309,7 +318,7 @@ impl<'d> Inputs<'d> {
         &mut self,
         doc: &'d Doc<'d>,
         read: KeptnRead<'d>,
-        key: (String, String),
+        key: (String, Cow<'d, str>),
         opts: &Options,
         diags: &mut Vec<Diagnostic>,
     ) {
@@ -320,12 +329,14 @@ impl<'d> Inputs<'d> {
                 self.definitions.insert(key.0, key.1, def);
             }
             KeptnRead::App(app) => {
-                self.apps.insert(key, model::App { doc, ..app });
+                let key = (key.0, key.1.into_owned());
+                self.apps.insert(key, model::App { doc, ..*app });
             }
             KeptnRead::Context(ctx) => {
-                self.contexts.insert(key, AppContext { doc, ..ctx });
+                let key = (key.0, key.1.into_owned());
+                self.contexts.insert(key, AppContext { doc, ..*ctx });
             }
-            KeptnRead::Task(task) => self.hand_tasks.extend(task.map(|t| HandTask { doc, ..t })),
+            KeptnRead::Task(task) => self.hand_tasks.extend(task.map(|t| HandTask { doc, ..*t })),
             KeptnRead::Other => self.read_other(doc, key, opts, diags),
         }
         if opts.keep_keptn {
@@ -338,7 +349,7 @@ impl<'d> Inputs<'d> {
     fn read_other(
         &mut self,
         doc: &'d Doc<'d>,
-        key: (String, String),
+        key: (String, Cow<'d, str>),
         opts: &Options,
         diags: &mut Vec<Diagnostic>,
     ) {
@@ -359,21 +370,30 @@ impl<'d> Inputs<'d> {
     }
 }
 
-/// Every task run: the apps' (in app key order), then hand-written KeptnTasks'.
+/// The apps' task runs, in app key order. The apps, app contexts and workloads are taken out of `inputs` and dropped on return: the
+/// runs share what they need of them, and holding them while the Jobs were made and written
+/// was a tenth of the render's peak.
 fn plan_runs<'d>(
-    inputs: &'d Inputs<'d>,
+    inputs: &mut Inputs<'d>,
     opts: &Options,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<TaskRun<'d>> {
+    let apps = std::mem::take(&mut inputs.apps);
+    let contexts = std::mem::take(&mut inputs.contexts);
+    let workloads = std::mem::take(&mut inputs.workloads);
     let mut runs = Vec::new();
-    plan_apps(
-        &inputs.apps,
-        &inputs.contexts,
-        &inputs.workloads,
-        opts,
-        &mut runs,
-        diags,
-    );
+    plan_apps(&apps, &contexts, &workloads, opts, &mut runs, diags);
+    drop((apps, contexts, workloads));
+    runs
+}
+
+/// Every task run: the apps' (in app key order), then hand-written KeptnTasks' (which the
+/// runs borrow).
+fn all_runs<'d>(
+    mut runs: Vec<TaskRun<'d>>,
+    inputs: &'d Inputs<'d>,
+    opts: &Options,
+) -> Vec<TaskRun<'d>> {
     runs.extend(inputs.hand_tasks.iter().map(|t| hand_task_run(t, opts)));
     runs.shrink_to_fit();
     runs
@@ -807,9 +827,9 @@ fn auto_app_version(wls: &[&Workload<'_>]) -> String {
 /// Task runs of every app: each app key (namespace, name) that has a KeptnApp, a
 /// KeptnAppContext or workloads, in key order.
 fn plan_apps<'d>(
-    apps: &'d BTreeMap<(String, String), model::App<'d>>,
-    contexts: &'d BTreeMap<(String, String), AppContext<'d>>,
-    workloads: &'d [Workload<'d>],
+    apps: &BTreeMap<(String, String), model::App<'d>>,
+    contexts: &BTreeMap<(String, String), AppContext<'d>>,
+    workloads: &[Workload<'d>],
     opts: &Options,
     runs: &mut Vec<TaskRun<'d>>,
     diags: &mut Vec<Diagnostic>,
@@ -834,9 +854,9 @@ fn plan_apps<'d>(
 /// What one app is made of in the input. A KeptnApp that Keptn manages itself counts as
 /// none: Keptn derives that app from its workloads.
 struct AppParts<'a, 'd> {
-    app: Option<&'d model::App<'d>>,
-    ctx: Option<&'d AppContext<'d>>,
-    wls: &'a [&'d Workload<'d>],
+    app: Option<&'a model::App<'d>>,
+    ctx: Option<&'a AppContext<'d>>,
+    wls: &'a [&'a Workload<'d>],
     /// Another app of the namespace whose name is close to this one's, for an app that has
     /// only a context: a context named `shop-context` for the workloads of `shop`.
     near: Option<&'a str>,
@@ -862,10 +882,10 @@ fn near_app<'a>(
 }
 
 /// Workloads by app key, each app's in Keptn name order.
-fn workloads_by_app<'d>(
-    workloads: &'d [Workload<'d>],
+fn workloads_by_app<'w, 'd>(
+    workloads: &'w [Workload<'d>],
     dest: Option<&str>,
-) -> BTreeMap<(String, String), Vec<&'d Workload<'d>>> {
+) -> BTreeMap<(String, String), Vec<&'w Workload<'d>>> {
     let mut by_app: BTreeMap<(String, String), Vec<&Workload<'d>>> = BTreeMap::new();
     for w in workloads {
         by_app
@@ -940,7 +960,9 @@ fn plan_app<'d>(
 
 /// The app's evaluation lists with the object holding each: a v1alpha KeptnApp's own, and
 /// the KeptnAppContext's.
-fn app_evaluation_lists<'d>(parts: &AppParts<'_, 'd>) -> (EvaluationList<'d>, EvaluationList<'d>) {
+fn app_evaluation_lists<'a, 'd>(
+    parts: &AppParts<'a, 'd>,
+) -> (EvaluationList<'a, 'd>, EvaluationList<'a, 'd>) {
     let mut pre = Vec::new();
     let mut post = Vec::new();
     for (doc, p, q) in parts
@@ -960,7 +982,7 @@ fn app_evaluation_lists<'d>(parts: &AppParts<'_, 'd>) -> (EvaluationList<'d>, Ev
 }
 
 /// Evaluation list entries with the object that lists them.
-type EvaluationList<'d> = Vec<(&'d Doc<'d>, &'d Spanned<String>)>;
+type EvaluationList<'a, 'd> = Vec<(&'d Doc<'d>, &'a Named)>;
 
 /// Whether an object's tasks run one after another: its `klt-render.dev/task-order`
 /// annotation, else the `task-order` option.
@@ -1038,7 +1060,7 @@ fn render_evaluations(
     for (i, run) in runs.iter().enumerate() {
         let u = evaluation::Use {
             source: run.source,
-            name: run.definition,
+            name: &run.definition,
             namespace: &run.lookup_namespace,
         };
         let Some(resolved) = catalog.resolve(&u, fallback, diags) else {
@@ -1098,15 +1120,15 @@ fn app_namespace(parts: &AppParts<'_, '_>) -> Option<String> {
 }
 
 /// A task list of an app, borrowed from the object that holds it.
-type TaskList<'d> = &'d [Spanned<String>];
+type TaskList<'a> = &'a [Named];
 
 /// The app's pre and post task lists and the object they come from: a v1alpha KeptnApp's
 /// own lists, else the KeptnAppContext's. `None` when both hold lists (KLT022).
-fn app_task_lists<'d>(
+fn app_task_lists<'a, 'd>(
     app_name: &str,
-    parts: &AppParts<'_, 'd>,
+    parts: &AppParts<'a, 'd>,
     diags: &mut Vec<Diagnostic>,
-) -> Option<(TaskList<'d>, TaskList<'d>, Option<&'d Doc<'d>>)> {
+) -> Option<(TaskList<'a>, TaskList<'a>, Option<&'d Doc<'d>>)> {
     let legacy = parts.app.filter(|a| {
         a.pre_tasks.as_ref().is_some_and(|l| !l.is_empty())
             || a.post_tasks.as_ref().is_some_and(|l| !l.is_empty())
@@ -1179,14 +1201,14 @@ impl AppPlan {
         &self,
         phase: Phase,
         source: &'d Doc<'d>,
-        def: &'d Spanned<String>,
+        def: &Named,
         context: Rc<SharedContext>,
         app_spec: Option<Rc<str>>,
     ) -> TaskRun<'d> {
         TaskRun {
             phase,
             source,
-            definition: def,
+            definition: Rc::clone(def),
             namespace: self.namespace.clone(),
             lookup_namespace: self.lookup_namespace.clone(),
             context,
@@ -1199,12 +1221,7 @@ impl AppPlan {
     }
 
     /// An app-level run: its context names the app version and carries the app's metadata.
-    fn app_run<'d>(
-        &self,
-        phase: Phase,
-        source: &'d Doc<'d>,
-        def: &'d Spanned<String>,
-    ) -> TaskRun<'d> {
+    fn app_run<'d>(&self, phase: Phase, source: &'d Doc<'d>, def: &Named) -> TaskRun<'d> {
         let context = Rc::new(SharedContext {
             workload_name: Rc::clone(&self.words.empty),
             app_name: Rc::clone(&self.name),
@@ -1220,7 +1237,7 @@ impl AppPlan {
 
     /// A workload's pre and post runs: their context names the workload and carries the
     /// app's metadata overlaid with the workload's.
-    fn workload_runs<'d>(&self, w: &'d Workload<'d>, seq: bool, runs: &mut Vec<TaskRun<'d>>) {
+    fn workload_runs<'d>(&self, w: &Workload<'d>, seq: bool, runs: &mut Vec<TaskRun<'d>>) {
         let overlay = (!w.metadata.is_empty()).then(|| Rc::clone(&w.metadata));
         let (name, version): (Rc<str>, Rc<str>) =
             (w.keptn_name().into(), w.version.as_str().into());
@@ -1315,7 +1332,7 @@ fn hand_task_run<'d>(t: &'d HandTask<'d>, opts: &Options) -> TaskRun<'d> {
     TaskRun {
         phase,
         source: t.doc,
-        definition: &t.definition,
+        definition: Rc::clone(&t.definition),
         namespace: t.doc.namespace.as_deref().map(str::to_string),
         lookup_namespace: t.doc.effective_namespace(dest),
         context: Rc::new(SharedContext::from(&t.context)),
@@ -1664,9 +1681,7 @@ fn assemble<'r>(
     opts: &Options,
 ) -> (Vec<Placed<'r>>, Generated<'r>) {
     let jobs = sorted_jobs(rendered);
-    let (cms, mut uses) = config_maps_and_uses(&jobs, needs);
-    // Out of the map before the list is made: its nodes were a third of the render's peak.
-    let config_maps: Vec<SharedConfigMap<'r>> = cms.into_values().collect();
+    let (config_maps, mut uses) = config_maps_and_uses(&jobs, needs);
     for (_, e) in &mut evaluations {
         uses.extend(
             std::mem::take(&mut e.uses)
@@ -1811,10 +1826,6 @@ fn input_document<'r>(
 /// names are not copied into keys.
 type Jobs = Vec<(usize, job::Rendered)>;
 
-/// ConfigMaps shared by several tasks (earliest phase; labels all users agree on), and the
-/// Jobs keyed by namespace and name.
-type SharedConfigMaps<'r> = BTreeMap<(Option<String>, String), SharedConfigMap<'r>>;
-
 /// Of Jobs of equal name the first run stays, as a map's first insert did: the run index
 /// breaks ties, so an in-place sort does what a stable one did without its n-element
 /// scratch buffer (the render's peak was this sort).
@@ -1826,34 +1837,48 @@ fn sorted_jobs(mut jobs: Jobs) -> Jobs {
     jobs
 }
 
-/// The ConfigMaps the Jobs share, and the input objects the Jobs need with the phase of the
-/// Job. Jobs of equal name are equal, so the first of them stands for all: only its uses
-/// count, as they did when they were kept with it.
+/// The ConfigMaps the Jobs share, in namespace and name order, and the input objects the
+/// Jobs need with the phase of the Job. Jobs of equal name are equal, so the first of them
+/// stands for all: only its uses count, as they did when they were kept with it.
 fn config_maps_and_uses<'r>(
     jobs: &Jobs,
     needs: Vec<(usize, job::Needs<'r>)>,
-) -> (SharedConfigMaps<'r>, Uses) {
+) -> (Vec<SharedConfigMap<'r>>, Uses) {
     let mut kept = vec![false; needs.last().map_or(0, |(i, _)| i + 1)];
     for (i, _) in jobs {
         kept[*i] = true;
     }
-    let mut cms = SharedConfigMaps::new();
+    let mut generated = Vec::new();
     let mut uses = Vec::new();
     for (run, n) in needs {
         if kept[run] {
             uses.extend(n.uses.into_iter().map(|u| (n.phase, u)));
         }
-        let Some(cm) = n.config_map else { continue };
-        match cms.entry((cm.namespace.clone(), cm.name.clone())) {
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert((n.phase, cm, vec![run]));
-            }
-            std::collections::btree_map::Entry::Occupied(mut o) => {
-                let entry = o.get_mut();
-                entry.0 = entry.0.min(n.phase);
-                entry.2.push(run);
-            }
+        if let Some(cm) = n.config_map {
+            generated.push((run, n.phase, *cm));
         }
     }
-    (cms, uses)
+    (shared_config_maps(generated), uses)
+}
+
+/// ConfigMaps of equal namespace and name as one: the first run's, at the earliest phase,
+/// with every run that mounts it. A sorted list, not a map keyed by copies of the names.
+fn shared_config_maps(
+    mut generated: Vec<(usize, Phase, job::GeneratedConfigMap<'_>)>,
+) -> Vec<SharedConfigMap<'_>> {
+    generated.sort_unstable_by(|(i, _, a), (j, _, b)| {
+        (&a.namespace, &a.name, i).cmp(&(&b.namespace, &b.name, j))
+    });
+    let mut shared: Vec<SharedConfigMap<'_>> = Vec::new();
+    for (run, phase, cm) in generated {
+        match shared.last_mut() {
+            Some(last) if last.1.namespace == cm.namespace && last.1.name == cm.name => {
+                last.0 = last.0.min(phase);
+                last.2.push(run);
+            }
+            _ => shared.push((phase, cm, vec![run])),
+        }
+    }
+    shared.shrink_to_fit();
+    shared
 }

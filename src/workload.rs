@@ -11,7 +11,7 @@
 use std::rc::Rc;
 
 use crate::document::{Doc, Pairs, scalar_string};
-use crate::model::Spanned;
+use crate::model::{Named, Spanned};
 use crate::yaml::{Entry, Node, Pos};
 
 pub const WORKLOAD_KINDS: &[(&str, &str)] = &[
@@ -79,13 +79,13 @@ pub struct Keys {
     /// Workload name as listed in a KeptnApp (lowercase, `_` -> `-`).
     pub name: String,
     pub version: String,
-    pub pre_tasks: Vec<Spanned<String>>,
-    pub post_tasks: Vec<Spanned<String>>,
+    pub pre_tasks: Vec<Named>,
+    pub post_tasks: Vec<Named>,
     /// Shared with the context of every run of the workload.
     pub metadata: Rc<Pairs>,
     /// `keptn.sh/pre-deployment-evaluations` and `post-…`, split as task lists are.
-    pub pre_evaluations: Vec<Spanned<String>>,
-    pub post_evaluations: Vec<Spanned<String>>,
+    pub pre_evaluations: Vec<Named>,
+    pub post_evaluations: Vec<Named>,
     /// `klt-render.dev/task-order` as written (checked by the renderer).
     pub task_order: Option<Spanned<String>>,
     pub pos: Pos,
@@ -181,16 +181,18 @@ pub fn metas<'n>(doc: &'n Doc<'n>) -> (Meta<'n>, Meta<'n>) {
 }
 
 /// Splits a task list annotation on `,` without trimming, as Keptn does.
-pub fn split_list(v: Option<Spanned<String>>) -> Vec<Spanned<String>> {
+pub fn split_list(v: Option<Spanned<String>>) -> Vec<Named> {
     let Some(v) = v else { return Vec::new() };
     let mut list: Vec<_> = v
         .value
         .split(',')
         .enumerate()
-        .map(|(i, s)| Spanned {
-            value: s.to_string(),
-            pos: v.pos,
-            field: format!("{} (item {})", v.field, i + 1),
+        .map(|(i, s)| {
+            Rc::new(Spanned {
+                value: s.to_string(),
+                pos: v.pos,
+                field: format!("{} (item {})", v.field, i + 1),
+            })
         })
         .collect();
     // Held for the whole render: a collected Vec has room for four.
