@@ -1654,18 +1654,21 @@ impl Generated<'_> {
     /// by namespace and name within their group), and objects that tie on everything are
     /// written alike, so an unstable sort writes the same stream as a stable one.
     fn order(&self, a: &Placed<'_>, b: &Placed<'_>) -> std::cmp::Ordering {
-        self.sort_key(a)
-            .cmp(&self.sort_key(b))
+        // Group and rank first: most comparisons of one list of every group end there, before
+        // the names are looked up.
+        (a.group, a.rank)
+            .cmp(&(b.group, b.rank))
+            .then_with(|| self.sort_key(a).cmp(&self.sort_key(b)))
             .then_with(|| match (&a.body, &b.body) {
                 (Body::Input(_, x), Body::Input(_, y)) => x.cmp(y),
                 _ => std::cmp::Ordering::Equal,
             })
     }
 
-    fn sort_key<'s>(&'s self, p: &'s Placed<'_>) -> (u8, u8, &'s str, &'s str, &'s str, &'s str) {
+    fn sort_key<'s>(&'s self, p: &'s Placed<'_>) -> (&'s str, &'s str, &'s str, &'s str) {
         let id = self.identity(&p.body);
         let ns = id.namespace.unwrap_or("");
-        (p.group, p.rank, id.kind, id.api_group, ns, id.name)
+        (id.kind, id.api_group, ns, id.name)
     }
 }
 
