@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use crate::diag::{Diagnostic, Severity};
@@ -85,39 +84,9 @@ pub struct ByName<'k, V> {
     map: NameMap<String, NameMap<Cow<'k, str>, V>>,
 }
 
-/// Keyed by names from the input, which the render trusts as it trusts its files: a fast
-/// multiplicative hash rather than SipHash's flooding defence, as every Job looks up several.
-type NameMap<K, V> = HashMap<K, V, BuildHasherDefault<NameHasher>>;
-
-/// FxHash (as rustc's): eight bytes at a time, a rotate, an xor and a multiply.
-#[derive(Default)]
-struct NameHasher(u64);
-
-impl Hasher for NameHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("chunks of eight")));
-        }
-        for &b in chunks.remainder() {
-            self.add(u64::from(b));
-        }
-    }
-
-    fn write_u8(&mut self, b: u8) {
-        self.add(u64::from(b));
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl NameHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
+/// SipHash with random keys (std's default), not a faster unkeyed hash: names come from
+/// whatever a push holds, and colliding names must not make lookups quadratic.
+type NameMap<K, V> = HashMap<K, V>;
 
 impl<V> Default for ByName<'_, V> {
     fn default() -> Self {
