@@ -380,11 +380,35 @@ fn plan_runs<'d>(
 ) -> Vec<TaskRun<'d>> {
     let apps = std::mem::take(&mut inputs.apps);
     let contexts = std::mem::take(&mut inputs.contexts);
-    let workloads = std::mem::take(&mut inputs.workloads);
-    let mut runs = Vec::new();
+    let mut workloads = std::mem::take(&mut inputs.workloads);
+    workloads.shrink_to_fit();
+    // Sized once, to at most one run per name listed: grown by doubling while the models
+    // were alive, the list was the render's peak.
+    let mut runs = Vec::with_capacity(listed_names(&apps, &contexts, &workloads));
     plan_apps(&apps, &contexts, &workloads, opts, &mut runs, diags);
     drop((apps, contexts, workloads));
     runs
+}
+
+/// How many task and evaluation names the apps, contexts and workloads list.
+fn listed_names(
+    apps: &BTreeMap<(String, String), model::App<'_>>,
+    contexts: &BTreeMap<(String, String), AppContext<'_>>,
+    workloads: &[Workload<'_>],
+) -> usize {
+    let apps = apps.values().map(|a| {
+        let tasks = a.pre_tasks.iter().chain(&a.post_tasks).map(Vec::len).sum::<usize>();
+        tasks + a.pre_evaluations.len() + a.post_evaluations.len()
+    });
+    let contexts = contexts.values().map(|c| {
+        let lists = [&c.pre_tasks, &c.post_tasks, &c.pre_evaluations, &c.post_evaluations];
+        lists.iter().map(|l| l.len()).sum::<usize>()
+    });
+    let workloads = workloads.iter().map(|w| {
+        let lists = [&w.pre_tasks, &w.post_tasks, &w.pre_evaluations, &w.post_evaluations];
+        lists.iter().map(|l| l.len()).sum::<usize>()
+    });
+    apps.chain(contexts).chain(workloads).sum()
 }
 
 /// Every task run: the apps' (in app key order), then hand-written KeptnTasks' (which the
