@@ -4,6 +4,8 @@
 //! about, the object and field it concerns, and help saying what to do. Rendering them for a
 //! terminal, JSON or CI annotations is the adapters' job.
 
+use std::borrow::Cow;
+
 use crate::yaml::{self, Pos};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -25,7 +27,8 @@ pub struct Diagnostic {
     pub object: Option<String>,
     /// Dotted path of the field concerned, when known.
     pub field: Option<String>,
-    pub help: Option<String>,
+    /// Mostly a fixed text, borrowed: a copy in every finding added up.
+    pub help: Option<Cow<'static, str>>,
 }
 
 impl Diagnostic {
@@ -127,8 +130,8 @@ fn mark_unknown_key_consequences(diags: &mut [Diagnostic]) {
 fn prepend_note(d: &mut Diagnostic, note: &str) {
     d.help = Some(match d.help.take() {
         Some(help) if help.starts_with(note) => help,
-        Some(help) => format!("{note}; otherwise: {help}"),
-        None => note.to_string(),
+        Some(help) => format!("{note}; otherwise: {help}").into(),
+        None => note.to_string().into(),
     });
 }
 
@@ -358,7 +361,7 @@ pub fn redact_secrets<'a>(
             .is_some_and(|s| s.covers_line(d.pos.line))
         {
             d.message = blank_quotes(&d.message);
-            d.help = d.help.as_deref().map(blank_quotes);
+            d.help = d.help.as_deref().map(|h| blank_quotes(h).into());
         }
     }
 }
@@ -765,7 +768,7 @@ mod tests {
             pos: Pos { line: 9, col: 7 },
             object: None,
             field: None,
-            help: help.map(String::from),
+            help: help.map(|h| Cow::Owned(h.to_string())),
         };
         let mut diags = vec![
             d("KLT020", "app.yaml", Some("add the KeptnTaskDefinition")),

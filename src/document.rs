@@ -98,7 +98,7 @@ impl Doc<'_> {
         pos: Pos,
         field: Option<String>,
         message: String,
-        help: Option<String>,
+        help: Option<Cow<'static, str>>,
     ) -> Diagnostic {
         Diagnostic {
             code,
@@ -309,7 +309,7 @@ pub fn limit_diag(
         pos,
         object: None,
         field: None,
-        help: Some(limit.help(limits)),
+        help: Some(Cow::from(limit.help(limits))),
     }
 }
 

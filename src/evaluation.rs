@@ -10,6 +10,7 @@
 //! looked up as a KeptnMetricsProvider in the evaluation's namespace, then the fallback
 //! (Keptn's KeptnEvaluationProvider of those versions is not read).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::diag::{Diagnostic, Severity};
@@ -539,10 +540,10 @@ impl<'d> Catalog<'d> {
                 p.kind_pos,
                 Some(p.kind_field.into()),
                 format!("provider type {:?} is not implemented by klt-evaluate", p.kind),
-                Some(format!(
+                Some(Cow::from(format!(
                     "use a provider of type {} (an evaluation that cannot query its provider would never pass)",
                     IMPLEMENTED_PROVIDERS.join(", ")
-                )),
+                ))),
             ));
             return None;
         }
@@ -614,7 +615,7 @@ fn not_found(
         wanted.pos,
         Some(wanted.field.clone()),
         format!("{kind} {:?} not found in {place}", wanted.value),
-        Some(help),
+        Some(Cow::from(help)),
     )
 }
 

@@ -550,7 +550,7 @@ fn missing_definition(run: &TaskRun<'_>, index: &Index<'_, '_>) -> Diagnostic {
         run.definition.pos,
         Some(run.definition.field.clone()),
         format!("task definition {wanted:?} not found in {ns}"),
-        Some(help),
+        Some(Cow::from(help)),
     )
 }
 
@@ -794,7 +794,7 @@ fn function_ref_target<'i, 'd>(
             fref.pos,
             Some(fref.field.clone()),
             format!("functionRef names {:?}, which is not defined", fref.value),
-            Some(help),
+            Some(Cow::from(help)),
         ));
         return None;
     };

@@ -271,7 +271,7 @@ fn env_lints(
                 at,
                 Some(format!("spec.{key}.inline.code")),
                 message,
-                Some(help),
+                Some(Cow::from(help)),
             ));
         }
     }
@@ -557,10 +557,10 @@ impl<'f> SecretUse<'f> {
                     "{whose} reads SECURE_DATA, but no secret is passed to {name:?}: without spec.{}.secureParameters the variable is not set",
                     d.runtime
                 );
-                diag.help = Some(format!(
+                diag.help = Some(Cow::Owned(format!(
                     "add `secureParameters: {{secret: NAME}}` under spec.{} (a Secret with the key SECURE_DATA), or pass one from a KeptnTask",
                     d.runtime
-                ));
+                )));
                 diags.push(diag);
             }
             let Some((pos, secret)) = &d.secret else {

@@ -631,7 +631,7 @@ fn check_code_sources(doc: &Doc<'_>, rt: &RuntimeSpec<'_>, diags: &mut Vec<Diagn
             rt.pos,
             Some(format!("spec.{field}")),
             "the runner has no code".into(),
-            Some(format!("set one of spec.{field}.inline.code, httpRef.url, configMapRef.name or functionRef.name (Keptn never starts a Job without code)")),
+            Some(Cow::from(format!("set one of spec.{field}.inline.code, httpRef.url, configMapRef.name or functionRef.name (Keptn never starts a Job without code)"))),
         )),
         1 => {}
         _ => diags.push(doc.diag(

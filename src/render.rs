@@ -397,15 +397,30 @@ fn listed_names(
     workloads: &[Workload<'_>],
 ) -> usize {
     let apps = apps.values().map(|a| {
-        let tasks = a.pre_tasks.iter().chain(&a.post_tasks).map(Vec::len).sum::<usize>();
+        let tasks = a
+            .pre_tasks
+            .iter()
+            .chain(&a.post_tasks)
+            .map(Vec::len)
+            .sum::<usize>();
         tasks + a.pre_evaluations.len() + a.post_evaluations.len()
     });
     let contexts = contexts.values().map(|c| {
-        let lists = [&c.pre_tasks, &c.post_tasks, &c.pre_evaluations, &c.post_evaluations];
+        let lists = [
+            &c.pre_tasks,
+            &c.post_tasks,
+            &c.pre_evaluations,
+            &c.post_evaluations,
+        ];
         lists.iter().map(|l| l.len()).sum::<usize>()
     });
     let workloads = workloads.iter().map(|w| {
-        let lists = [&w.pre_tasks, &w.post_tasks, &w.pre_evaluations, &w.post_evaluations];
+        let lists = [
+            &w.pre_tasks,
+            &w.post_tasks,
+            &w.pre_evaluations,
+            &w.post_evaluations,
+        ];
         lists.iter().map(|l| l.len()).sum::<usize>()
     });
     apps.chain(contexts).chain(workloads).sum()
@@ -660,10 +675,12 @@ fn check_keptn_schema(doc: &Doc<'_>, root: &Node<'_>, diags: &mut Vec<Diagnostic
                 root.get("kind").map_or(root.pos, |n| n.pos),
                 Some("kind".into()),
                 format!("{} is not a kind of {}", doc.kind, model::GROUP),
-                Some(match crate::suggest::closest(&doc.kind, known) {
-                    Some(k) => format!("did you mean {k:?}?"),
-                    None => format!("use one of {}", RENDERED_KINDS.join(", ")),
-                }),
+                Some(Cow::Owned(
+                    match crate::suggest::closest(&doc.kind, known) {
+                        Some(k) => format!("did you mean {k:?}?"),
+                        None => format!("use one of {}", RENDERED_KINDS.join(", ")),
+                    },
+                )),
             ));
             return false;
         }
@@ -673,14 +690,14 @@ fn check_keptn_schema(doc: &Doc<'_>, root: &Node<'_>, diags: &mut Vec<Diagnostic
             root.get("apiVersion").map_or(root.pos, |n| n.pos),
             Some("apiVersion".into()),
             format!("{} is not served as {}", doc.kind, doc.api_version),
-            Some(format!(
+            Some(Cow::from(format!(
                     "use one of: {}",
                     versions
                         .iter()
                         .map(|v| format!("{}/{v}", doc.group()))
                         .collect::<Vec<_>>()
                         .join(", ")
-                )),
+                ))),
         ));
         return false;
     };
@@ -719,7 +736,7 @@ fn check_keptn_schema(doc: &Doc<'_>, root: &Node<'_>, diags: &mut Vec<Diagnostic
             issue.pos,
             Some(issue.field),
             message,
-            help,
+            help.map(Cow::Owned),
         ));
     }
     true
@@ -760,9 +777,9 @@ fn check_metadata_maps(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) {
                         "metadata.{field} is {}, not a map of strings; the API server rejects the object",
                         article(node)
                     ),
-                    Some(format!(
+                    Some(Cow::from(format!(
                         "write {field} as `key: \"value\"` entries under metadata.{field}, or remove the field"
-                    )),
+                    ))),
                 ));
             }
             continue;
@@ -1124,7 +1141,7 @@ fn app_version(
             name_pos.map(|_| "metadata.name".to_string()),
             format!("no KeptnApp and no workload belongs to app {app_name:?}; its tasks are not rendered"),
             Some(match parts.near {
-                Some(near) => format!("a KeptnAppContext takes the name of its app: did you mean {near:?}? (workloads or a KeptnApp of app {near:?} are in the input)"),
+                Some(near) => Cow::Owned(format!("a KeptnAppContext takes the name of its app: did you mean {near:?}? (workloads or a KeptnApp of app {near:?} are in the input)")),
                 None => "give the app's workloads keptn.sh/app (or app.kubernetes.io/part-of) with this name, or add a KeptnApp".into(),
             }),
         ));
@@ -1310,10 +1327,10 @@ fn check_app_workloads(app: &model::App<'_>, wls: &[&Workload<'_>], diags: &mut 
                     w.app,
                     app.doc.display()
                 ),
-                Some(format!(
+                Some(Cow::from(format!(
                     "add `- name: {}` with `version: \"{}\"` to spec.workloads of the KeptnApp (Keptn would hold this workload forever)",
                     w.name, w.version
-                )),
+                ))),
             )),
             Some(listed) if listed.value.1 != w.version => diags.push(app.doc.diag(
                 "KLT023",

@@ -204,11 +204,11 @@ impl Placement {
                     "sync wave {w} leaves no room for the task waves {side} it: they would need wave {needed}, and Argo CD reads waves as 64-bit integers ({limit} is the {})",
                     if side == "below" { "lowest" } else { "highest" }
                 ),
-                Some(format!(
+                Some(Cow::from(format!(
                     "use waves from {} to {}: tasks take up to {most_below} waves below the app's lowest and {most_above} above its highest",
                     i64::MIN + most_below,
                     i64::MAX - most_above
-                )),
+                ))),
             ));
         }
     }

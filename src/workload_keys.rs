@@ -18,6 +18,7 @@ use crate::workload::{
     self, APP, CONTAINER, K8S_NAME, K8S_PART_OF, K8S_VERSION, METADATA, Meta, OTHER_KEPTN_KEYS,
     POST_EVALUATIONS, POST_TASKS, PRE_EVALUATIONS, PRE_TASKS, VERSION, WORKLOAD, WORKLOAD_KEYS,
 };
+use std::borrow::Cow;
 
 /// Every finding about the Keptn keys of `doc`; nothing for objects that are no workload kind.
 pub fn check(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) {
@@ -89,7 +90,7 @@ fn ignored_object_keys(
                 "{} on the {kind}'s own metadata is ignored: {why}{consequence}",
                 key_of(at)
             ),
-            Some(help.clone()),
+            Some(Cow::from(help.clone())),
         ));
     };
     for key in [PRE_TASKS, POST_TASKS] {
@@ -161,7 +162,7 @@ fn ignored_pod_keys(doc: &Doc<'_>, pod: &Meta<'_>, obj: &Meta<'_>, diags: &mut V
                 "{} on the pod template is ignored: the pod template has no workload name, so Keptn copies the {kind}'s keys onto the pod and {by} replaces it{consequence}",
                 key_of(at)
             ),
-            Some(help.clone()),
+            Some(Cow::from(help.clone())),
         ));
     };
     for key in [PRE_TASKS, POST_TASKS] {
@@ -227,9 +228,9 @@ fn tasks_without_workload(
                 "the {} lists Keptn tasks, but neither its pod template nor its own metadata has a workload name, so Keptn ignores it and the tasks never run",
                 doc.kind
             ),
-            Some(format!(
+            Some(Cow::from(format!(
                 "add {K8S_NAME} (or {WORKLOAD}) to spec.template.metadata.labels"
-            )),
+            ))),
         ));
     }
 }
@@ -284,7 +285,7 @@ fn unknown_keys(doc: &Doc<'_>, meta: &Meta<'_>, diags: &mut Vec<Diagnostic>) {
                 e.key_pos,
                 field,
                 format!("unknown Keptn key {key}: Keptn ignores it"),
-                Some(help),
+                Some(Cow::from(help)),
             ));
         }
     }
@@ -312,10 +313,10 @@ fn labels(doc: &Doc<'_>, meta: &Meta<'_>, diags: &mut Vec<Diagnostic>) {
                     "{key} is a label, and {value:?} is not a valid label value: the API server rejects the {}",
                     doc.kind
                 ),
-                Some(format!(
+                Some(Cow::from(format!(
                     "make it an annotation ({}.annotations): label values are at most 63 letters, digits, `-`, `_` or `.`, so lists need an annotation",
                     meta.field()
-                )),
+                ))),
             ));
             continue;
         }
@@ -409,7 +410,7 @@ fn outside_metadata(doc: &Doc<'_>, diags: &mut Vec<Diagnostic>) {
                     doc.kind,
                     keys.join(", ")
                 ),
-                Some(format!("{verb} `{home}` ({home}.{which})")),
+                Some(Cow::from(format!("{verb} `{home}` ({home}.{which})"))),
             ));
         }
     }

@@ -531,7 +531,7 @@ fn finding(d: &Diagnostic, inputs: &[Input<'_>]) -> Finding {
         error: d.is_error(),
         code: Some(d.code),
         message: d.message.clone(),
-        help: d.help.clone(),
+        help: d.help.as_deref().map(str::to_string),
         resource: input.and_then(|i| ResourceRef::of(i.original)),
         object: d.object.clone(),
         field: d.field.clone(),
