@@ -338,7 +338,9 @@ fn build<'a, 'd>(
         return None;
     };
     let runner = def.runner.as_ref()?;
-    let context_json = run.context.to_json(opts.profile.context_metadata);
+    let context_json = run
+        .context
+        .to_json(run.phase, opts.profile.context_metadata);
     let mut uses = Vec::new();
     let (container, volume, config_map, hash_extra) = match runner {
         Runner::Container(node) => {

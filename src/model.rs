@@ -257,7 +257,10 @@ pub struct SharedContext {
     pub app_name: Rc<str>,
     pub app_version: Rc<str>,
     pub workload_version: Rc<str>,
-    pub task_type: Rc<str>,
+    /// A KeptnTask's own; `None` for the runs the operator would make, whose task type is
+    /// their phase's (`pre` or `post`): so the pre and post runs of an app or workload share
+    /// one context.
+    pub task_type: Option<Rc<str>>,
     pub object_type: Rc<str>,
     /// The app's metadata, shared by every run of the app.
     pub metadata: Rc<Pairs>,
@@ -267,8 +270,9 @@ pub struct SharedContext {
 }
 
 impl SharedContext {
-    /// The same JSON as [`TaskContext::to_json`].
-    pub fn to_json(&self, with_metadata: bool) -> String {
+    /// The same JSON as [`TaskContext::to_json`], for a run in `phase`.
+    pub fn to_json(&self, phase: Phase, with_metadata: bool) -> String {
+        let check = if phase.is_pre() { "pre" } else { "post" };
         let none = Pairs::new();
         let (base, overlay) = match (with_metadata, &self.overlay) {
             (false, _) => (&none, &none),
@@ -281,7 +285,7 @@ impl SharedContext {
                 &self.app_name,
                 &self.app_version,
                 &self.workload_version,
-                &self.task_type,
+                self.task_type.as_deref().unwrap_or(check),
                 &self.object_type,
             ],
             merge_pairs(overlay, base),
@@ -316,7 +320,7 @@ impl From<&TaskContext> for SharedContext {
             app_name: c.app_name.as_str().into(),
             app_version: c.app_version.as_str().into(),
             workload_version: c.workload_version.as_str().into(),
-            task_type: c.task_type.as_str().into(),
+            task_type: Some(c.task_type.as_str().into()),
             object_type: c.object_type.as_str().into(),
             metadata: Rc::new(
                 c.metadata
@@ -846,14 +850,18 @@ mod tests {
             overlay: Some(Rc::new(workload)),
             ..SharedContext::default()
         };
-        let json = context.to_json(true);
+        let json = context.to_json(Phase::WorkloadPre, true);
         assert!(
             json.ends_with(
                 r#""metadata":{"commit":"abc","cost":"cc-1","stage":"canary","team":"payments"}}"#
             ),
             "{json}"
         );
-        assert!(!context.to_json(false).contains("canary"));
+        assert!(
+            !context
+                .to_json(Phase::WorkloadPre, false)
+                .contains("canary")
+        );
     }
 
     #[test]

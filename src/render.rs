@@ -967,6 +967,11 @@ fn plan_app<'d>(
             .unwrap_or_default(),
         object_type: opts.profile.app_object_type.into(),
         words: Words::new(),
+        context: Rc::default(),
+    };
+    let plan = AppPlan {
+        context: Rc::new(plan.app_context()),
+        ..plan
     };
     let Some((pre, post, list_doc)) = app_task_lists(app_name, parts, diags) else {
         return;
@@ -1208,12 +1213,12 @@ struct AppPlan {
     metadata: Rc<document::Pairs>,
     object_type: Rc<str>,
     words: Words,
+    /// Shared by the app-level runs ([`AppPlan::app_context`]).
+    context: Rc<SharedContext>,
 }
 
 /// The fixed context strings, made once per app and shared by its runs.
 struct Words {
-    pre: Rc<str>,
-    post: Rc<str>,
     workload: Rc<str>,
     empty: Rc<str>,
 }
@@ -1221,19 +1226,9 @@ struct Words {
 impl Words {
     fn new() -> Self {
         Words {
-            pre: "pre".into(),
-            post: "post".into(),
             workload: "Workload".into(),
             empty: Rc::default(),
         }
-    }
-
-    fn task_type(&self, phase: Phase) -> Rc<str> {
-        Rc::clone(if phase.is_pre() {
-            &self.pre
-        } else {
-            &self.post
-        })
     }
 }
 
@@ -1263,17 +1258,23 @@ impl AppPlan {
 
     /// An app-level run: its context names the app version and carries the app's metadata.
     fn app_run<'d>(&self, phase: Phase, source: &'d Doc<'d>, def: &Named) -> TaskRun<'d> {
-        let context = Rc::new(SharedContext {
+        let context = Rc::clone(&self.context);
+        self.run(phase, source, def, context, self.spec.clone())
+    }
+
+    /// The context of every app-level run of the app version (their phase gives the task
+    /// type).
+    fn app_context(&self) -> SharedContext {
+        SharedContext {
             workload_name: Rc::clone(&self.words.empty),
             app_name: Rc::clone(&self.name),
             app_version: Rc::clone(&self.version),
             workload_version: Rc::clone(&self.words.empty),
-            task_type: self.words.task_type(phase),
+            task_type: None,
             object_type: Rc::clone(&self.object_type),
             metadata: Rc::clone(&self.metadata),
             overlay: None,
-        });
-        self.run(phase, source, def, context, self.spec.clone())
+        }
     }
 
     /// A workload's pre and post runs: their context names the workload and carries the
@@ -1282,22 +1283,19 @@ impl AppPlan {
         let overlay = (!w.metadata.is_empty()).then(|| Rc::clone(&w.metadata));
         let (name, version): (Rc<str>, Rc<str>) =
             (w.keptn_name().into(), w.version.as_str().into());
-        let context = |phase: Phase| {
-            Rc::new(SharedContext {
-                workload_name: Rc::clone(&name),
-                app_name: Rc::clone(&self.name),
-                app_version: Rc::clone(&self.words.empty),
-                workload_version: Rc::clone(&version),
-                task_type: self.words.task_type(phase),
-                object_type: Rc::clone(&self.words.workload),
-                metadata: Rc::clone(&self.metadata),
-                overlay: overlay.clone(),
-            })
-        };
-        // One context per phase, shared by the phase's tasks and evaluations.
-        let (pre, post) = (context(Phase::WorkloadPre), context(Phase::WorkloadPost));
-        let pre_run = |d| self.run(Phase::WorkloadPre, w.doc, d, Rc::clone(&pre), None);
-        let post_run = |d| self.run(Phase::WorkloadPost, w.doc, d, Rc::clone(&post), None);
+        // One context, shared by the workload's tasks and evaluations of both phases.
+        let context = Rc::new(SharedContext {
+            workload_name: name,
+            app_name: Rc::clone(&self.name),
+            app_version: Rc::clone(&self.words.empty),
+            workload_version: version,
+            task_type: None,
+            object_type: Rc::clone(&self.words.workload),
+            metadata: Rc::clone(&self.metadata),
+            overlay,
+        });
+        let pre_run = |d| self.run(Phase::WorkloadPre, w.doc, d, Rc::clone(&context), None);
+        let post_run = |d| self.run(Phase::WorkloadPost, w.doc, d, Rc::clone(&context), None);
         for (i, d) in w.pre_tasks.iter().enumerate() {
             runs.push(in_order(pre_run(d), seq, i));
         }
