@@ -741,7 +741,7 @@ fn resolve_runtime<'d>(
         lang,
         params: spec.parameters.iter().cloned().collect(),
         secret: spec.secret.as_deref().cloned(),
-        cmd: spec.cmd_parameters.clone(),
+        cmd: spec.cmd_parameters.to_string(),
         config_map: None,
         url: None,
         uses: Vec::new(),
@@ -854,7 +854,7 @@ fn merge_parent<'d>(r: &mut Resolved<'d>, plang: Lang, pspec: &RuntimeSpec<'d>) 
         r.secret = pspec.secret.as_deref().cloned();
     }
     if r.cmd.is_empty() {
-        r.cmd = pspec.cmd_parameters.clone();
+        r.cmd = pspec.cmd_parameters.to_string();
     }
     r.lang = plang;
     parent_secret

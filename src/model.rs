@@ -76,9 +76,10 @@ pub struct RuntimeSpec<'d> {
     pub config_map: Option<Box<Spanned<String>>>,
     pub function_ref: Option<Box<Spanned<String>>>,
     /// `parameters.map`, sorted by key: a map's tree node per definition cost half a kilobyte.
-    pub parameters: Vec<(Cow<'d, str>, Cow<'d, str>)>,
+    /// Boxed slices, as is `cmd_parameters`: held for the whole render, never grown.
+    pub parameters: Box<[(Cow<'d, str>, Cow<'d, str>)]>,
     pub secret: Option<Box<Spanned<String>>>,
-    pub cmd_parameters: String,
+    pub cmd_parameters: Box<str>,
     /// `spec.deno`, `spec.python` or `spec.function`.
     pub field: &'static str,
     pub pos: Pos,
@@ -425,7 +426,8 @@ fn read_runtime<'d>(
         cmd_parameters: node
             .get("cmdParameters")
             .and_then(scalar_string)
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into_boxed_str(),
         field,
         pos: node.pos,
     }
