@@ -191,7 +191,8 @@ impl<'a, 'd> Index<'a, 'd> {
 pub struct Rendered {
     pub phase: Phase,
     pub namespace: Option<String>,
-    pub job_name: String,
+    /// Boxed: held for every Job while the stream is written, never grown.
+    pub job_name: Box<str>,
 }
 
 /// What a rendered task's Job needs before it starts; apart from [`Rendered`] because it only
@@ -259,7 +260,7 @@ pub fn render_task<'d>(
     let rendered = Rendered {
         phase: run.phase,
         namespace: run.namespace.clone(),
-        job_name,
+        job_name: job_name.into_boxed_str(),
     };
     let needs = Needs {
         phase: run.phase,
@@ -279,7 +280,7 @@ pub fn job_text(run: &TaskRun<'_>, index: &Index<'_, '_>, rendered: &Rendered) -
     // name; for the tasks the operator would create, the Job stands in for the KeptnTask.
     let task_name = match run.hand {
         Some(t) => &*t.doc.name,
-        None => rendered.job_name.as_str(),
+        None => &*rendered.job_name,
     };
     let job = named(
         built.job,

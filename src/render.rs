@@ -538,7 +538,7 @@ impl Rendering<'_> {
             Body::Record(r) => Cow::Owned(yaml::emit(&r.object)),
             Body::SyncGate(g) => {
                 let names = g.post.iter().map(|p| match *p {
-                    PostJob::Task(i) => self.generated.jobs[i].1.job_name.as_str(),
+                    PostJob::Task(i) => &*self.generated.jobs[i].1.job_name,
                     PostJob::Evaluation(i) => self.generated.evaluations[i].name.as_str(),
                 });
                 let wave = self.index.placement.record_wave();
@@ -1418,7 +1418,7 @@ fn task_records(
         (
             &runs[*run],
             &r.namespace,
-            r.job_name.as_str(),
+            &*r.job_name,
             r.phase,
             false,
         )
