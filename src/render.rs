@@ -529,7 +529,7 @@ impl Rendering<'_> {
 
     fn text<'s>(&'s self, item: &'s Placed<'_>) -> Cow<'s, str> {
         match &item.body {
-            Body::Input(_, text) => Cow::Borrowed(text),
+            Body::Input(d) => input_text(d),
             Body::Moved(d, phase) => {
                 let placement = self.index.placement;
                 let obj = placement.ready_before(d, *phase).expect("it was moved");
@@ -1414,15 +1414,9 @@ fn task_records(
     // The record object without its tasks, and the tasks in record order.
     type Draft<'r> = (Value, Vec<((usize, bool), &'r str, Value)>);
     let mut drafts: BTreeMap<(Option<String>, String), Draft<'_>> = BTreeMap::new();
-    let tasks = jobs.iter().map(|(run, r)| {
-        (
-            &runs[*run],
-            &r.namespace,
-            &*r.job_name,
-            r.phase,
-            false,
-        )
-    });
+    let tasks = jobs
+        .iter()
+        .map(|(run, r)| (&runs[*run], &r.namespace, &*r.job_name, r.phase, false));
     let evals = evaluations.iter().map(|(run, e)| {
         (
             &eval_runs[*run],
@@ -1604,8 +1598,8 @@ struct Placed<'r> {
 
 /// What an output document's text is made from.
 enum Body<'r> {
-    /// An input object with its text: its own, or re-emitted when it had to change.
-    Input(&'r Doc<'r>, Cow<'r, str>),
+    /// An input object, written as its own text ([`input_text`]).
+    Input(&'r Doc<'r>),
     /// An input object a task needs at this phase, moved to exist before it starts
     /// ([`Placement::ready_before`]).
     Moved(&'r Doc<'r>, Phase),
@@ -1665,7 +1659,7 @@ impl Generated<'_> {
             name,
         };
         match body {
-            Body::Input(d, _) | Body::Moved(d, _) => Identity {
+            Body::Input(d) | Body::Moved(d, _) => Identity {
                 kind: &d.kind,
                 api_group: d.group(),
                 namespace: d.namespace.as_deref(),
@@ -1699,7 +1693,7 @@ impl Generated<'_> {
             .cmp(&(b.group, b.rank))
             .then_with(|| self.sort_key(a).cmp(&self.sort_key(b)))
             .then_with(|| match (&a.body, &b.body) {
-                (Body::Input(_, x), Body::Input(_, y)) => x.cmp(y),
+                (Body::Input(x), Body::Input(y)) => input_text(x).cmp(&input_text(y)),
                 _ => std::cmp::Ordering::Equal,
             })
     }
@@ -1846,8 +1840,18 @@ fn input_document<'r>(
             body: Body::Moved(d, *phase),
         };
     }
-    let text = match d.raw {
-        // Verbatim: even trailing blank lines can be data (a `|+` block scalar).
+    Placed {
+        group: 2,
+        rank: kind_rank(&d.kind),
+        body: Body::Input(d),
+    }
+}
+
+/// An input object's own text, ending in a newline: verbatim (even trailing blank lines can
+/// be data, in a `|+` block scalar), or emitted from its tree when it has no text of its own
+/// (an item of a `kind: List`). Made as it is written, so that the output list holds none.
+fn input_text<'r>(d: &'r Doc<'r>) -> Cow<'r, str> {
+    match d.raw {
         Some(raw) if !raw.trim().is_empty() => {
             if raw.ends_with('\n') {
                 Cow::Borrowed(raw)
@@ -1856,11 +1860,6 @@ fn input_document<'r>(
             }
         }
         _ => Cow::Owned(yaml::emit(&d.root.to_json())),
-    };
-    Placed {
-        group: 2,
-        rank: kind_rank(&d.kind),
-        body: Body::Input(d, text),
     }
 }
 
