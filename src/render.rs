@@ -955,24 +955,7 @@ fn plan_app<'d>(
     if let Some(a) = parts.app {
         check_app_workloads(a, parts.wls, diags);
     }
-    let plan = AppPlan {
-        name: app_name.as_str().into(),
-        lookup_namespace: lookup_ns.clone(),
-        namespace: app_namespace(parts),
-        version: version.into(),
-        spec: parts.app.map(|a| Rc::clone(&a.spec_json)),
-        metadata: parts
-            .ctx
-            .map(|c| Rc::clone(&c.metadata))
-            .unwrap_or_default(),
-        object_type: opts.profile.app_object_type.into(),
-        words: Words::new(),
-        context: Rc::default(),
-    };
-    let plan = AppPlan {
-        context: Rc::new(plan.app_context()),
-        ..plan
-    };
+    let plan = AppPlan::new((lookup_ns, app_name), version, parts, opts);
     let Some((pre, post, list_doc)) = app_task_lists(app_name, parts, diags) else {
         return;
     };
@@ -1211,9 +1194,8 @@ struct AppPlan {
     spec: Option<Rc<str>>,
     /// The KeptnAppContext's metadata, shared by every run's context.
     metadata: Rc<document::Pairs>,
-    object_type: Rc<str>,
     words: Words,
-    /// Shared by the app-level runs ([`AppPlan::app_context`]).
+    /// Shared by the app-level runs.
     context: Rc<SharedContext>,
 }
 
@@ -1233,6 +1215,42 @@ impl Words {
 }
 
 impl AppPlan {
+    fn new(
+        (lookup_ns, app_name): (&str, &str),
+        version: String,
+        parts: &AppParts<'_, '_>,
+        opts: &Options,
+    ) -> Self {
+        let words = Words::new();
+        let metadata: Rc<document::Pairs> = parts
+            .ctx
+            .map(|c| Rc::clone(&c.metadata))
+            .unwrap_or_default();
+        let (name, version): (Rc<str>, Rc<str>) = (app_name.into(), version.into());
+        let object_type: Rc<str> = opts.profile.app_object_type.into();
+        // Every app-level run of the app version shares it (their phase gives the task type).
+        let context = Rc::new(SharedContext {
+            workload_name: Rc::clone(&words.empty),
+            app_name: Rc::clone(&name),
+            app_version: Rc::clone(&version),
+            workload_version: Rc::clone(&words.empty),
+            task_type: None,
+            object_type,
+            metadata: Rc::clone(&metadata),
+            overlay: None,
+        });
+        AppPlan {
+            name,
+            lookup_namespace: lookup_ns.to_string(),
+            namespace: app_namespace(parts),
+            version,
+            spec: parts.app.map(|a| Rc::clone(&a.spec_json)),
+            metadata,
+            words,
+            context,
+        }
+    }
+
     fn run<'d>(
         &self,
         phase: Phase,
@@ -1260,21 +1278,6 @@ impl AppPlan {
     fn app_run<'d>(&self, phase: Phase, source: &'d Doc<'d>, def: &Named) -> TaskRun<'d> {
         let context = Rc::clone(&self.context);
         self.run(phase, source, def, context, self.spec.clone())
-    }
-
-    /// The context of every app-level run of the app version (their phase gives the task
-    /// type).
-    fn app_context(&self) -> SharedContext {
-        SharedContext {
-            workload_name: Rc::clone(&self.words.empty),
-            app_name: Rc::clone(&self.name),
-            app_version: Rc::clone(&self.version),
-            workload_version: Rc::clone(&self.words.empty),
-            task_type: None,
-            object_type: Rc::clone(&self.object_type),
-            metadata: Rc::clone(&self.metadata),
-            overlay: None,
-        }
     }
 
     /// A workload's pre and post runs: their context names the workload and carries the
