@@ -62,14 +62,19 @@ impl<'f> Linter<'f> {
         }
     }
 
-    /// The file (borrowed from the input when it is one of its files) and the object, for
-    /// findings made once the object is gone.
-    fn origin(&self, doc: &Doc<'_>) -> (Cow<'f, str>, String) {
+    /// The object, for findings made once it is gone: its file (borrowed from the input when
+    /// it is one of its files), at the object itself.
+    fn origin(&self, doc: &Doc<'_>) -> Origin<'f> {
         let file = match self.texts.get_key_value(doc.file) {
             Some((&path, _)) => Cow::Borrowed(path),
             None => Cow::Owned(doc.file.to_string()),
         };
-        (file, doc.display())
+        Origin {
+            file,
+            pos: doc.root.pos,
+            object: doc.display(),
+            field: None,
+        }
     }
 
     fn finish(mut self) -> Vec<Diagnostic> {
@@ -432,7 +437,7 @@ impl<'f> SecretUse<'f> {
     fn definition(
         &mut self,
         doc: &Doc<'_>,
-        origin: (Cow<'f, str>, String),
+        origin: Origin<'f>,
         text: Option<&[&str]>,
         opts: &Options,
     ) {
@@ -456,12 +461,7 @@ impl<'f> SecretUse<'f> {
             let code = runtime
                 .path(&["inline", "code"])
                 .and_then(|c| c.as_str().map(|src| code_facts(src, python, c.pos, text)));
-            let template = Origin {
-                file: origin.0,
-                pos: doc.root.pos,
-                object: origin.1,
-                field: None,
-            };
+            let template = origin;
             let ns = doc.effective_namespace(opts.namespace.as_deref());
             self.definitions.insert(
                 (ns, doc.name.to_string()),
@@ -482,7 +482,7 @@ impl<'f> SecretUse<'f> {
     fn config_map(
         &mut self,
         doc: &Doc<'_>,
-        origin: (Cow<'f, str>, String),
+        origin: Origin<'f>,
         text: Option<&[&str]>,
         opts: &Options,
     ) {
@@ -491,10 +491,9 @@ impl<'f> SecretUse<'f> {
         };
         let Some(src) = code.as_str() else { return };
         let template = Origin {
-            file: origin.0,
             pos: code.pos,
-            object: origin.1,
             field: Some("data.code"),
+            ..origin
         };
         let ns = doc.effective_namespace(opts.namespace.as_deref());
         self.config_maps.insert(

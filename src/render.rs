@@ -405,23 +405,22 @@ fn listed_names(
             .sum::<usize>();
         tasks + a.pre_evaluations.len() + a.post_evaluations.len()
     });
+    let lengths = |lists: [&Vec<Named>; 4]| lists.iter().map(|l| l.len()).sum::<usize>();
     let contexts = contexts.values().map(|c| {
-        let lists = [
+        lengths([
             &c.pre_tasks,
             &c.post_tasks,
             &c.pre_evaluations,
             &c.post_evaluations,
-        ];
-        lists.iter().map(|l| l.len()).sum::<usize>()
+        ])
     });
     let workloads = workloads.iter().map(|w| {
-        let lists = [
+        lengths([
             &w.pre_tasks,
             &w.post_tasks,
             &w.pre_evaluations,
             &w.post_evaluations,
-        ];
-        lists.iter().map(|l| l.len()).sum::<usize>()
+        ])
     });
     apps.chain(contexts).chain(workloads).sum()
 }
