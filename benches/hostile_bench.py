@@ -6,7 +6,9 @@
 
 For every family of input that once cost more than its size (alias bombs, merge-key bombs, deep
 nesting through aliases, maps of many keys, many anchors, many empty documents, long unknown
-field names for did-you-mean, many findings in `check`'s human format, a huge honest ConfigMap),
+field names for did-you-mean, many unknown task names and many contexts of missing apps (one
+did-you-mean each, among all the names), many findings in `check`'s human format, a huge honest
+ConfigMap),
 it writes inputs of growing size and runs `render` and `check` on each, printing wall time, peak
 RSS (from wait4, this process only) and RSS per input byte. Bounded means: time and memory grow
 at most linearly with the input, whatever its shape. It prints figures, not a verdict (exit 0
@@ -66,6 +68,28 @@ def deep_alias(i: int) -> str:
     return "---\n" + CM.format(name=f"deep{i}").replace("data:", "x:") + "\n".join(lines) + "\n"
 
 
+def unknown_task(i: int) -> str:
+    """A definition, and an app whose context lists a typo of its name: each finding's
+    did-you-mean is compared with every definition."""
+    return (
+        "---\n" + TASK.format(name=f"def{i}") + "---\napiVersion: lifecycle.keptn.sh/v1beta1\nkind: KeptnApp\n"
+        f"metadata:\n  name: app{i}\nspec:\n  version: '1'\n  workloads: []\n"
+        "---\napiVersion: lifecycle.keptn.sh/v1\nkind: KeptnAppContext\n"
+        f"metadata:\n  name: app{i}\nspec:\n  preDeploymentTasks: [xdef{i}]\n"
+    )
+
+
+def orphan_context(i: int) -> str:
+    """A KeptnApp, and a context for an app one letter off that has none: each context's
+    did-you-mean is compared with every app."""
+    return (
+        "---\napiVersion: lifecycle.keptn.sh/v1beta1\nkind: KeptnApp\n"
+        f"metadata:\n  name: app{i}\nspec:\n  version: '1'\n  workloads: []\n"
+        "---\napiVersion: lifecycle.keptn.sh/v1\nkind: KeptnAppContext\n"
+        f"metadata:\n  name: apq{i}\nspec:\n  preDeploymentTasks: [t]\n"
+    )
+
+
 def repeat(unit, size: int) -> str:
     parts, total, i = [], 0, 0
     while total < size:
@@ -96,6 +120,8 @@ FAMILIES = {
     "many findings": lambda n: repeat(
         lambda i: "---\n" + TASK.format(name=f"t{i}") + f"  secureParamters: {{secret: s{i}}}\n", n
     ),
+    "unknown task names": lambda n: repeat(unknown_task, n),
+    "contexts of apps that are not there": lambda n: repeat(orphan_context, n),
     "honest big ConfigMap": lambda n: one_map(n, lambda i: f"  key-{i}: \"{'v' * 60}\"\n"),
 }
 

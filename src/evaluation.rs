@@ -84,6 +84,8 @@ pub struct Catalog<'d> {
     pub definitions: ByName<'d, EvaluationDefinition<'d>>,
     pub metrics: ByName<'d, Metric<'d>>,
     pub providers: ByName<'d, Provider<'d>>,
+    /// What the did-you-means of missing names may still compare.
+    pub suggestions: crate::suggest::Budget,
 }
 
 impl<'d> Catalog<'d> {
@@ -487,14 +489,9 @@ impl<'d> Catalog<'d> {
                     .get(metric_ns, &o.name.value)
                     .or_else(|| self.metrics.get(fallback?, &o.name.value));
                 let Some(metric) = metric else {
-                    let names = self.metrics.names_in(metric_ns);
-                    diags.push(not_found(
-                        def.doc,
-                        &o.name,
-                        "KeptnMetric",
-                        metric_ns,
-                        &names,
-                    ));
+                    let names = || self.metrics.names_in(metric_ns);
+                    let near = self.suggestions.closest(&o.name.value, names);
+                    diags.push(not_found(def.doc, &o.name, "KeptnMetric", metric_ns, near));
                     return None;
                 };
                 if metric.query.trim().is_empty() {
@@ -529,8 +526,10 @@ impl<'d> Catalog<'d> {
             .get(ns, &name.value)
             .or_else(|| self.providers.get(fallback?, &name.value));
         let Some(p) = found else {
-            let names = self.providers.names_in(ns);
-            diags.push(not_found(doc, name, "KeptnMetricsProvider", ns, &names));
+            let near = self
+                .suggestions
+                .closest(&name.value, || self.providers.names_in(ns));
+            diags.push(not_found(doc, name, "KeptnMetricsProvider", ns, near));
             return None;
         };
         if !IMPLEMENTED_PROVIDERS.contains(&p.kind.as_str()) {
@@ -576,36 +575,36 @@ impl<'d> Catalog<'d> {
     }
 
     fn missing_definition(&self, u: &Use<'_, '_>, fallback: Option<&str>) -> Diagnostic {
-        let mut names = self.definitions.names_in(u.namespace);
-        if let Some(f) = fallback.filter(|f| *f != u.namespace) {
-            names.extend(self.definitions.names_in(f));
-        }
-        let mut d = not_found(
-            u.source,
-            u.name,
-            "KeptnEvaluationDefinition",
-            u.namespace,
-            &names,
-        );
+        let names = || {
+            let mut names = self.definitions.names_in(u.namespace);
+            if let Some(f) = fallback.filter(|f| *f != u.namespace) {
+                names.extend(self.definitions.names_in(f));
+            }
+            names
+        };
+        let near = self.suggestions.closest(&u.name.value, names);
+        let kind = "KeptnEvaluationDefinition";
+        let mut d = not_found(u.source, u.name, kind, u.namespace, near);
         d.code = "KLT060";
         d
     }
 }
 
-/// A reference to a missing object, with a did-you-mean from the names of its namespace.
+/// A reference to a missing object, with a did-you-mean (`near`) from the names of its
+/// namespace.
 fn not_found(
     doc: &Doc<'_>,
     wanted: &Spanned<String>,
     kind: &str,
     ns: &str,
-    names: &[&str],
+    near: Option<&str>,
 ) -> Diagnostic {
     let place = if ns.is_empty() {
         "the destination namespace".to_string()
     } else {
         format!("namespace {ns:?}")
     };
-    let help = match crate::suggest::closest(&wanted.value, names.iter().copied()) {
+    let help = match near {
         Some(s) => format!("did you mean \"{s}\"?"),
         None => format!("add the {kind} to the rendered paths, or fix the name"),
     };

@@ -134,6 +134,8 @@ pub struct Index<'a, 'd> {
     /// (see [`Index::code_suffix`]): a Job is built twice (named, then written) and Jobs share
     /// code, and hashing the code was a tenth of building a Job. One short entry per code.
     pub code_suffixes: RefCell<HashMap<usize, String>>,
+    /// What the did-you-means of missing names may still compare.
+    pub suggestions: crate::suggest::Budget,
 }
 
 impl<'a, 'd> Index<'a, 'd> {
@@ -533,14 +535,16 @@ fn named<'a>(
 
 fn missing_definition(run: &TaskRun<'_>, index: &Index<'_, '_>) -> Diagnostic {
     let wanted = &run.definition.value;
-    let names = index.definition_names(&run.lookup_namespace);
     let trimmed = wanted.trim();
-    let suggestion = if trimmed != wanted && names.contains(&trimmed) {
+    let suggestion = if trimmed != wanted
+        && index.definition(&run.lookup_namespace, trimmed).is_some()
+    {
         Some(format!(
             "the name has surrounding spaces; Keptn does not trim task lists, write \"{trimmed}\""
         ))
     } else {
-        crate::suggest::closest(wanted, names.iter().copied())
+        let names = index.definition_names(&run.lookup_namespace);
+        (index.suggestions.closest(wanted, || names.iter().copied()))
             .map(|s| format!("did you mean \"{s}\"?"))
     };
     let ns = namespace_phrase(&run.lookup_namespace);
@@ -786,11 +790,11 @@ fn function_ref_target<'i, 'd>(
 ) -> Option<(&'i TaskDefinition<'d>, Lang, &'i RuntimeSpec<'d>)> {
     let Some(parent) = index.definition(ns, &fref.value) else {
         let names = index.definition_names(ns);
-        let help = crate::suggest::closest(&fref.value, names.iter().copied())
-            .map(|s| format!("did you mean \"{s}\"?"))
-            .unwrap_or_else(|| {
-                "add the referenced KeptnTaskDefinition to the rendered paths".into()
-            });
+        let help = (index
+            .suggestions
+            .closest(&fref.value, || names.iter().copied()))
+        .map(|s| format!("did you mean \"{s}\"?"))
+        .unwrap_or_else(|| "add the referenced KeptnTaskDefinition to the rendered paths".into());
         diags.push(def.doc.diag(
             "KLT014",
             Severity::Error,

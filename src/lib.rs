@@ -20,6 +20,7 @@ pub mod options;
 pub mod plan;
 pub mod render;
 pub mod schema;
+pub mod sort_key;
 pub mod suggest;
 pub mod waves;
 pub mod workload;

@@ -8,7 +8,7 @@
 //! Nothing depends on file names or file order.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use serde_json::{Value, json};
@@ -22,6 +22,7 @@ use crate::model::{
     self, AppContext, HandTask, Named, Phase, SharedContext, Spanned, TaskDefinition,
 };
 use crate::options::{Mode, Options};
+use crate::sort_key;
 use crate::workload::{self, Workload};
 use crate::yaml::{self, Entry, Node, NodeKind};
 
@@ -121,6 +122,7 @@ pub fn render_inspecting<R>(
         placement: &placement,
         names: Default::default(),
         code_suffixes: Default::default(),
+        suggestions: Default::default(),
     };
     // Validated and named now, written later: every error is known before the first byte.
     // Sized to the runs: collected, it doubled past them.
@@ -875,19 +877,54 @@ fn plan_apps<'d>(
     diags: &mut Vec<Diagnostic>,
 ) {
     let by_app = workloads_by_app(workloads, opts.namespace.as_deref());
-    let keys: BTreeSet<&(String, String)> = by_app
-        .keys()
-        .chain(apps.keys())
-        .chain(contexts.keys())
-        .collect();
-    for key in &keys {
+    let found = app_keys(apps, contexts, &by_app);
+    let near = NearApps::new(&found);
+    for app_found in &found {
+        let (key, app, ctx, wls) = *app_found;
         let parts = AppParts {
-            app: apps.get(key).filter(|a| !a.managed_by_keptn),
-            ctx: contexts.get(key),
-            wls: by_app.get(key).map(Vec::as_slice).unwrap_or_default(),
-            near: near_app(key, &keys, &by_app, apps),
+            app: app.filter(|a| !a.managed_by_keptn),
+            ctx,
+            wls,
+            near: near.to(app_found),
         };
         plan_app(key, &parts, opts, runs, diags);
+    }
+}
+
+/// An app key with its KeptnApp, context and workloads, each if any.
+type AppFound<'a, 'd> = (
+    &'a (String, String),
+    Option<&'a model::App<'d>>,
+    Option<&'a AppContext<'d>>,
+    &'a [&'a Workload<'d>],
+);
+
+/// Every app key that has a KeptnApp, a context or workloads, in key order, with what it has:
+/// the three sorted maps walked side by side, not searched for every key.
+fn app_keys<'a, 'd>(
+    apps: &'a BTreeMap<(String, String), model::App<'d>>,
+    contexts: &'a BTreeMap<(String, String), AppContext<'d>>,
+    by_app: &'a BTreeMap<(String, String), Vec<&'a Workload<'d>>>,
+) -> Vec<AppFound<'a, 'd>> {
+    let (mut apps, mut contexts, mut by_app) = (
+        apps.iter().peekable(),
+        contexts.iter().peekable(),
+        by_app.iter().peekable(),
+    );
+    let mut found = Vec::new();
+    loop {
+        let next = [
+            apps.peek().map(|(k, _)| *k),
+            contexts.peek().map(|(k, _)| *k),
+            by_app.peek().map(|(k, _)| *k),
+        ];
+        let Some(key) = next.into_iter().flatten().min() else {
+            return found;
+        };
+        let app = apps.next_if(|(k, _)| *k == key).map(|(_, a)| a);
+        let ctx = contexts.next_if(|(k, _)| *k == key).map(|(_, c)| c);
+        let wls = by_app.next_if(|(k, _)| *k == key).map(|(_, w)| &w[..]);
+        found.push((key, app, ctx, wls.unwrap_or_default()));
     }
 }
 
@@ -902,23 +939,38 @@ struct AppParts<'a, 'd> {
     near: Option<&'a str>,
 }
 
-/// The name of another app in the same lookup namespace, with workloads or a KeptnApp, that
-/// is close to `key`'s name (a typo, or the name with a word added or removed).
-fn near_app<'a>(
-    key: &(String, String),
-    keys: &BTreeSet<&'a (String, String)>,
-    by_app: &BTreeMap<(String, String), Vec<&Workload<'_>>>,
-    apps: &BTreeMap<(String, String), model::App<'_>>,
-) -> Option<&'a str> {
-    if by_app.contains_key(key) || apps.contains_key(key) {
-        return None;
+/// The apps that have workloads or a KeptnApp, by lookup namespace: what an app that has
+/// only a context may have meant. Listed once: listing them again for every such app made
+/// many of them quadratic.
+struct NearApps<'a> {
+    real: BTreeMap<&'a str, Vec<&'a str>>,
+    suggestions: crate::suggest::Budget,
+}
+
+impl<'a> NearApps<'a> {
+    fn new(found: &[AppFound<'a, '_>]) -> Self {
+        let mut real: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (k, app, _, wls) in found {
+            if app.is_some() || !wls.is_empty() {
+                real.entry(&k.0).or_default().push(&k.1);
+            }
+        }
+        NearApps {
+            real,
+            suggestions: Default::default(),
+        }
     }
-    let others = keys
-        .iter()
-        .filter(|k| k.0 == key.0 && k.1 != key.1)
-        .filter(|k| by_app.contains_key(**k) || apps.contains_key(**k))
-        .map(|k| k.1.as_str());
-    crate::suggest::closest(&key.1, others)
+
+    /// The name of another app in the lookup namespace, with workloads or a KeptnApp, that
+    /// is close to this app's name (a typo, or the name with a word added or removed); none
+    /// for an app that has workloads or a KeptnApp itself.
+    fn to(&self, &((ns, name), app, _, wls): &AppFound<'_, '_>) -> Option<&'a str> {
+        if app.is_some() || !wls.is_empty() {
+            return None;
+        }
+        let real = self.real.get(ns.as_str())?;
+        self.suggestions.closest(name, || real.iter().copied())
+    }
 }
 
 /// Workloads by app key, each app's in Keptn name order.
@@ -1595,6 +1647,9 @@ type SharedConfigMap<'r> = (Phase, job::GeneratedConfigMap<'r>, Vec<usize>);
 struct Placed<'r> {
     group: u8,
     rank: u8,
+    /// An input object's place among the input objects in output order ([`input_ranks`]);
+    /// 0 for generated ones, which are ordered by their index.
+    seq: u32,
     body: Body<'r>,
 }
 
@@ -1693,10 +1748,15 @@ impl Generated<'_> {
         // the names are looked up.
         (a.group, a.rank)
             .cmp(&(b.group, b.rank))
-            .then_with(|| self.sort_key(a).cmp(&self.sort_key(b)))
             .then_with(|| match (&a.body, &b.body) {
-                (Body::Input(x), Body::Input(y)) => input_text(x).cmp(&input_text(y)),
-                _ => std::cmp::Ordering::Equal,
+                // The Jobs and ConfigMaps are listed in output order already (`output_keys`),
+                // one per name, and the input objects are ranked: all but a few comparisons
+                // end here, without reading a name.
+                (Body::Job(i), Body::Job(j)) | (Body::ConfigMap(i), Body::ConfigMap(j)) => i.cmp(j),
+                (Body::Input(_) | Body::Moved(..), Body::Input(_) | Body::Moved(..)) => {
+                    a.seq.cmp(&b.seq)
+                }
+                _ => self.sort_key(a).cmp(&self.sort_key(b)),
             })
     }
 
@@ -1734,10 +1794,12 @@ fn assemble<'r>(
     let mut out: Vec<Placed<'r>> = Vec::with_capacity(
         passthrough.len() + config_maps.len() + last.len() + jobs.len() + evaluations.len(),
     );
+    let ranks = input_ranks(passthrough);
     out.extend(
         passthrough
             .iter()
-            .map(|d| input_document(d, &used, placement, opts)),
+            .zip(ranks)
+            .map(|(d, seq)| input_document(d, seq, &used, placement, opts)),
     );
     drop(used);
     drop(uses);
@@ -1770,7 +1832,27 @@ fn assemble<'r>(
 }
 
 fn generated(group: u8, rank: u8, body: Body<'_>) -> Placed<'_> {
-    Placed { group, rank, body }
+    Placed {
+        group,
+        rank,
+        seq: 0,
+        body,
+    }
+}
+
+/// Each input object's place in output order among the input objects: by kind, API group,
+/// namespace and name, and objects equal in all of these by their text.
+fn input_ranks(passthrough: &[&Doc<'_>]) -> Vec<u32> {
+    let keys = sort_key::Packed::new(passthrough.iter().map(|d| {
+        let fields = [
+            &d.kind,
+            d.group(),
+            d.namespace.as_deref().unwrap_or(""),
+            &d.name,
+        ];
+        fields.map(str::as_bytes)
+    }));
+    keys.ranks(|a, b| input_text(passthrough[a]).cmp(&input_text(passthrough[b])))
 }
 
 /// What follows the post-deployment Jobs: the records, or in waves mode the sync gates.
@@ -1823,6 +1905,7 @@ fn used_inputs<'a>(uses: &'a [(Phase, (&'static str, String, String))]) -> Used<
 
 fn input_document<'r>(
     d: &'r Doc<'r>,
+    seq: u32,
     used: &Used<'_>,
     placement: &Placement,
     opts: &Options,
@@ -1835,17 +1918,15 @@ fn input_document<'r>(
     // A moved object is emitted again only as it is written: its text held until then
     // weighed as much as the object itself.
     let moved = needed_by.filter(|phase| placement.ready_before(d, **phase).is_some());
-    if let Some(phase) = moved {
-        return Placed {
-            group: 2,
-            rank: kind_rank(&d.kind),
-            body: Body::Moved(d, *phase),
-        };
-    }
+    let body = match moved {
+        Some(phase) => Body::Moved(d, *phase),
+        None => Body::Input(d),
+    };
     Placed {
         group: 2,
         rank: kind_rank(&d.kind),
-        body: Body::Input(d),
+        seq,
+        body,
     }
 }
 
@@ -1869,13 +1950,28 @@ fn input_text<'r>(d: &'r Doc<'r>) -> Cow<'r, str> {
 /// names are not copied into keys.
 type Jobs = Vec<(usize, job::Rendered)>;
 
+/// Generated objects' keys in output order among their kind ([`Generated::order`]: namespace
+/// as written, `""` when none, then name), with the rare `namespace: ""` after no namespace.
+/// Lists sorted by them need no name lookups to be ordered in the output: their indices are.
+fn output_keys<'a, I>(objects: I) -> sort_key::Packed
+where
+    I: ExactSizeIterator<Item = (&'a Option<String>, &'a str)> + Clone,
+{
+    sort_key::Packed::new(objects.map(|(namespace, name)| {
+        let ns = namespace.as_deref().unwrap_or("");
+        let written: &[u8] = if namespace.is_some() { b"1" } else { b"" };
+        [ns.as_bytes(), name.as_bytes(), written]
+    }))
+}
+
 /// Of Jobs of equal name the first run stays, as a map's first insert did: the run index
 /// breaks ties, so an in-place sort does what a stable one did without its n-element
 /// scratch buffer (the render's peak was this sort).
 fn sorted_jobs(mut jobs: Jobs) -> Jobs {
-    jobs.sort_unstable_by(|(i, a), (j, b)| {
-        (&a.namespace, &a.job_name, i).cmp(&(&b.namespace, &b.job_name, j))
-    });
+    let keys = output_keys(jobs.iter().map(|(_, r)| (&r.namespace, &*r.job_name)));
+    let ranks = keys.ranks(|a, b| jobs[a].0.cmp(&jobs[b].0));
+    drop(keys);
+    sort_key::arrange(&mut jobs, ranks);
     jobs.dedup_by(|(_, b), (_, a)| (&a.namespace, &a.job_name) == (&b.namespace, &b.job_name));
     jobs
 }
@@ -1909,9 +2005,14 @@ fn config_maps_and_uses<'r>(
 fn shared_config_maps(
     mut generated: Vec<(usize, Phase, job::GeneratedConfigMap<'_>)>,
 ) -> Vec<SharedConfigMap<'_>> {
-    generated.sort_unstable_by(|(i, _, a), (j, _, b)| {
-        (&a.namespace, &a.name, i).cmp(&(&b.namespace, &b.name, j))
-    });
+    let keys = output_keys(
+        generated
+            .iter()
+            .map(|(_, _, cm)| (&cm.namespace, &*cm.name)),
+    );
+    let ranks = keys.ranks(|a, b| generated[a].0.cmp(&generated[b].0));
+    drop(keys);
+    sort_key::arrange(&mut generated, ranks);
     let mut shared: Vec<SharedConfigMap<'_>> = Vec::new();
     for (run, phase, cm) in generated {
         match shared.last_mut() {

@@ -11,6 +11,60 @@ pub const MAX_LEN: usize = 256;
 /// yet compared.
 pub const MAX_COMPARED: usize = 10_000;
 
+/// Candidates one [`Budget`] lets a stage compare, over all of its suggestions: a stage that
+/// reports a finding per object and suggests from the names of every object was quadratic
+/// (3,000 unknown task names among 3,000 definitions took 1.3 s, and ten times as many two
+/// minutes). A million short comparisons take about a tenth of a second; an honest repository
+/// makes a few hundred.
+pub const STAGE_BUDGET: usize = 1_000_000;
+
+/// What is left of a stage's [`STAGE_BUDGET`]. Once it is spent, findings get no suggestion,
+/// the same for the same input: the stages report in input order.
+#[derive(Debug)]
+pub struct Budget {
+    left: std::cell::Cell<usize>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget::new(STAGE_BUDGET)
+    }
+}
+
+impl Budget {
+    pub fn new(candidates: usize) -> Self {
+        Budget {
+            left: std::cell::Cell::new(candidates),
+        }
+    }
+
+    /// [`closest`], with the candidates listed only while some budget is left, each one
+    /// counted. A suggestion that would spend more than is left is not made: the best
+    /// candidate might be among those not compared.
+    pub fn closest<'a, I, S>(&self, wanted: &str, candidates: impl FnOnce() -> I) -> Option<&'a str>
+    where
+        I: IntoIterator<Item = &'a S>,
+        S: AsRef<str> + ?Sized + 'a,
+    {
+        let left = self.left.get();
+        if left == 0 {
+            return None;
+        }
+        let seen = std::cell::Cell::new(0usize);
+        let counted = candidates()
+            .into_iter()
+            .take(left.saturating_add(1))
+            .inspect(|_| seen.set(seen.get() + 1));
+        let found = closest(wanted, counted);
+        if seen.get() > left {
+            self.left.set(0);
+            return None;
+        }
+        self.left.set(left - seen.get());
+        found
+    }
+}
+
 /// The candidate closest to `wanted`: a case-insensitive match, else the nearest within two
 /// edits (three for names of twelve characters or more), else a candidate that differs from
 /// the name by whole words at its start or end (`smoke` and `smoke-test`, `inline` and
@@ -197,6 +251,29 @@ fn bounded_levenshtein<A, B>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_budget_counts_every_candidate_and_refuses_past_its_end() {
+        let names = ["notify-slack", "pre-check", "deploy-gate"];
+        let budget = Budget::new(7);
+        assert_eq!(
+            budget.closest("notify-slak", || names),
+            Some("notify-slack")
+        );
+        assert_eq!(budget.closest("pre-chek", || names), Some("pre-check"));
+        // One left, three to compare: no suggestion, and none after, not even from one name.
+        assert_eq!(budget.closest("deploy-gat", || names), None);
+        let listed = std::cell::Cell::new(false);
+        let none = budget.closest("deploy-gat", || {
+            listed.set(true);
+            ["deploy-gate"]
+        });
+        assert_eq!((none, listed.get()), (None, false));
+        // Exactly what is left is enough.
+        let exact = Budget::new(3);
+        assert_eq!(exact.closest("deploy-gat", || names), Some("deploy-gate"));
+        assert_eq!(exact.closest("deploy-gat", || names), None);
+    }
 
     #[test]
     fn suggests_typos_only() {

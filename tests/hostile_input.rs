@@ -463,3 +463,40 @@ fn very_long_names_get_no_suggestion_and_return() {
         assert!(!out.contains("did you mean"), "{args:?}");
     }
 }
+
+/// An app with a KeptnApp and a context that lists one task, `task`, for apps `0..n`.
+fn apps_listing(n: usize, task: impl Fn(usize) -> String) -> String {
+    let mut text = String::new();
+    for i in 0..n {
+        text.push_str(&format!(
+            "---\napiVersion: lifecycle.keptn.sh/v1\nkind: KeptnTaskDefinition\nmetadata:\n  name: def{i}\nspec:\n  container:\n    name: c\n    image: busybox:1\n"
+        ));
+        text.push_str(&format!(
+            "---\napiVersion: lifecycle.keptn.sh/v1beta1\nkind: KeptnApp\nmetadata:\n  name: app{i}\nspec:\n  version: \"1\"\n  workloads: []\n---\napiVersion: lifecycle.keptn.sh/v1\nkind: KeptnAppContext\nmetadata:\n  name: app{i}\nspec:\n  preDeploymentTasks: [{}]\n",
+            task(i)
+        ));
+    }
+    text
+}
+
+#[test]
+fn suggestions_stop_when_their_budget_is_spent() {
+    // Every unknown name is one edit from a definition, and every suggestion compares all
+    // of them: unbounded, n findings among n definitions are n^2 comparisons.
+    let n = 1_500;
+    let dir = scratch(
+        "suggestion-budget",
+        &[("all.yaml", apps_listing(n, |i| format!("xdef{i}")))],
+    );
+    let run = klt(&dir, &["render", "."], None);
+    assert_eq!(run.code, 2, "{}", &run.stderr[..run.stderr.len().min(2000)]);
+    assert!(run.stdout.is_empty());
+    let findings = run.stderr.matches("error[KLT020]").count();
+    let suggested = run.stderr.matches("did you mean \"def").count();
+    assert_eq!(findings, n);
+    // Each suggestion counts the n definitions it compares, out of one budget per stage.
+    assert_eq!(suggested, klt_render::suggest::STAGE_BUDGET / n);
+    // Past the budget a finding still says what to do.
+    let plain = "add the KeptnTaskDefinition to the rendered paths, or fix the name";
+    assert_eq!(run.stderr.matches(plain).count(), n - suggested);
+}
