@@ -4,6 +4,7 @@
 //! ordered output documents plus diagnostics. Reading files, the environment and writing
 //! output belong to the adapters in the binary.
 
+pub mod by_app;
 pub mod diag;
 pub mod document;
 pub mod evaluation;

@@ -13,6 +13,7 @@ use std::rc::Rc;
 
 use serde_json::{Value, json};
 
+use crate::by_app::{AppKey, ByApp};
 use crate::diag::{Diagnostic, Severity};
 use crate::document::{self, Doc, SourceFile};
 use crate::evaluation::{self, Catalog};
@@ -259,8 +260,9 @@ struct Inputs<'d> {
     definitions: job::ByName<'d, Box<TaskDefinition<'d>>>,
     config_maps: job::ByName<'d, &'d Doc<'d>>,
     secrets: job::ByName<'d, &'d Doc<'d>>,
-    apps: BTreeMap<(String, String), model::App<'d>>,
-    contexts: BTreeMap<(String, String), AppContext<'d>>,
+    /// KeptnApps and contexts by app key, in input order ([`ByApp`] sorts them once).
+    apps: Vec<(AppKey, Box<model::App<'d>>)>,
+    contexts: Vec<(AppKey, Box<AppContext<'d>>)>,
     hand_tasks: Vec<HandTask<'d>>,
     evaluations: Catalog<'d>,
     workloads: Vec<Workload<'d>>,
@@ -281,12 +283,17 @@ impl<'d> Inputs<'d> {
             doc: &docs[i],
             keys,
         });
+        // Lists sized once: the room a doubling leaves stays in the heap through the peak.
+        let count =
+            |kind: fn(&KeptnRead<'_>) -> bool| loaded.keptn.iter().filter(|(_, r)| kind(r)).count();
         let mut inputs = Inputs {
             workloads: workloads.collect(),
             passthrough: Vec::with_capacity(match opts.keep_keptn {
                 true => docs.len(),
                 false => docs.len() - loaded.keptn.len(),
             }),
+            apps: Vec::with_capacity(count(|r| matches!(r, KeptnRead::App(_)))),
+            contexts: Vec::with_capacity(count(|r| matches!(r, KeptnRead::Context(_)))),
             ..Inputs::default()
         };
         let mut keptn = loaded.keptn.into_iter().peekable();
@@ -332,11 +339,15 @@ impl<'d> Inputs<'d> {
             }
             KeptnRead::App(app) => {
                 let key = (key.0, key.1.into_owned());
-                self.apps.insert(key, model::App { doc, ..*app });
+                let mut app = app;
+                app.doc = doc;
+                self.apps.push((key, app));
             }
             KeptnRead::Context(ctx) => {
                 let key = (key.0, key.1.into_owned());
-                self.contexts.insert(key, AppContext { doc, ..*ctx });
+                let mut ctx = ctx;
+                ctx.doc = doc;
+                self.contexts.push((key, ctx));
             }
             KeptnRead::Task(task) => self.hand_tasks.extend(task.map(|t| HandTask { doc, ..*t })),
             KeptnRead::Other => self.read_other(doc, key, opts, diags),
@@ -380,8 +391,8 @@ fn plan_runs<'d>(
     opts: &Options,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<TaskRun<'d>> {
-    let apps = std::mem::take(&mut inputs.apps);
-    let contexts = std::mem::take(&mut inputs.contexts);
+    let apps = ByApp::last_of_each(std::mem::take(&mut inputs.apps));
+    let contexts = ByApp::last_of_each(std::mem::take(&mut inputs.contexts));
     let mut workloads = std::mem::take(&mut inputs.workloads);
     workloads.shrink_to_fit();
     // Sized once, to at most one run per name listed: grown by doubling while the models
@@ -394,8 +405,8 @@ fn plan_runs<'d>(
 
 /// How many task and evaluation names the apps, contexts and workloads list.
 fn listed_names(
-    apps: &BTreeMap<(String, String), model::App<'_>>,
-    contexts: &BTreeMap<(String, String), AppContext<'_>>,
+    apps: &ByApp<Box<model::App<'_>>>,
+    contexts: &ByApp<Box<AppContext<'_>>>,
     workloads: &[Workload<'_>],
 ) -> usize {
     let apps = apps.values().map(|a| {
@@ -869,23 +880,23 @@ fn auto_app_version(wls: &[&Workload<'_>]) -> String {
 /// Task runs of every app: each app key (namespace, name) that has a KeptnApp, a
 /// KeptnAppContext or workloads, in key order.
 fn plan_apps<'d>(
-    apps: &BTreeMap<(String, String), model::App<'d>>,
-    contexts: &BTreeMap<(String, String), AppContext<'d>>,
+    apps: &ByApp<Box<model::App<'d>>>,
+    contexts: &ByApp<Box<AppContext<'d>>>,
     workloads: &[Workload<'d>],
     opts: &Options,
     runs: &mut Vec<TaskRun<'d>>,
     diags: &mut Vec<Diagnostic>,
 ) {
     let by_app = workloads_by_app(workloads, opts.namespace.as_deref());
-    let found = app_keys(apps, contexts, &by_app);
-    let near = NearApps::new(&found);
-    for app_found in &found {
-        let (key, app, ctx, wls) = *app_found;
+    // Walked twice, not collected: the apps that exist are known before the first is planned.
+    let near = NearApps::new(app_keys(apps, contexts, &by_app));
+    for app_found in app_keys(apps, contexts, &by_app) {
+        let (key, app, ctx, wls) = app_found;
         let parts = AppParts {
             app: app.filter(|a| !a.managed_by_keptn),
             ctx,
             wls,
-            near: near.to(app_found),
+            near: near.to(&app_found),
         };
         plan_app(key, &parts, opts, runs, diags);
     }
@@ -893,39 +904,36 @@ fn plan_apps<'d>(
 
 /// An app key with its KeptnApp, context and workloads, each if any.
 type AppFound<'a, 'd> = (
-    &'a (String, String),
+    &'a AppKey,
     Option<&'a model::App<'d>>,
     Option<&'a AppContext<'d>>,
     &'a [&'a Workload<'d>],
 );
 
 /// Every app key that has a KeptnApp, a context or workloads, in key order, with what it has:
-/// the three sorted maps walked side by side, not searched for every key.
+/// the three sorted lists walked side by side, not searched for every key.
 fn app_keys<'a, 'd>(
-    apps: &'a BTreeMap<(String, String), model::App<'d>>,
-    contexts: &'a BTreeMap<(String, String), AppContext<'d>>,
-    by_app: &'a BTreeMap<(String, String), Vec<&'a Workload<'d>>>,
-) -> Vec<AppFound<'a, 'd>> {
+    apps: &'a ByApp<Box<model::App<'d>>>,
+    contexts: &'a ByApp<Box<AppContext<'d>>>,
+    by_app: &'a ByApp<Vec<&'a Workload<'d>>>,
+) -> impl Iterator<Item = AppFound<'a, 'd>> {
     let (mut apps, mut contexts, mut by_app) = (
         apps.iter().peekable(),
         contexts.iter().peekable(),
         by_app.iter().peekable(),
     );
-    let mut found = Vec::new();
-    loop {
+    std::iter::from_fn(move || {
         let next = [
             apps.peek().map(|(k, _)| *k),
             contexts.peek().map(|(k, _)| *k),
             by_app.peek().map(|(k, _)| *k),
         ];
-        let Some(key) = next.into_iter().flatten().min() else {
-            return found;
-        };
-        let app = apps.next_if(|(k, _)| *k == key).map(|(_, a)| a);
-        let ctx = contexts.next_if(|(k, _)| *k == key).map(|(_, c)| c);
+        let key = next.into_iter().flatten().min()?;
+        let app = apps.next_if(|(k, _)| *k == key).map(|(_, a)| &**a);
+        let ctx = contexts.next_if(|(k, _)| *k == key).map(|(_, c)| &**c);
         let wls = by_app.next_if(|(k, _)| *k == key).map(|(_, w)| &w[..]);
-        found.push((key, app, ctx, wls.unwrap_or_default()));
-    }
+        Some((key, app, ctx, wls.unwrap_or_default()))
+    })
 }
 
 /// What one app is made of in the input. A KeptnApp that Keptn manages itself counts as
@@ -948,7 +956,7 @@ struct NearApps<'a> {
 }
 
 impl<'a> NearApps<'a> {
-    fn new(found: &[AppFound<'a, '_>]) -> Self {
+    fn new<'d: 'a>(found: impl Iterator<Item = AppFound<'a, 'd>>) -> Self {
         let mut real: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (k, app, _, wls) in found {
             if app.is_some() || !wls.is_empty() {
@@ -977,14 +985,11 @@ impl<'a> NearApps<'a> {
 fn workloads_by_app<'w, 'd>(
     workloads: &'w [Workload<'d>],
     dest: Option<&str>,
-) -> BTreeMap<(String, String), Vec<&'w Workload<'d>>> {
-    let mut by_app: BTreeMap<(String, String), Vec<&Workload<'d>>> = BTreeMap::new();
-    for w in workloads {
-        by_app
-            .entry((w.doc.effective_namespace(dest), w.app.clone()))
-            .or_default()
-            .push(w);
-    }
+) -> ByApp<Vec<&'w Workload<'d>>> {
+    let keyed = workloads
+        .iter()
+        .map(|w| ((w.doc.effective_namespace(dest), w.app.clone()), w));
+    let mut by_app = ByApp::grouped(keyed.collect());
     for wls in by_app.values_mut() {
         wls.sort_by_key(|w| w.keptn_name());
     }

@@ -4,6 +4,7 @@
 
 mod check;
 mod generate;
+mod heap;
 mod input;
 mod krm;
 mod plan;
@@ -140,6 +141,7 @@ pub(crate) fn options_from(m: &ArgMatches) -> Result<Options, OptionError> {
 }
 
 pub fn main() -> ExitCode {
+    heap::fix_mmap_threshold();
     let matches = command().get_matches();
     let result = match matches.subcommand() {
         Some(("render", m)) => render::run(m),
