@@ -7,8 +7,8 @@
 For every family of input that once cost more than its size (alias bombs, merge-key bombs, deep
 nesting through aliases, maps of many keys, many anchors, many empty documents, long unknown
 field names for did-you-mean, many unknown task names and many contexts of missing apps (one
-did-you-mean each, among all the names), many findings in `check`'s human format, a huge honest
-ConfigMap),
+did-you-mean each, among all the names), many definitions that read SECURE_DATA without a
+secret, many findings in `check`'s human format, a huge honest ConfigMap),
 it writes inputs of growing size and runs `render` and `check` on each, printing wall time, peak
 RSS (from wait4, this process only) and RSS per input byte. Bounded means: time and memory grow
 at most linearly with the input, whatever its shape. It prints figures, not a verdict (exit 0
@@ -90,6 +90,16 @@ def orphan_context(i: int) -> str:
     )
 
 
+def secret_read(i: int) -> str:
+    """A definition whose code reads SECURE_DATA with no secret passed: `check` asks of each
+    one whether any other definition passes it a secret by functionRef."""
+    return (
+        "---\napiVersion: lifecycle.keptn.sh/v1\nkind: KeptnTaskDefinition\n"
+        f"metadata:\n  name: d{i}\nspec:\n  deno:\n    inline:\n"
+        '      code: Deno.env.get("SECURE_DATA")\n'
+    )
+
+
 def repeat(unit, size: int) -> str:
     parts, total, i = [], 0, 0
     while total < size:
@@ -122,6 +132,7 @@ FAMILIES = {
     ),
     "unknown task names": lambda n: repeat(unknown_task, n),
     "contexts of apps that are not there": lambda n: repeat(orphan_context, n),
+    "secret reads without a secret": lambda n: repeat(secret_read, n),
     "honest big ConfigMap": lambda n: one_map(n, lambda i: f"  key-{i}: \"{'v' * 60}\"\n"),
 }
 
