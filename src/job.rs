@@ -533,6 +533,18 @@ fn named<'a>(
     job
 }
 
+/// "did you mean" a definition of lookup namespace `ns`, while the index's suggestion budget
+/// lasts. The names of a namespace are listed (and kept) only then: with a fallback namespace,
+/// each of many namespaces would list all of its definitions.
+fn suggest_definition(index: &Index<'_, '_>, ns: &str, wanted: &str) -> Option<String> {
+    if index.suggestions.spent() {
+        return None;
+    }
+    let names = index.definition_names(ns);
+    let near = index.suggestions.closest(wanted, || names.iter().copied());
+    near.map(|s| format!("did you mean \"{s}\"?"))
+}
+
 fn missing_definition(run: &TaskRun<'_>, index: &Index<'_, '_>) -> Diagnostic {
     let wanted = &run.definition.value;
     let trimmed = wanted.trim();
@@ -543,9 +555,7 @@ fn missing_definition(run: &TaskRun<'_>, index: &Index<'_, '_>) -> Diagnostic {
             "the name has surrounding spaces; Keptn does not trim task lists, write \"{trimmed}\""
         ))
     } else {
-        let names = index.definition_names(&run.lookup_namespace);
-        (index.suggestions.closest(wanted, || names.iter().copied()))
-            .map(|s| format!("did you mean \"{s}\"?"))
+        suggest_definition(index, &run.lookup_namespace, wanted)
     };
     let ns = namespace_phrase(&run.lookup_namespace);
     let help = suggestion.unwrap_or_else(|| {
@@ -789,12 +799,9 @@ fn function_ref_target<'i, 'd>(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<(&'i TaskDefinition<'d>, Lang, &'i RuntimeSpec<'d>)> {
     let Some(parent) = index.definition(ns, &fref.value) else {
-        let names = index.definition_names(ns);
-        let help = (index
-            .suggestions
-            .closest(&fref.value, || names.iter().copied()))
-        .map(|s| format!("did you mean \"{s}\"?"))
-        .unwrap_or_else(|| "add the referenced KeptnTaskDefinition to the rendered paths".into());
+        let help = suggest_definition(index, ns, &fref.value).unwrap_or_else(|| {
+            "add the referenced KeptnTaskDefinition to the rendered paths".into()
+        });
         diags.push(def.doc.diag(
             "KLT014",
             Severity::Error,

@@ -1653,7 +1653,7 @@ struct Placed<'r> {
     group: u8,
     rank: u8,
     /// An input object's place among the input objects in output order ([`input_ranks`]);
-    /// 0 for generated ones, which are ordered by their index.
+    /// 0 for generated objects, ordered by their index in a sorted list or by their names.
     seq: u32,
     body: Body<'r>,
 }
@@ -1970,8 +1970,8 @@ where
 }
 
 /// Of Jobs of equal name the first run stays, as a map's first insert did: the run index
-/// breaks ties, so an in-place sort does what a stable one did without its n-element
-/// scratch buffer (the render's peak was this sort).
+/// breaks ties. Ranked by packed keys and arranged in place: a stable sort's scratch buffer
+/// of n Jobs was once the render's peak, and comparing the Jobs' own names missed the cache.
 fn sorted_jobs(mut jobs: Jobs) -> Jobs {
     let keys = output_keys(jobs.iter().map(|(_, r)| (&r.namespace, &*r.job_name)));
     let ranks = keys.ranks(|a, b| jobs[a].0.cmp(&jobs[b].0));

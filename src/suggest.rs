@@ -38,6 +38,11 @@ impl Budget {
         }
     }
 
+    /// Whether nothing is left: candidates listed now would not be compared.
+    pub fn spent(&self) -> bool {
+        self.left.get() == 0
+    }
+
     /// [`closest`], with the candidates listed only while some budget is left, each one
     /// counted. A suggestion that would spend more than is left is not made: the best
     /// candidate might be among those not compared.
@@ -270,8 +275,10 @@ mod tests {
         });
         assert_eq!((none, listed.get()), (None, false));
         // Exactly what is left is enough.
+        assert!(budget.spent());
         let exact = Budget::new(3);
         assert_eq!(exact.closest("deploy-gat", || names), Some("deploy-gate"));
+        assert!(exact.spent());
         assert_eq!(exact.closest("deploy-gat", || names), None);
     }
 

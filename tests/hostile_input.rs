@@ -464,7 +464,8 @@ fn very_long_names_get_no_suggestion_and_return() {
     }
 }
 
-/// An app with a KeptnApp and a context that lists one task, `task`, for apps `0..n`.
+/// For each `i` in `0..n`: a task definition `def{i}`, and an app `app{i}` (a KeptnApp and a
+/// context) whose context lists one task, `task(i)`.
 fn apps_listing(n: usize, task: impl Fn(usize) -> String) -> String {
     let mut text = String::new();
     for i in 0..n {
