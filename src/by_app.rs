@@ -36,9 +36,7 @@ impl<V> ByApp<V> {
     pub fn grouped(mut items: Vec<(AppKey, V)>) -> ByApp<Vec<V>> {
         let ranks = key_ranks(&items, |a, b| a.cmp(&b));
         sort_key::arrange(&mut items, ranks);
-        // Sized once: the room a doubling leaves stays in the heap through the render's peak.
-        let keys = items.windows(2).filter(|w| w[0].0 != w[1].0).count() + 1;
-        let mut groups: Vec<(AppKey, Vec<V>)> = Vec::with_capacity(keys.min(items.len()));
+        let mut groups: Vec<(AppKey, Vec<V>)> = Vec::new();
         for (key, value) in items {
             match groups.last_mut() {
                 Some((k, values)) if *k == key => values.push(value),

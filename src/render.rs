@@ -283,17 +283,12 @@ impl<'d> Inputs<'d> {
             doc: &docs[i],
             keys,
         });
-        // Lists sized once: the room a doubling leaves stays in the heap through the peak.
-        let count =
-            |kind: fn(&KeptnRead<'_>) -> bool| loaded.keptn.iter().filter(|(_, r)| kind(r)).count();
         let mut inputs = Inputs {
             workloads: workloads.collect(),
             passthrough: Vec::with_capacity(match opts.keep_keptn {
                 true => docs.len(),
                 false => docs.len() - loaded.keptn.len(),
             }),
-            apps: Vec::with_capacity(count(|r| matches!(r, KeptnRead::App(_)))),
-            contexts: Vec::with_capacity(count(|r| matches!(r, KeptnRead::Context(_)))),
             ..Inputs::default()
         };
         let mut keptn = loaded.keptn.into_iter().peekable();
